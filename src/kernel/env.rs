@@ -1,0 +1,45 @@
+//! Where the kernel finds libtorch, its own sources and its caches, and the process
+//! environment that the REPL child and evcxr's cargo inherit.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// libtorch as found at build time (the project's `.libtorch/torch`), unless `LIBTORCH` says
+/// otherwise at run time.
+pub fn libtorch() -> Option<PathBuf> {
+    std::env::var_os("LIBTORCH")
+        .map(PathBuf::from)
+        .or_else(|| option_env!("GLASSBOX_LIBTORCH").map(PathBuf::from))
+}
+
+/// The glassbox sources the REPL depends on (`:dep glassbox = { path = .. }`), unless
+/// `GLASSBOX_SRC` points elsewhere.
+pub fn glassbox_src() -> PathBuf {
+    std::env::var_os("GLASSBOX_SRC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// Root of glassbox's caches: `GLASSBOX_CACHE_DIR`, else the user's cache dir.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("GLASSBOX_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("glassbox")))
+        .unwrap_or_else(|| std::env::temp_dir().join("glassbox-cache"))
+}
+
+/// Sets what the REPL child and the cargo that evcxr runs must inherit. Call once, first
+/// thing in `main`, before any thread exists (setting the environment is not thread-safe).
+pub fn prepare_process() {
+    let Some(libtorch) = libtorch() else { return };
+    // torch-sys's build script reads LIBTORCH when evcxr compiles the library for cells.
+    std::env::set_var("LIBTORCH", &libtorch);
+    // The child is a re-exec of this binary and has our rpath, but a cell's dylib resolves
+    // libtorch on its own; the search path makes that independent of how we were started.
+    let mut path = OsString::from(libtorch.join("lib"));
+    if let Some(old) = std::env::var_os("LD_LIBRARY_PATH").filter(|v| !v.is_empty()) {
+        path.push(":");
+        path.push(old);
+    }
+    std::env::set_var("LD_LIBRARY_PATH", path);
+}

@@ -1,0 +1,11 @@
+//! The Jupyter kernel: protocol ([`wire`], [`connection`], [`server`]), the Rust REPL
+//! ([`repl`]), the execute state machine ([`execute`]) and installation ([`install`]).
+
+pub mod complete;
+pub mod connection;
+pub mod env;
+pub mod execute;
+pub mod install;
+pub mod repl;
+pub mod server;
+pub mod wire;

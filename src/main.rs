@@ -1,0 +1,56 @@
+//! The `glassbox` binary: the Jupyter kernel, its installer, and (through evcxr's runtime
+//! hook) the REPL child process that runs notebook cells.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use glassbox::kernel::{connection, env, install, server};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "glassbox", version, about = "A Jupyter kernel for looking inside deep vision networks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the kernel (Jupyter starts this with a connection file).
+    Kernel {
+        #[arg(long, value_name = "FILE")]
+        connection_file: PathBuf,
+    },
+    /// Install the kernelspec so Jupyter can start glassbox.
+    Install {
+        /// Into the user's Jupyter data directory (the default).
+        #[arg(long, conflicts_with = "prefix")]
+        user: bool,
+        /// Into PREFIX/share/jupyter, e.g. a virtual environment.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    // This binary is also evcxr's child process; in that role the hook runs cells and never
+    // returns, so it must come before anything else.
+    evcxr::runtime_hook();
+    env::prepare_process();
+    match Cli::parse().command {
+        Command::Kernel { connection_file } => {
+            let info = connection::read(&connection_file)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?
+                .block_on(server::run(info))
+        }
+        Command::Install { user: _, prefix } => {
+            let target = prefix.map_or(install::Target::User, install::Target::Prefix);
+            let exe = std::env::current_exe()?.canonicalize()?;
+            let dir = install::install(&target, &exe)?;
+            println!("installed the glassbox kernelspec in {}", dir.display());
+            Ok(())
+        }
+    }
+}

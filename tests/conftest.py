@@ -1,0 +1,87 @@
+"""Fixtures that start the real glassbox kernel (installed into .venv by `make install`)
+and talk to it with jupyter_client over ZeroMQ."""
+import queue
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+# A cold first start compiles the library and tch for the REPL; later starts reuse that.
+FIRST_CELL_TIMEOUT = 1200
+CELL_TIMEOUT = 300
+
+
+@dataclass
+class Run:
+    """Everything a request produced: its reply and its iopub messages, in order."""
+
+    reply: dict
+    iopub: list = field(default_factory=list)
+
+    @property
+    def types(self):
+        return [m["msg_type"] for m in self.iopub]
+
+    def of(self, msg_type):
+        return [m for m in self.iopub if m["msg_type"] == msg_type]
+
+    def stdout(self):
+        return "".join(m["content"]["text"] for m in self.of("stream") if m["content"]["name"] == "stdout")
+
+    def stderr(self):
+        return "".join(m["content"]["text"] for m in self.of("stream") if m["content"]["name"] == "stderr")
+
+    def result(self):
+        results = self.of("execute_result")
+        assert len(results) == 1, f"expected one execute_result, got {self.types}"
+        return results[0]["content"]["data"]["text/plain"]
+
+
+def run(kc, code, timeout=CELL_TIMEOUT, **kwargs):
+    """Executes `code` and collects iopub up to this request's idle."""
+    msg_id = kc.execute(code, **kwargs)
+    return collect(kc, msg_id, timeout)
+
+
+def collect(kc, msg_id, timeout):
+    deadline = time.monotonic() + timeout
+    iopub = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        iopub.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    while True:
+        reply = kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return Run(reply, iopub)
+
+
+def drain(kc):
+    for channel in (kc.iopub_channel, kc.shell_channel):
+        while True:
+            try:
+                channel.get_msg(timeout=0.2)
+            except queue.Empty:
+                break
+
+
+@pytest.fixture(scope="session")
+def kernel():
+    """One kernel for the session, warmed up so the tests measure cells, not compiles."""
+    km, kc = start_new_kernel(kernel_name="glassbox", startup_timeout=120)
+    first = run(kc, "1", timeout=FIRST_CELL_TIMEOUT)
+    assert first.reply["content"]["status"] == "ok", first.iopub
+    yield km, kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=False)
+
+
+@pytest.fixture
+def kc(kernel):
+    _, client = kernel
+    drain(client)
+    return client
