@@ -48,9 +48,9 @@ impl Event {
     /// Writes the event to stdout, on a line of its own.
     pub fn emit(&self) {
         let mut out = std::io::stdout().lock();
-        // A leading newline ends any partial line the user printed, so the marker is never
-        // glued to the end of user output that the kernel would then have to split.
-        let _ = writeln!(out, "\n{}", self.to_line());
+        // No leading newline: after a partial line of user output the marker shares that
+        // line, and the kernel splits it off (see `split_line`) without inventing a newline.
+        let _ = writeln!(out, "{}", self.to_line());
         let _ = out.flush();
     }
 }
