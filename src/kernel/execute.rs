@@ -5,7 +5,7 @@
 
 use jupyter_protocol::{
     ErrorOutput, ExecuteInput, ExecuteReply, ExecuteRequest, ExecuteResult, ExecutionCount,
-    JupyterMessageContent, Media, ReplyError, ReplyStatus,
+    JupyterMessageContent, Media, ReplyError, ReplyStatus, Transient,
 };
 
 /// A failed cell, as the client shows it.
@@ -69,7 +69,11 @@ impl Executor {
         let reply = match run(&request.code) {
             Ok(value) => {
                 if let Some(data) = value.filter(|_| broadcast) {
-                    out.iopub(JupyterMessageContent::ExecuteResult(ExecuteResult::new(count, data)));
+                    out.iopub(JupyterMessageContent::ExecuteResult(ExecuteResult {
+                        // An object, never null: the message schema says so.
+                        transient: Some(Transient::default()),
+                        ..ExecuteResult::new(count, data)
+                    }));
                 }
                 ExecuteReply {
                     status: ReplyStatus::Ok,
@@ -156,6 +160,7 @@ mod tests {
         assert_eq!(kinds(&out), ["execute_input", "execute_result", "reply"]);
         assert_eq!(out.log[0].1["execution_count"], 1);
         assert_eq!(out.log[1].1["data"]["text/plain"], "2");
+        assert!(out.log[1].1["transient"].is_object());
         assert_eq!(out.log[2].1["status"], "ok");
         assert_eq!(out.log[2].1["execution_count"], 1);
         assert!(out.log[2].1["user_expressions"].is_object());

@@ -216,12 +216,17 @@ fn common_reply(request: &JupyterMessageContent) -> Option<JupyterMessageContent
         C::IsCompleteRequest(req) => super::complete::is_complete(&req.code).into(),
         C::HistoryRequest(_) => HistoryReply::new(Vec::new()).into(),
         C::CommInfoRequest(_) => CommInfoReply::default().into(),
-        C::UnknownMessage(msg) if msg.msg_type.ends_with("_request") => msg.reply(serde_json::json!({
-            "status": "error",
-            "ename": "UnknownRequest",
-            "evalue": format!("glassbox does not handle {}", msg.msg_type),
-            "traceback": [],
-        })),
+        // jupyter_client sends `history_request` without the fields the protocol crate wants.
+        C::UnknownMessage(msg) if msg.msg_type == "history_request" => HistoryReply::new(Vec::new()).into(),
+        C::UnknownMessage(msg) if msg.msg_type.ends_with("_request") => {
+            let (ename, evalue) = match wire::content_problem(msg) {
+                Some(problem) => ("MalformedRequest", problem),
+                None => ("UnknownRequest", format!("glassbox does not handle {}", msg.msg_type)),
+            };
+            msg.reply(serde_json::json!({
+                "status": "error", "ename": ename, "evalue": evalue, "traceback": [evalue],
+            }))
+        }
         _ => return None,
     })
 }
@@ -274,6 +279,13 @@ mod tests {
         let unknown = JupyterMessageContent::from_type_and_content("frobnicate_request", serde_json::json!({})).unwrap();
         let reply = serde_json::to_value(common_reply(&unknown).unwrap()).unwrap();
         assert_eq!(reply["status"], "error");
+        let malformed = JupyterMessageContent::UnknownMessage(jupyter_protocol::UnknownMessage {
+            msg_type: "complete_request".into(),
+            content: serde_json::json!({ "code": 3 }),
+        });
+        let reply = serde_json::to_value(common_reply(&malformed).unwrap()).unwrap();
+        assert_eq!(reply["ename"], "MalformedRequest");
+        assert!(reply["evalue"].as_str().unwrap().contains("malformed complete_request"), "{reply}");
         let status = JupyterMessageContent::Status(Status::idle());
         assert!(common_reply(&status).is_none());
     }

@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use jupyter_protocol::{messaging::deserialize_parent_header, Header, JupyterMessage, JupyterMessageContent};
+use jupyter_protocol::{
+    messaging::deserialize_parent_header, Header, JupyterMessage, JupyterMessageContent, UnknownMessage,
+};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
@@ -23,8 +25,6 @@ pub enum WireError {
     BadSignature,
     #[error("malformed {part}: {source}")]
     Json { part: &'static str, source: serde_json::Error },
-    #[error("malformed content for {msg_type}: {source}")]
-    Content { msg_type: String, source: serde_json::Error },
 }
 
 /// Signs and checks messages with the session key from the connection file.
@@ -82,8 +82,7 @@ pub fn decode(frames: Vec<Bytes>, signer: &Signer) -> Result<JupyterMessage, Wir
     let parent_header = deserialize_parent_header(json("parent header", &rest[2])?)
         .map_err(|source| WireError::Json { part: "parent header", source })?;
     let metadata = json("metadata", &rest[3])?;
-    let content = JupyterMessageContent::from_type_and_content(&header.msg_type, json("content", &rest[4])?)
-        .map_err(|source| WireError::Content { msg_type: header.msg_type.clone(), source })?;
+    let content = parse_content(&header.msg_type, json("content", &rest[4])?);
     Ok(JupyterMessage {
         zmq_identities: frames[..at].to_vec(),
         header,
@@ -94,6 +93,30 @@ pub fn decode(frames: Vec<Bytes>, signer: &Signer) -> Result<JupyterMessage, Wir
         channel: None,
     })
 }
+
+/// Types the content. Content that does not fit its type's schema (which the protocol crate
+/// reads more strictly than clients write, e.g. a `history_request` without `stop`) is kept
+/// as an [`UnknownMessage`], so the dispatcher can still answer it; [`content_problem`] says
+/// what was wrong.
+fn parse_content(msg_type: &str, content: Value) -> JupyterMessageContent {
+    JupyterMessageContent::from_type_and_content(msg_type, content.clone()).unwrap_or_else(|_| {
+        JupyterMessageContent::UnknownMessage(UnknownMessage { msg_type: msg_type.to_owned(), content })
+    })
+}
+
+/// Why an [`UnknownMessage`] did not parse as its type, or `None` if the type is unknown.
+pub fn content_problem(msg: &UnknownMessage) -> Option<String> {
+    JupyterMessageContent::from_type_and_content(&msg.msg_type, msg.content.clone())
+        .err()
+        .map(|e| format!("malformed {}: {e}", msg.msg_type))
+        .filter(|_| KNOWN_REQUESTS.contains(&msg.msg_type.as_str()))
+}
+
+const KNOWN_REQUESTS: &[&str] = &[
+    "execute_request", "inspect_request", "complete_request", "history_request",
+    "is_complete_request", "comm_info_request", "kernel_info_request", "shutdown_request",
+    "interrupt_request", "input_reply", "comm_open", "comm_msg", "comm_close",
+];
 
 /// Encodes and signs one message, identities first.
 pub fn encode(msg: &JupyterMessage, signer: &Signer) -> Vec<Bytes> {
@@ -192,5 +215,20 @@ mod tests {
         let parts: Vec<&[u8]> = frames[n - 4..].iter().map(|b| b.as_ref()).collect();
         frames[n - 5] = Bytes::from(signer.sign(&parts));
         assert!(matches!(decode(frames, &signer), Err(WireError::Json { part: "header", .. })));
+    }
+
+    #[test]
+    fn content_that_misses_its_schema_is_kept_and_explained() {
+        let signer = Signer::new("k");
+        let mut msg = JupyterMessage::new(KernelInfoRequest {}, None);
+        msg.header.msg_type = "execute_request".into(); // content {} lacks `code`
+        let decoded = decode(encode(&msg, &signer), &signer).unwrap();
+        let JupyterMessageContent::UnknownMessage(unknown) = &decoded.content else {
+            panic!("expected an unknown message, got {:?}", decoded.content)
+        };
+        assert_eq!(unknown.msg_type, "execute_request");
+        assert!(content_problem(unknown).unwrap().contains("code"));
+        let other = UnknownMessage { msg_type: "frobnicate_request".into(), content: serde_json::json!({}) };
+        assert_eq!(content_problem(&other), None);
     }
 }
