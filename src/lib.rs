@@ -6,8 +6,13 @@
 //! the REPL into a cell.
 
 pub mod device;
+pub mod display;
+pub mod interrupt;
 pub mod prelude;
+pub mod progress;
 pub mod runtime;
+pub mod seed;
+pub mod vars;
 
 #[cfg(feature = "kernel")]
 pub mod kernel;

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use glassbox::kernel::{connection, env, install, server};
+use glassbox::kernel::{child, connection, env, install, server};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -34,6 +34,12 @@ enum Command {
 fn main() -> Result<()> {
     // This binary is also evcxr's child process; in that role the hook runs cells and never
     // returns, so it must come before anything else.
+    if child::is_repl_child() {
+        glassbox::runtime::share_with_cells();
+        if let Err(e) = child::relay_stdout() {
+            eprintln!("glassbox: partial lines will wait for their newline: {e}");
+        }
+    }
     evcxr::runtime_hook();
     env::prepare_process();
     match Cli::parse().command {

@@ -2,3 +2,7 @@
 
 pub use crate::device::{describe as describe_device, device};
 pub use crate::tch::{self, nn, nn::Module, nn::ModuleT, nn::OptimizerConfig, Device, Kind, Tensor};
+pub use crate::display::{self, Output, Render};
+pub use crate::interrupt::{Interrupted, Watch};
+pub use crate::progress::Progress;
+pub use crate::runtime::input;

@@ -7,8 +7,10 @@
 //! user never sees them.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::io::Write;
-use std::sync::Once;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Once, OnceLock};
 
 /// Starts a glassbox event line on the child's stdout. The control characters make a clash
 /// with anything a user prints practically impossible.
@@ -25,6 +27,18 @@ pub enum Event {
         /// `file:line:column` where the panic was raised, when Rust knows it.
         location: Option<String>,
     },
+    /// A rich display (see [`crate::display`]); `update` replaces the display `display_id`.
+    Display {
+        data: Map<String, Value>,
+        metadata: Map<String, Value>,
+        display_id: Option<String>,
+        update: bool,
+    },
+    /// `clear_output`.
+    Clear { wait: bool },
+    /// Text written without a newline (a `print!("\r{pct}%")` progress line), passed on as
+    /// it is instead of waiting for the end of the line.
+    Partial { text: String },
 }
 
 impl Event {
@@ -55,9 +69,80 @@ impl Event {
     }
 }
 
-/// Prepares the REPL child: installs the panic hook that reports panics as [`Event::Panic`].
-/// The kernel shows the panic as the cell's error, so the default message on stderr (which
-/// names evcxr's generated source, not the cell) is not printed. Idempotent.
+/// State that must be one per process. evcxr links the library into every cell's shared
+/// object, so each cell has its own copy of every `static`: a counter bumped by one cell
+/// would be invisible to the next. The REPL child's host binary owns the one real instance
+/// and tells the cells where it is (see [`share_with_cells`]).
+#[repr(C)]
+pub struct Shared {
+    magic: u64,
+    /// Interrupts received so far (see [`crate::interrupt`]).
+    pub(crate) interrupts: AtomicU64,
+    /// The seed set by `:seed` / [`crate::seed::set`].
+    pub(crate) seed: AtomicU64,
+    /// Display ids handed out so far.
+    pub(crate) displays: AtomicU64,
+}
+
+/// Names the host's [`Shared`] by address in the child's environment.
+const SHARED_ENV: &str = "GLASSBOX_SHARED_STATE";
+/// Changes whenever [`Shared`]'s layout does, so a cell built from other sources than the
+/// host never reads a struct of another shape.
+const LAYOUT_VERSION: u64 = 1;
+const MAGIC: u64 = 0x676c_6173_7362_6f78 ^ (LAYOUT_VERSION << 32) ^ std::mem::size_of::<Shared>() as u64;
+
+static LOCAL: Shared = Shared {
+    magic: MAGIC,
+    interrupts: AtomicU64::new(0),
+    seed: AtomicU64::new(crate::seed::DEFAULT_SEED),
+    displays: AtomicU64::new(0),
+};
+
+/// The process's shared state: the host's inside a kernel's REPL child, else this copy's own.
+pub fn shared() -> &'static Shared {
+    static RESOLVED: OnceLock<&'static Shared> = OnceLock::new();
+    RESOLVED.get_or_init(|| {
+        let address = std::env::var(SHARED_ENV).ok().and_then(|a| usize::from_str_radix(&a, 16).ok());
+        // SAFETY: only the host binary of this process sets the variable, to the address of its
+        // own `LOCAL`, a static that lives as long as the process; the magic number rules out
+        // a layout from other sources.
+        address
+            .map(|a| unsafe { &*(a as *const Shared) })
+            .filter(|s| s.magic == MAGIC)
+            .unwrap_or(&LOCAL)
+    })
+}
+
+/// Makes this copy's state the one every cell uses. The kernel binary calls it in its REPL
+/// child before any cell runs (and before any thread exists: it sets the environment).
+pub fn share_with_cells() {
+    std::env::set_var(SHARED_ENV, format!("{:x}", &LOCAL as *const Shared as usize));
+}
+
+/// Asks the notebook user for a line of text (an `input_request` to the front end); empty
+/// when the front end takes no input.
+pub fn input(prompt: &str) -> String {
+    evcxr_input::get_string(prompt)
+}
+
+/// Like [`input`], with the typed text hidden.
+pub fn password(prompt: &str) -> String {
+    evcxr_input::get_password(prompt)
+}
+
+/// Set by the kernel in its REPL child's environment.
+pub const KERNEL_ENV: &str = "GLASSBOX_KERNEL";
+
+/// Whether this process is a glassbox kernel's REPL child (so events reach a notebook).
+pub fn in_kernel() -> bool {
+    static IN_KERNEL: OnceLock<bool> = OnceLock::new();
+    *IN_KERNEL.get_or_init(|| std::env::var_os(KERNEL_ENV).is_some())
+}
+
+/// Prepares the REPL child: reports panics as [`Event::Panic`] and lets the kernel interrupt
+/// long glassbox operations (see [`crate::interrupt`]). The kernel shows a panic as the
+/// cell's error, so the default message on stderr (which names evcxr's generated source, not
+/// the cell) is not printed. Idempotent.
 pub fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -74,6 +159,7 @@ pub fn install() {
                 .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
             Event::Panic { message, location }.emit();
         }));
+        crate::interrupt::install_handler();
     });
 }
 
@@ -88,6 +174,17 @@ mod tests {
         let (text, event) = Event::split_line(&line);
         assert_eq!(text, "partial output");
         assert_eq!(event.unwrap().unwrap(), e);
+    }
+
+    #[test]
+    fn shared_state_is_found_through_the_environment_only_with_the_right_magic() {
+        // Outside a kernel (no variable) a copy uses its own state.
+        assert!(std::ptr::eq(shared(), &LOCAL));
+        let fake = Shared { magic: 7, interrupts: AtomicU64::new(0), seed: AtomicU64::new(0), displays: AtomicU64::new(0) };
+        let address = &fake as *const Shared as usize;
+        let resolve = |a: usize| Some(unsafe { &*(a as *const Shared) }).filter(|s| s.magic == MAGIC);
+        assert!(resolve(address).is_none());
+        assert!(resolve(&LOCAL as *const Shared as usize).is_some());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 """Fixtures that start the real glassbox kernel (installed into .venv by `make install`)
 and talk to it with jupyter_client over ZeroMQ."""
 import queue
+import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import pytest
@@ -36,6 +38,22 @@ class Run:
         results = self.of("execute_result")
         assert len(results) == 1, f"expected one execute_result, got {self.types}"
         return results[0]["content"]["data"]["text/plain"]
+
+
+def tiny_png(width=2, height=2):
+    """A real PNG file (RGB, one colour), to push through the kernel's display path."""
+    raw = b"".join(b"\x00" + b"\x40\x80\xc0" * width for _ in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def tiny_png_rust(width=2, height=2):
+    """The PNG as a Rust byte-slice expression."""
+    return "&[" + ", ".join(str(b) for b in tiny_png(width, height)) + "]"
 
 
 def run(kc, code, timeout=CELL_TIMEOUT, **kwargs):
@@ -78,6 +96,16 @@ def kernel():
     yield km, kc
     kc.stop_channels()
     km.shutdown_kernel(now=False)
+
+
+@pytest.fixture
+def fresh_kernel():
+    """A kernel of its own, for tests that interrupt or restart the REPL."""
+    km, kc = start_new_kernel(kernel_name="glassbox", startup_timeout=120)
+    assert run(kc, "1", timeout=FIRST_CELL_TIMEOUT).reply["content"]["status"] == "ok"
+    yield km, kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
 
 
 @pytest.fixture

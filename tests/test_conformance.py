@@ -1,9 +1,10 @@
-"""The official Jupyter conformance suite (jupyter-kernel-test) against glassbox."""
+"""The official Jupyter conformance suite (jupyter-kernel-test) against glassbox, with every
+sample attribute set."""
 import unittest
 
 import jupyter_kernel_test
 
-from conftest import FIRST_CELL_TIMEOUT, run
+from conftest import FIRST_CELL_TIMEOUT, run, tiny_png_rust
 
 
 class GlassboxConformance(jupyter_kernel_test.KernelTests):
@@ -18,6 +19,25 @@ class GlassboxConformance(jupyter_kernel_test.KernelTests):
         {"code": "6 * 7", "result": "42"},
         {"code": '"glass".to_string() + "box"', "result": '"glassbox"'},
     ]
+    code_display_data = [
+        {"code": 'glassbox::display::show(&Output::html("<b>glass</b>"));', "mime": "text/html"},
+        {"code": f"glassbox::display::show(&Output::png({tiny_png_rust()}));", "mime": "image/png"},
+        {"code": 'glassbox::display::show(&Output::svg("<svg xmlns=\\"http://www.w3.org/2000/svg\\"/>"));',
+         "mime": "image/svg+xml"},
+    ]
+    code_clear_output = "glassbox::display::clear(false);"
+    code_page_something = "?seed"
+    code_inspect_sample = ":seed"
+    code_history_pattern = "6*"
+    supported_history_operations = ("tail", "range", "search")
+    completion_samples = [
+        {"text": ":se", "matches": {":seed"}},
+        {"text": ":help va", "matches": {"vars"}},
+        {"text": ":ti", "matches": {":time", ":timing"}},
+    ]
+    complete_code_samples = ["1", "let x = 1;", "fn f() -> i32 { 1 }", ":seed 3", 'println!("{}", "}");']
+    incomplete_code_samples = ["fn f() {", "let v = vec![1,", "let x = 1 +"]
+    invalid_code_samples = ["let x = 1; }", "let = = 2;", "(]"]
 
     @classmethod
     def setUpClass(cls):

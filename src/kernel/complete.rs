@@ -2,14 +2,24 @@
 
 use jupyter_protocol::IsCompleteReply;
 
-/// `complete` when every bracket is closed, `incomplete` (with an indent for the next line)
-/// while one is open, `invalid` when one closes that never opened. Strings, character
-/// literals and comments are skipped, so `"{"` does not count as an open brace.
+/// `incomplete` (with an indent for the next line) while a bracket is open or the code stops
+/// mid-statement, `invalid` when a bracket closes that never opened or the code does not
+/// parse as Rust statements, else `complete`. `:command` and `?name` lines are not Rust and
+/// are left out of the parse.
 pub fn is_complete(code: &str) -> IsCompleteReply {
-    match bracket_depth(code) {
-        Some(0) => IsCompleteReply::complete(),
-        Some(depth) => IsCompleteReply::incomplete("    ".repeat(depth)),
+    let rust: String = code
+        .lines()
+        .filter(|l| !l.trim_start().starts_with([':', '?']))
+        .collect::<Vec<_>>()
+        .join("\n");
+    match bracket_depth(&rust) {
         None => IsCompleteReply::invalid(),
+        Some(depth) if depth > 0 => IsCompleteReply::incomplete("    ".repeat(depth)),
+        Some(_) => match syn::parse::Parser::parse_str(syn::Block::parse_within, &rust) {
+            Ok(_) => IsCompleteReply::complete(),
+            Err(e) if e.to_string().contains("end of input") => IsCompleteReply::incomplete(String::new()),
+            Err(_) => IsCompleteReply::invalid(),
+        },
     }
 }
 
@@ -95,6 +105,15 @@ mod tests {
         assert_eq!(status("// {\nlet x = 1;"), "complete");
         assert_eq!(status("/* ( */ let x = 1;"), "complete");
         assert_eq!(status("fn f<'a>(x: &'a str) -> &'a str { x }"), "complete");
+    }
+
+    #[test]
+    fn a_real_parse_tells_unfinished_from_garbage() {
+        assert_eq!(status("let x = 1 +"), "incomplete");
+        assert_eq!(status("let x = = 2;"), "invalid");
+        assert_eq!(status("println!(\"hi\");\n6 * 7"), "complete");
+        assert_eq!(status(":seed 3\nlet y = 2;"), "complete");
+        assert_eq!(status("struct P { x: f32 }\nimpl P { fn n(&self) -> f32 { self.x } }"), "complete");
     }
 
     #[test]

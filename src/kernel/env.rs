@@ -30,6 +30,8 @@ pub fn cache_dir() -> PathBuf {
 /// Sets what the REPL child and the cargo that evcxr runs must inherit. Call once, first
 /// thing in `main`, before any thread exists (setting the environment is not thread-safe).
 pub fn prepare_process() {
+    // Tells the library in the child that its displays and events reach a notebook.
+    std::env::set_var(crate::runtime::KERNEL_ENV, "1");
     let mut search = Vec::new();
     if let Some(libtorch) = libtorch() {
         // torch-sys's build script reads LIBTORCH when evcxr compiles the library for cells.

@@ -5,7 +5,7 @@
 
 use jupyter_protocol::{
     ErrorOutput, ExecuteInput, ExecuteReply, ExecuteRequest, ExecuteResult, ExecutionCount,
-    JupyterMessageContent, Media, ReplyError, ReplyStatus, Transient,
+    JupyterMessageContent, Media, Payload, ReplyError, ReplyStatus, Transient,
 };
 
 /// A failed cell, as the client shows it.
@@ -19,8 +19,24 @@ pub struct CellError {
     pub traceback: Vec<String>,
 }
 
-/// What running a cell gives: its displayed value, if it has one, or the failure.
-pub type CellResult = Result<Option<Media>, CellError>;
+impl CellError {
+    /// An error whose traceback is its one-line message.
+    pub fn new(ename: &str, evalue: impl Into<String>) -> Self {
+        let evalue = evalue.into();
+        CellError { ename: ename.into(), traceback: vec![evalue.clone()], evalue }
+    }
+}
+
+/// What a cell that ran gives: the value of its last expression, and text for the pager
+/// (`?COMMAND`), each if it has one.
+#[derive(Debug, Clone, Default)]
+pub struct CellValue {
+    pub result: Option<Media>,
+    pub page: Option<String>,
+}
+
+/// What running a cell gives: its value, or the failure.
+pub type CellResult = Result<CellValue, CellError>;
 
 /// Where the state machine sends what it produces.
 pub trait Outbox {
@@ -68,7 +84,7 @@ impl Executor {
         }
         let reply = match run(&request.code) {
             Ok(value) => {
-                if let Some(data) = value.filter(|_| broadcast) {
+                if let Some(data) = value.result.filter(|_| broadcast) {
                     out.iopub(JupyterMessageContent::ExecuteResult(ExecuteResult {
                         // An object, never null: the message schema says so.
                         transient: Some(Transient::default()),
@@ -80,6 +96,7 @@ impl Executor {
                     execution_count: count,
                     // The spec (and the conformance suite) want an object here, never null.
                     user_expressions: Some(Default::default()),
+                    payload: value.page.map(page).into_iter().collect(),
                     ..Default::default()
                 }
             }
@@ -109,11 +126,23 @@ impl Executor {
     }
 }
 
-/// A `text/plain` (plus any other MIME types) bundle from evcxr's `content_by_mime_type`.
+fn page(text: String) -> Payload {
+    let data = serde_json::from_value(serde_json::json!({ "text/plain": text })).expect("text media");
+    Payload::Page { data, start: 0 }
+}
+
+/// A display bundle from evcxr's `content_by_mime_type`, where every value is text (JSON
+/// types arrive serialised and are parsed back).
 pub fn media_from_mime_map<'a>(map: impl IntoIterator<Item = (&'a String, &'a String)>) -> Option<Media> {
     let object: serde_json::Map<String, serde_json::Value> = map
         .into_iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .map(|(k, v)| {
+            let value = match k.ends_with("json") {
+                true => serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone())),
+                false => serde_json::Value::String(v.clone()),
+            };
+            (k.clone(), value)
+        })
         .collect();
     if object.is_empty() {
         return None;
@@ -150,7 +179,7 @@ mod tests {
 
     fn value(text: &str) -> CellResult {
         let map = [("text/plain".to_string(), text.to_string())];
-        Ok(media_from_mime_map(map.iter().map(|(k, v)| (k, v))))
+        Ok(CellValue { result: media_from_mime_map(map.iter().map(|(k, v)| (k, v))), page: None })
     }
 
     #[test]
@@ -164,7 +193,7 @@ mod tests {
         assert_eq!(out.log[2].1["status"], "ok");
         assert_eq!(out.log[2].1["execution_count"], 1);
         assert!(out.log[2].1["user_expressions"].is_object());
-        ex.execute(&ExecuteRequest::new("let x = 3;".into()), |_| Ok(None), &mut out);
+        ex.execute(&ExecuteRequest::new("let x = 3;".into()), |_| Ok(CellValue::default()), &mut out);
         assert_eq!(ex.count(), 2);
     }
 
@@ -183,6 +212,16 @@ mod tests {
     }
 
     #[test]
+    fn a_page_goes_into_the_reply_payload() {
+        let (mut ex, mut out) = (Executor::new(), Recorder::default());
+        let page = CellValue { result: None, page: Some(":seed N".into()) };
+        ex.execute(&ExecuteRequest::new("?seed".into()), |_| Ok(page), &mut out);
+        let reply = &out.log.last().unwrap().1;
+        assert_eq!(reply["payload"][0]["source"], "page");
+        assert_eq!(reply["payload"][0]["data"]["text/plain"], ":seed N");
+    }
+
+    #[test]
     fn silent_requests_broadcast_nothing_and_do_not_count() {
         let (mut ex, mut out) = (Executor::new(), Recorder::default());
         let req = ExecuteRequest { silent: true, store_history: false, ..ExecuteRequest::new("2".into()) };
@@ -195,7 +234,7 @@ mod tests {
     fn requests_outside_history_run_without_counting() {
         let (mut ex, mut out) = (Executor::new(), Recorder::default());
         let req = ExecuteRequest { store_history: false, ..ExecuteRequest::new("2".into()) };
-        ex.execute(&req, |_| Ok(None), &mut out);
+        ex.execute(&req, |_| Ok(CellValue::default()), &mut out);
         assert_eq!(kinds(&out), ["execute_input", "reply"]);
         assert_eq!(ex.count(), 0);
     }

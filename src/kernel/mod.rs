@@ -1,11 +1,15 @@
 //! The Jupyter kernel: protocol ([`wire`], [`connection`], [`server`]), the Rust REPL
 //! ([`repl`]), the execute state machine ([`execute`]) and installation ([`install`]).
 
+pub mod child;
+pub mod commands;
 pub mod complete;
 pub mod connection;
 pub mod env;
 pub mod execute;
+pub mod history;
 pub mod install;
+pub mod interrupt;
 pub mod repl;
 pub mod server;
 pub mod wire;

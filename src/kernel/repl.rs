@@ -1,20 +1,27 @@
 //! The Rust REPL: an evcxr [`CommandContext`] on a thread of its own, with the glassbox
-//! prelude loaded. Cells run in evcxr's child process; their stdout and stderr stream out
-//! through [`Forwarder`] while they run, and every line is handed over before a cell's
-//! result is returned.
+//! prelude loaded. Cells run in evcxr's child process; what they print and display streams
+//! out through [`Forwarder`] while they run, and all of it has been handed over before a
+//! cell's result is returned.
 
-use super::execute::{media_from_mime_map, CellError, CellResult};
+use super::commands::{self, Action, ReplView, Segment};
+use super::execute::{media_from_mime_map, CellError, CellResult, CellValue};
+use super::interrupt::{Interrupter, GRACE};
 use crate::runtime::Event;
 use crossbeam_channel::{select, Receiver, Sender};
-use evcxr::{CommandContext, CompilationError, Error as EvcxrError};
-use jupyter_protocol::Stdio;
+use evcxr::{CommandContext, CompilationError, Error as EvcxrError, EvalCallbacks};
+use jupyter_protocol::{
+    ClearOutput, DisplayData, JupyterMessageContent, Media, Stdio, StreamContent, Transient, UpdateDisplayData,
+};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Receives the cells' output text as it is written.
-pub type StreamSink = Arc<dyn Fn(Stdio, String) + Send + Sync>;
+/// Receives what cells print and display, as iopub contents, while they run.
+pub type Sink = Arc<dyn Fn(JupyterMessageContent) + Send + Sync>;
+
+/// Asks the front end for a line of input (prompt, is_password); `None` when it cannot.
+pub type InputReader = Arc<dyn Fn(&str, bool) -> Option<String> + Send + Sync>;
 
 /// What the REPL needs to start.
 #[derive(Debug, Clone)]
@@ -25,8 +32,13 @@ pub struct ReplConfig {
     pub cache_dir: PathBuf,
 }
 
+/// Completions: the replaced range (in characters, as Jupyter counts) and the candidates.
+pub type Completions = (usize, usize, Vec<String>);
+
 enum Job {
-    Execute { code: String, done: Sender<CellResult> },
+    Execute { code: String, input: InputReader, done: Sender<CellResult> },
+    Complete { code: String, cursor: usize, done: Sender<Completions> },
+    Inspect { code: String, cursor: usize, done: Sender<Option<(String, String)>> },
 }
 
 /// The kernel's handle on the REPL thread.
@@ -38,51 +50,63 @@ pub struct Repl {
 impl Repl {
     /// Starts the REPL thread. Returns at once: creating the context and compiling the
     /// prelude happen on that thread, so the kernel answers `kernel_info` meanwhile.
-    pub fn spawn(config: ReplConfig, sink: StreamSink) -> Repl {
+    pub fn spawn(config: ReplConfig, sink: Sink, interrupter: Interrupter) -> Repl {
         let (jobs, rx) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("repl".into())
-            .spawn(move || serve(config, sink, rx))
+            .spawn(move || serve(config, sink, interrupter, rx))
             .expect("spawn the REPL thread");
         Repl { jobs }
     }
 
     /// Runs a cell and waits for it; all its output has been sunk when this returns.
-    pub fn execute(&self, code: &str) -> CellResult {
-        let (done, result) = crossbeam_channel::bounded(1);
-        let job = Job::Execute { code: code.to_owned(), done };
-        if self.jobs.send(job).is_err() {
-            return Err(dead_repl());
-        }
-        result.recv().unwrap_or_else(|_| Err(dead_repl()))
+    pub fn execute(&self, code: &str, input: InputReader) -> CellResult {
+        self.ask(|done| Job::Execute { code: code.to_owned(), input, done }).unwrap_or_else(|| Err(dead_repl()))
+    }
+
+    /// Completions at `cursor` (characters into `code`).
+    pub fn complete(&self, code: &str, cursor: usize) -> Completions {
+        self.ask(|done| Job::Complete { code: code.to_owned(), cursor, done }).unwrap_or((cursor, cursor, Vec::new()))
+    }
+
+    /// (plain text, html) documentation of what is at `cursor`.
+    pub fn inspect(&self, code: &str, cursor: usize) -> Option<(String, String)> {
+        self.ask(|done| Job::Inspect { code: code.to_owned(), cursor, done }).flatten()
+    }
+
+    fn ask<T>(&self, job: impl FnOnce(Sender<T>) -> Job) -> Option<T> {
+        let (done, answer) = crossbeam_channel::bounded(1);
+        self.jobs.send(job(done)).ok()?;
+        answer.recv().ok()
     }
 }
 
 fn dead_repl() -> CellError {
-    CellError {
-        ename: "ReplDied".into(),
-        evalue: "the REPL thread has stopped; restart the kernel".into(),
-        traceback: vec!["the REPL thread has stopped; restart the kernel".into()],
-    }
+    CellError::new("ReplDied", "the REPL thread has stopped; restart the kernel")
 }
 
-fn serve(config: ReplConfig, sink: StreamSink, jobs: Receiver<Job>) {
-    let mut state = match Session::start(&config, sink.clone()) {
-        Ok(session) => Ok(session),
-        Err(e) => Err(CellError {
-            ename: "ReplStartError".into(),
-            evalue: e.clone(),
-            traceback: vec![format!("the Rust REPL could not start: {e}")],
-        }),
-    };
+fn serve(config: ReplConfig, sink: Sink, interrupter: Interrupter, jobs: Receiver<Job>) {
+    let mut state = Session::start(&config, sink, interrupter)
+        .map_err(|e| CellError::new("ReplStartError", format!("the Rust REPL could not start: {e}")));
     for job in jobs {
-        match job {
-            Job::Execute { code, done } => {
-                let result = match &mut state {
-                    Ok(session) => session.execute(&code),
-                    Err(e) => Err(e.clone()),
-                };
-                let _ = done.send(result);
+        match (job, &mut state) {
+            (Job::Execute { code, input, done }, Ok(session)) => {
+                let _ = done.send(session.execute(&code, &input));
+            }
+            (Job::Execute { done, .. }, Err(e)) => {
+                let _ = done.send(Err(e.clone()));
+            }
+            (Job::Complete { code, cursor, done }, Ok(session)) => {
+                let _ = done.send(session.complete(&code, cursor));
+            }
+            (Job::Complete { cursor, done, .. }, Err(_)) => {
+                let _ = done.send((cursor, cursor, Vec::new()));
+            }
+            (Job::Inspect { code, cursor, done }, Ok(session)) => {
+                let _ = done.send(session.inspect(&code, cursor));
+            }
+            (Job::Inspect { done, .. }, Err(_)) => {
+                let _ = done.send(None);
             }
         }
     }
@@ -92,20 +116,26 @@ fn serve(config: ReplConfig, sink: StreamSink, jobs: Receiver<Job>) {
 struct Session {
     ctx: CommandContext,
     forwarder: Forwarder,
-    sink: StreamSink,
+    sink: Sink,
+    interrupter: Interrupter,
+    /// `:time`: report each cell's duration.
+    timing: bool,
     /// Held for the session's life: the lock that makes the build directory ours.
     _slot: Option<File>,
 }
 
+/// Restores what the prelude put in the child, after evcxr had to start a new one.
+const CHILD_PRELUDE: &str = "glassbox::runtime::install();\nlet device = glassbox::device();";
+
 impl Session {
-    fn start(config: &ReplConfig, sink: StreamSink) -> Result<Session, String> {
+    fn start(config: &ReplConfig, sink: Sink, interrupter: Interrupter) -> Result<Session, String> {
         let slot = claim_build_dir(&config.cache_dir);
         if let Some((dir, _)) = &slot {
             std::env::set_var("EVCXR_TMPDIR", dir);
         }
         let (ctx, outputs) = CommandContext::new().map_err(|e| e.to_string())?;
         let forwarder = Forwarder::spawn(outputs.stdout, outputs.stderr, sink.clone());
-        let mut session = Session { ctx, forwarder, sink, _slot: slot.map(|(_, f)| f) };
+        let mut session = Session { ctx, forwarder, sink, interrupter, timing: false, _slot: slot.map(|(_, f)| f) };
         session.load_prelude(&config.glassbox_src)?;
         Ok(session)
     }
@@ -118,45 +148,142 @@ impl Session {
             ":dep glassbox = {{ path = {}, default-features = false }}",
             serde_json::to_string(&src.to_string_lossy()).expect("a string serialises")
         );
-        let prelude = [
-            dep.as_str(),
-            "use glassbox::prelude::*;",
-            "glassbox::runtime::install();",
-            "let device = glassbox::device();",
-        ]
-        .join("\n");
-        self.ctx.execute(&prelude).map_err(|e| render_error(&e, &prelude).evalue)?;
+        let prelude = [dep.as_str(), "use glassbox::prelude::*;", CHILD_PRELUDE].join("\n");
+        self.ctx.execute(&prelude).map_err(|e| render_error(&e, &prelude, 0).evalue)?;
         self.forwarder.flush();
+        self.interrupter.set_child(self.child_pid());
         let secs = started.elapsed().as_secs_f64();
         if secs > 10.0 {
-            (self.sink)(Stdio::Stderr, format!("glassbox: Rust REPL ready after {secs:.0} s (built the library once; later kernel starts reuse it)\n"));
+            self.stderr(format!(
+                "glassbox: Rust REPL ready after {secs:.0} s (built the library once; later kernel starts reuse it)\n"
+            ));
         }
         Ok(())
     }
 
-    fn execute(&mut self, code: &str) -> CellResult {
-        if code.trim().is_empty() {
-            return Ok(None);
+    fn child_pid(&self) -> Option<u32> {
+        self.ctx.process_handle().lock().ok().map(|c| c.id())
+    }
+
+    fn stderr(&self, text: String) {
+        (self.sink)(JupyterMessageContent::StreamContent(StreamContent { name: Stdio::Stderr, text }));
+    }
+
+    fn view(&self) -> ReplView {
+        let variables = self.ctx.variables_and_types().map(|(n, t)| (n.to_owned(), t.to_owned())).collect();
+        ReplView { variables, timing: self.timing }
+    }
+
+    fn execute(&mut self, code: &str, input: &InputReader) -> CellResult {
+        let started = Instant::now();
+        let before: Vec<String> = self.view().variables.into_iter().map(|(n, _)| n).collect();
+        self.interrupter.begin();
+        let result = self.run_segments(code, input);
+        if self.interrupter.end() {
+            return Err(interrupted(&result, &before));
         }
-        let outcome = self.ctx.execute(code);
+        if self.timing {
+            self.stderr(format!("cell took {:.2} s\n", started.elapsed().as_secs_f64()));
+        }
+        result
+    }
+
+    fn run_segments(&mut self, code: &str, input: &InputReader) -> CellResult {
+        let mut value = CellValue::default();
+        for segment in commands::split_cell(code) {
+            value = match segment {
+                Segment::Rust { code, first_line } => self.run_rust(&code, first_line - 1, input)?,
+                Segment::Command { line, line_no } => self.run_command(&line, line_no, input)?,
+            };
+        }
+        Ok(value)
+    }
+
+    fn run_command(&mut self, line: &str, line_no: usize, input: &InputReader) -> CellResult {
+        let action = commands::run(line, &self.view()).map_err(|e| CellError {
+            ename: "UsageError".into(),
+            evalue: e.0.clone(),
+            traceback: vec![format!("cell line {line_no}: {line}"), e.0],
+        })?;
+        let text = |t: String| CellValue { result: text_media(&t), page: None };
+        Ok(match action {
+            Action::Rust(code) => self.run_rust(&code, line_no - 1, input)?,
+            Action::Show(t) => text(t),
+            Action::Page(p) => CellValue { result: None, page: Some(p) },
+            Action::SetTiming(on) => {
+                self.timing = on.unwrap_or(!self.timing);
+                text(format!("per-cell timing {}", if self.timing { "on" } else { "off" }))
+            }
+        })
+    }
+
+    /// Runs Rust lines that start at line `offset + 1` of the cell.
+    fn run_rust(&mut self, code: &str, offset: usize, input: &InputReader) -> CellResult {
+        let sink = self.sink.clone();
+        let mut callbacks = EvalCallbacks {
+            // The request type is private to evcxr: the closure takes it from this field.
+            input_reader: &|req| {
+                input(&req.prompt, req.is_password).unwrap_or_else(|| {
+                    let note = "glassbox: this front end does not take input; an empty line was used\n";
+                    sink(stream(Stdio::Stderr, note.into()));
+                    String::new()
+                })
+            },
+        };
+        let outcome = self.ctx.execute_with_callbacks(code, &mut callbacks);
         self.forwarder.flush();
         let panic = self.forwarder.take_panic();
         match outcome {
             Ok(outputs) => match panic {
                 Some(Event::Panic { message, location }) => {
-                    let line = location.as_deref().and_then(|l| self.cell_line_of(l, code));
+                    let line = location.as_deref().and_then(|l| self.cell_line_of(l, code)).map(|l| l + offset);
                     Err(panic_error(&message, location.as_deref(), line))
                 }
-                None => Ok(media_from_mime_map(&outputs.content_by_mime_type)),
+                _ => Ok(CellValue { result: media_from_mime_map(&outputs.content_by_mime_type), page: None }),
             },
             Err(e @ EvcxrError::SubprocessTerminated(_)) => {
-                // evcxr has started a fresh child; put the prelude's variables back.
-                let error = render_error(&e, code);
-                let _ = self.ctx.execute("let device = glassbox::device();");
+                // evcxr has started a fresh child; put back what the prelude gave it.
+                let error = render_error(&e, code, offset);
+                let _ = self.ctx.execute(CHILD_PRELUDE);
                 self.forwarder.flush();
+                self.interrupter.set_child(self.child_pid());
                 Err(error)
             }
-            Err(e) => Err(render_error(&e, code)),
+            Err(e) => Err(render_error(&e, code, offset)),
+        }
+    }
+
+    fn complete(&mut self, code: &str, cursor_chars: usize) -> Completions {
+        let cursor = byte_offset(code, cursor_chars);
+        let line_start = code[..cursor].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = code[cursor..].find('\n').map_or(code.len(), |i| cursor + i);
+        let chars = |byte: usize| code[..byte].chars().count();
+        if let Some((s, e, m)) = commands::complete(&code[line_start..line_end], cursor - line_start, &self.view()) {
+            return (chars(line_start + s), chars(line_start + e), m);
+        }
+        match self.ctx.completions(code, cursor) {
+            Ok(c) => (
+                chars(c.start_offset),
+                chars(c.end_offset),
+                c.completions.into_iter().map(|c| c.code).collect(),
+            ),
+            Err(_) => (cursor_chars, cursor_chars, Vec::new()),
+        }
+    }
+
+    fn inspect(&mut self, code: &str, cursor_chars: usize) -> Option<(String, String)> {
+        let cursor = byte_offset(code, cursor_chars);
+        let line_start = code[..cursor].rfind('\n').map_or(0, |i| i + 1);
+        let line = code[line_start..].lines().next().unwrap_or_default();
+        if let Some(usage) = commands::inspect(line) {
+            let html = format!("<pre>{}</pre>", usage.replace('<', "&lt;"));
+            return Some((usage, html));
+        }
+        // rust-analyzer documents the expression ending at the position: the whole word.
+        let end = code[cursor..].find(|c: char| !(c.is_alphanumeric() || c == '_')).map_or(code.len(), |i| cursor + i);
+        match self.ctx.hover_at(code, end) {
+            Ok((plain, html)) if plain != "No documentation found" && !plain.trim().is_empty() => Some((plain, html)),
+            _ => None,
         }
     }
 
@@ -179,6 +306,36 @@ impl Session {
             .map(|(i, _)| i + 1)
             .collect();
         (matches.len() == 1).then(|| matches[0])
+    }
+}
+
+fn byte_offset(code: &str, chars: usize) -> usize {
+    code.char_indices().nth(chars).map_or(code.len(), |(i, _)| i)
+}
+
+fn text_media(text: &str) -> Option<Media> {
+    serde_json::from_value(serde_json::json!({ "text/plain": text })).ok()
+}
+
+/// The error of an interrupted cell: what was kept, or, when the cell ignored the interrupt
+/// and the REPL had to be restarted, which variables were lost.
+fn interrupted(result: &CellResult, before: &[String]) -> CellError {
+    let restarted = matches!(result, Err(e) if e.ename == "ReplRestarted");
+    if restarted {
+        let lost: Vec<&str> = before.iter().map(String::as_str).filter(|n| *n != "device").collect();
+        let lost = if lost.is_empty() { "none".to_string() } else { lost.join(", ") };
+        CellError::new(
+            "KeyboardInterrupt",
+            format!(
+                "the cell did not stop within {} s of the interrupt, so the REPL was restarted; lost variables: {lost}",
+                GRACE.as_secs()
+            ),
+        )
+    } else {
+        CellError::new(
+            "KeyboardInterrupt",
+            "interrupted; variables from earlier cells are kept (the interrupted operation kept what it had done)",
+        )
     }
 }
 
@@ -214,26 +371,24 @@ fn panic_error(message: &str, location: Option<&str>, line: Option<usize>) -> Ce
     }
 }
 
-/// Turns an evcxr failure into what the client shows.
-pub fn render_error(error: &EvcxrError, code: &str) -> CellError {
+/// Turns an evcxr failure into what the client shows; `offset` is the cell line before the
+/// first line of `code`.
+pub fn render_error(error: &EvcxrError, code: &str, offset: usize) -> CellError {
     match error {
         EvcxrError::CompilationErrors(errors) => {
             let first = errors.first();
-            let evalue = first.map(summary).unwrap_or_else(|| "compilation failed".into());
-            let traceback = errors.iter().flat_map(|e| compile_traceback(e, code)).collect();
+            let evalue = first.map(|e| summary(e, offset)).unwrap_or_else(|| "compilation failed".into());
+            let traceback = errors.iter().flat_map(|e| compile_traceback(e, code, offset)).collect();
             CellError { ename: "CompileError".into(), evalue, traceback }
         }
-        EvcxrError::TypeRedefinedVariablesLost(vars) => {
-            let evalue = format!("a type was redefined, so these variables were lost: {}", vars.join(", "));
-            CellError { ename: "VariablesLost".into(), traceback: vec![evalue.clone()], evalue }
-        }
-        EvcxrError::SubprocessTerminated(why) => {
-            let evalue = format!(
-                "the REPL process died ({}); it was restarted and every variable was lost",
-                why.trim()
-            );
-            CellError { ename: "ReplRestarted".into(), traceback: vec![evalue.clone()], evalue }
-        }
+        EvcxrError::TypeRedefinedVariablesLost(vars) => CellError::new(
+            "VariablesLost",
+            format!("a type was redefined, so these variables were lost: {}", vars.join(", ")),
+        ),
+        EvcxrError::SubprocessTerminated(why) => CellError::new(
+            "ReplRestarted",
+            format!("the REPL process died ({}); it was restarted and every variable was lost", why.trim()),
+        ),
         EvcxrError::Message(message) => CellError {
             ename: "ReplError".into(),
             evalue: message.lines().next().unwrap_or_default().to_string(),
@@ -242,8 +397,8 @@ pub fn render_error(error: &EvcxrError, code: &str) -> CellError {
     }
 }
 
-fn summary(e: &CompilationError) -> String {
-    let line = e.primary_spanned_message().and_then(|m| m.span.as_ref()).map(|s| s.start_line);
+fn summary(e: &CompilationError, offset: usize) -> String {
+    let line = e.primary_spanned_message().and_then(|m| m.span.as_ref()).map(|s| s.start_line + offset);
     match (e.code(), line) {
         (Some(code), Some(l)) => format!("error[{code}] at cell line {l}: {}", e.message()),
         (None, Some(l)) => format!("error at cell line {l}: {}", e.message()),
@@ -254,7 +409,7 @@ fn summary(e: &CompilationError) -> String {
 
 /// rustc-style lines: the message, then each span as `cell line N`, the source line and a
 /// caret underline with its label.
-fn compile_traceback(e: &CompilationError, code: &str) -> Vec<String> {
+fn compile_traceback(e: &CompilationError, code: &str, offset: usize) -> Vec<String> {
     let mut lines = vec![match e.code() {
         Some(c) => format!("{}[{c}]: {}", e.level(), e.message()),
         None => format!("{}: {}", e.level(), e.message()),
@@ -267,10 +422,11 @@ fn compile_traceback(e: &CompilationError, code: &str) -> Vec<String> {
             }
             continue;
         };
-        lines.push(format!("  --> cell line {}:{}", span.start_line, span.start_column));
+        let cell_line = span.start_line + offset;
+        lines.push(format!("  --> cell line {}:{}", cell_line, span.start_column));
         if let Some(text) = source.get(span.start_line.wrapping_sub(1)) {
-            let width = span.start_line.to_string().len();
-            lines.push(format!("{:width$} | {text}", span.start_line));
+            let width = cell_line.to_string().len();
+            lines.push(format!("{cell_line:width$} | {text}"));
             let start = span.start_column.saturating_sub(1);
             let end = if span.end_line == span.start_line { span.end_column.saturating_sub(1) } else { text.len() };
             let carets = "^".repeat(end.saturating_sub(start).max(1));
@@ -288,7 +444,7 @@ struct Forwarder {
 }
 
 impl Forwarder {
-    fn spawn(stdout: Receiver<String>, stderr: Receiver<String>, sink: StreamSink) -> Forwarder {
+    fn spawn(stdout: Receiver<String>, stderr: Receiver<String>, sink: Sink) -> Forwarder {
         let (flush, flushes) = crossbeam_channel::unbounded::<Sender<()>>();
         let panic = Arc::new(Mutex::new(None));
         let slot = panic.clone();
@@ -296,7 +452,7 @@ impl Forwarder {
             .name("repl-output".into())
             .spawn(move || {
                 let out = |line: String| forward_stdout(line, &sink, &slot);
-                let err = |line: String| sink(Stdio::Stderr, line + "\n");
+                let err = |line: String| sink(stream(Stdio::Stderr, line + "\n"));
                 loop {
                     select! {
                         recv(stdout) -> line => match line { Ok(l) => out(l), Err(_) => break },
@@ -334,18 +490,32 @@ impl Forwarder {
     }
 }
 
-fn forward_stdout(line: String, sink: &StreamSink, panic: &Mutex<Option<Event>>) {
+fn stream(name: Stdio, text: String) -> JupyterMessageContent {
+    JupyterMessageContent::StreamContent(StreamContent { name, text })
+}
+
+fn forward_stdout(line: String, sink: &Sink, panic: &Mutex<Option<Event>>) {
     let (text, event) = Event::split_line(&line);
+    let Some(event) = event else {
+        return sink(stream(Stdio::Stdout, line + "\n"));
+    };
+    if !text.is_empty() {
+        sink(stream(Stdio::Stdout, text.to_string()));
+    }
     match event {
-        None => sink(Stdio::Stdout, line + "\n"),
-        Some(event) => {
-            if !text.is_empty() {
-                sink(Stdio::Stdout, text.to_string());
-            }
-            match event {
-                Ok(e @ Event::Panic { .. }) => *panic.lock().expect("panic slot") = Some(e),
-                Err(e) => sink(Stdio::Stderr, format!("glassbox: unreadable event from the REPL: {e}\n")),
-            }
+        Ok(e @ Event::Panic { .. }) => *panic.lock().expect("panic slot") = Some(e),
+        Ok(Event::Partial { text }) => sink(stream(Stdio::Stdout, text)),
+        Ok(Event::Clear { wait }) => sink(JupyterMessageContent::ClearOutput(ClearOutput { wait })),
+        Ok(Event::Display { data, metadata, display_id, update }) => {
+            let Ok(data) = serde_json::from_value::<Media>(serde_json::Value::Object(data)) else {
+                return sink(stream(Stdio::Stderr, "glassbox: a display with unreadable data was dropped\n".into()));
+            };
+            let transient = Transient { display_id };
+            sink(match (update, transient.display_id.is_some()) {
+                (true, true) => JupyterMessageContent::UpdateDisplayData(UpdateDisplayData { data, metadata, transient }),
+                _ => JupyterMessageContent::DisplayData(DisplayData { data, metadata, transient: Some(transient) }),
+            })
         }
+        Err(e) => sink(stream(Stdio::Stderr, format!("glassbox: unreadable event from the REPL: {e}\n"))),
     }
 }

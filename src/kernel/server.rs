@@ -2,14 +2,16 @@
 //! (ROUTER) and heartbeat (REP), with every request bracketed by `busy`/`idle` on iopub.
 
 use super::execute::{Executor, Outbox};
-use super::repl::{Repl, ReplConfig, StreamSink};
+use super::history::{History, Query};
+use super::interrupt::Interrupter;
+use super::repl::{InputReader, Repl, ReplConfig, Sink};
 use super::wire::{self, Signer};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use jupyter_protocol::{
-    CommInfoReply, CompleteReply, ConnectionInfo, HistoryReply, InspectReply, InterruptReply,
-    JupyterMessage, JupyterMessageContent, KernelInfoReply, LanguageInfo,
-    ReplyStatus, ShutdownReply, Status, StreamContent,
+    CommClose, CommInfoReply, CompleteReply, ConnectionInfo, ExecuteRequest, HistoryReply, InputRequest,
+    InspectReply, InterruptReply, JupyterMessage, JupyterMessageContent, KernelInfoReply, LanguageInfo, Media,
+    MediaType, ReplyError, ReplyStatus, ShutdownReply, Status,
 };
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -77,26 +79,29 @@ pub async fn run(info: ConnectionInfo) -> Result<()> {
             }
         }
     });
-    // Held open so clients can connect; input requests arrive with the kernel-quality work.
-    let _stdin = stdin;
+    let (asks, asked) = unbounded_channel();
+    tokio::spawn(serve_stdin(stdin, signer.clone(), messages.clone(), asked));
 
     // Output of the running cell is published as a child of the request being executed.
     let current: Arc<Mutex<Option<JupyterMessage>>> = Arc::default();
-    let sink: StreamSink = {
+    let sink: Sink = {
         let (iopub, current) = (iopub.clone(), current.clone());
-        Arc::new(move |name, text| {
+        Arc::new(move |content| {
             let parent = current.lock().expect("current request").clone();
-            iopub.publish(parent.as_ref(), StreamContent { name, text });
+            iopub.publish(parent.as_ref(), content);
         })
     };
+    let interrupter = Interrupter::default();
     let config = ReplConfig { glassbox_src: super::env::glassbox_src(), cache_dir: super::env::cache_dir() };
-    let repl = Repl::spawn(config, sink);
+    let repl = Repl::spawn(config, sink, interrupter.clone());
+    let history = History::open(super::env::cache_dir().join("history.jsonl"));
 
     let control_task = {
         let (signer, iopub, messages) = (signer.clone(), iopub.clone(), messages.clone());
-        tokio::spawn(async move { serve_control(control, signer, iopub, messages).await })
+        tokio::spawn(async move { serve_control(control, signer, iopub, messages, interrupter).await })
     };
-    let shell_task = tokio::spawn(serve_shell(shell, signer, iopub, messages, repl, current));
+    let shell = Shell { socket: shell, signer, iopub, messages, repl, current, asks, history, executor: Executor::new() };
+    let shell_task = tokio::spawn(shell.serve());
     tokio::select! {
         r = control_task => r??,
         r = shell_task => r??,
@@ -134,6 +139,33 @@ async fn send(socket: &mut RouterSocket, signer: &Signer, msg: &JupyterMessage) 
     }
 }
 
+/// A cell's request for a line of input, answered through the stdin channel.
+struct InputAsk {
+    parent: JupyterMessage,
+    prompt: String,
+    password: bool,
+    answer: std::sync::mpsc::Sender<Option<String>>,
+}
+
+/// Sends `input_request` to the client that sent the execute request (the stdin socket
+/// shares the shell socket's identity) and waits for its `input_reply`.
+async fn serve_stdin(mut socket: RouterSocket, signer: Signer, messages: Messages, mut asks: UnboundedReceiver<InputAsk>) {
+    while let Some(ask) = asks.recv().await {
+        let request = InputRequest { prompt: ask.prompt, password: ask.password };
+        send(&mut socket, &signer, &messages.child(Some(&ask.parent), request)).await;
+        let value = loop {
+            match receive(&mut socket, &signer, "stdin").await {
+                Ok(msg) => match msg.content {
+                    JupyterMessageContent::InputReply(reply) => break Some(reply.value),
+                    _ => continue,
+                },
+                Err(_) => break None,
+            }
+        };
+        let _ = ask.answer.send(value);
+    }
+}
+
 /// Collects what the execute state machine produces: iopub at once, the reply for later.
 struct ShellOutbox<'a> {
     iopub: &'a Iopub,
@@ -150,44 +182,140 @@ impl Outbox for ShellOutbox<'_> {
     }
 }
 
-async fn serve_shell(
-    mut socket: RouterSocket,
+/// The shell channel: one request at a time, each bracketed by `busy`/`idle`.
+struct Shell {
+    socket: RouterSocket,
     signer: Signer,
     iopub: Iopub,
     messages: Messages,
     repl: Repl,
     current: Arc<Mutex<Option<JupyterMessage>>>,
-) -> Result<()> {
-    let mut executor = Executor::new();
-    loop {
-        let request = receive(&mut socket, &signer, "shell").await?;
-        iopub.status(&request, true);
-        let reply = match &request.content {
-            JupyterMessageContent::ExecuteRequest(req) => {
-                *current.lock().expect("current request") = Some(request.clone());
-                let mut outbox = ShellOutbox { iopub: &iopub, request: &request, reply: None };
-                tokio::task::block_in_place(|| executor.execute(req, |code| repl.execute(code), &mut outbox));
-                outbox.reply
+    asks: UnboundedSender<InputAsk>,
+    history: History,
+    executor: Executor,
+}
+
+impl Shell {
+    async fn serve(mut self) -> Result<()> {
+        loop {
+            let request = receive(&mut self.socket, &self.signer, "shell").await?;
+            self.iopub.status(&request, true);
+            let reply = tokio::task::block_in_place(|| self.handle(&request));
+            if let Some(content) = reply {
+                send(&mut self.socket, &self.signer, &self.messages.child(Some(&request), content)).await;
+            }
+            self.iopub.status(&request, false);
+            if matches!(request.content, JupyterMessageContent::ShutdownRequest(_)) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Answers one request; blocking (the REPL runs cells synchronously).
+    fn handle(&mut self, request: &JupyterMessage) -> Option<JupyterMessageContent> {
+        use JupyterMessageContent as C;
+        match &request.content {
+            C::ExecuteRequest(req) => Some(self.execute(request, req)),
+            C::CompleteRequest(req) => {
+                let (cursor_start, cursor_end, matches) = self.repl.complete(&req.code, req.cursor_pos);
+                Some(CompleteReply { matches, cursor_start, cursor_end, ..Default::default() }.into())
+            }
+            C::InspectRequest(req) => Some(match self.repl.inspect(&req.code, req.cursor_pos) {
+                Some((plain, html)) => {
+                    let data = serde_json::from_value(serde_json::json!({ "text/plain": plain, "text/html": html }))
+                        .expect("text media");
+                    InspectReply { found: true, data, ..Default::default() }.into()
+                }
+                None => InspectReply::default().into(),
+            }),
+            C::HistoryRequest(req) => Some(self.history_reply(serde_json::to_value(req).unwrap_or_default())),
+            C::UnknownMessage(msg) if msg.msg_type == "history_request" => Some(self.history_reply(msg.content.clone())),
+            C::CommOpen(open) => {
+                // No comm targets exist: the spec says to close the comm at once.
+                let close = CommClose { comm_id: open.comm_id.clone(), data: Default::default() };
+                self.iopub.publish(Some(request), close);
+                None
             }
             other => common_reply(other),
-        };
-        let shutdown = matches!(request.content, JupyterMessageContent::ShutdownRequest(_));
-        if let Some(content) = reply {
-            send(&mut socket, &signer, &messages.child(Some(&request), content)).await;
         }
-        iopub.status(&request, false);
-        if shutdown {
-            return Ok(());
+    }
+
+    fn execute(&mut self, request: &JupyterMessage, req: &ExecuteRequest) -> JupyterMessageContent {
+        *self.current.lock().expect("current request") = Some(request.clone());
+        let input: InputReader = if req.allow_stdin {
+            let (asks, parent) = (self.asks.clone(), request.clone());
+            Arc::new(move |prompt: &str, password: bool| {
+                let (answer, answered) = std::sync::mpsc::channel();
+                let ask = InputAsk { parent: parent.clone(), prompt: prompt.to_owned(), password, answer };
+                asks.send(ask).ok()?;
+                answered.recv().ok().flatten()
+            })
+        } else {
+            Arc::new(|_: &str, _: bool| None)
+        };
+        let mut outbox = ShellOutbox { iopub: &self.iopub, request, reply: None };
+        let mut shown = String::new();
+        let repl = &self.repl;
+        self.executor.execute(
+            req,
+            |code| {
+                let result = repl.execute(code, input);
+                if let Ok(value) = &result {
+                    shown = plain_text(value.result.as_ref());
+                }
+                result
+            },
+            &mut outbox,
+        );
+        if req.store_history && !req.silent {
+            self.history.record(self.executor.count(), &req.code, &shown);
+        }
+        outbox.reply.expect("the executor always replies")
+    }
+
+    fn history_reply(&self, query: serde_json::Value) -> JupyterMessageContent {
+        match serde_json::from_value::<Query>(query) {
+            Ok(q) => HistoryReply::new(self.history.query(&q)).into(),
+            Err(e) => HistoryReply {
+                status: ReplyStatus::Error,
+                error: Some(Box::new(ReplyError {
+                    ename: "MalformedRequest".into(),
+                    evalue: format!("malformed history_request: {e}"),
+                    traceback: Vec::new(),
+                })),
+                ..Default::default()
+            }
+            .into(),
         }
     }
 }
 
-async fn serve_control(mut socket: RouterSocket, signer: Signer, iopub: Iopub, messages: Messages) -> Result<()> {
+fn plain_text(media: Option<&Media>) -> String {
+    media
+        .and_then(|m| {
+            m.content.iter().find_map(|t| match t {
+                MediaType::Plain(s) => Some(s.clone()),
+                _ => None,
+            })
+        })
+        .unwrap_or_default()
+}
+
+async fn serve_control(
+    mut socket: RouterSocket,
+    signer: Signer,
+    iopub: Iopub,
+    messages: Messages,
+    interrupter: Interrupter,
+) -> Result<()> {
     loop {
         let request = receive(&mut socket, &signer, "control").await?;
         iopub.status(&request, true);
         let reply = match &request.content {
-            JupyterMessageContent::InterruptRequest(_) => Some(InterruptReply::new().into()),
+            JupyterMessageContent::InterruptRequest(_) => {
+                interrupter.interrupt();
+                Some(InterruptReply::new().into())
+            }
             other => common_reply(other),
         };
         if let Some(content) = reply {
@@ -206,18 +334,8 @@ fn common_reply(request: &JupyterMessageContent) -> Option<JupyterMessageContent
     Some(match request {
         C::KernelInfoRequest(_) => C::KernelInfoReply(Box::new(kernel_info())),
         C::ShutdownRequest(req) => ShutdownReply { restart: req.restart, ..Default::default() }.into(),
-        C::CompleteRequest(req) => CompleteReply {
-            cursor_start: req.cursor_pos,
-            cursor_end: req.cursor_pos,
-            ..Default::default()
-        }
-        .into(),
-        C::InspectRequest(_) => InspectReply::default().into(),
         C::IsCompleteRequest(req) => super::complete::is_complete(&req.code).into(),
-        C::HistoryRequest(_) => HistoryReply::new(Vec::new()).into(),
         C::CommInfoRequest(_) => CommInfoReply::default().into(),
-        // jupyter_client sends `history_request` without the fields the protocol crate wants.
-        C::UnknownMessage(msg) if msg.msg_type == "history_request" => HistoryReply::new(Vec::new()).into(),
         C::UnknownMessage(msg) if msg.msg_type.ends_with("_request") => {
             let (ename, evalue) = match wire::content_problem(msg) {
                 Some(problem) => ("MalformedRequest", problem),

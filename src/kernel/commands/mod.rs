@@ -1,0 +1,245 @@
+//! The `:command` language. A cell line that starts with `:` and names a glassbox command is
+//! parsed here (against its [`spec::CommandSpec`]) and becomes an [`Action`]; most actions
+//! are Rust code that calls the library in the REPL, so a command works on the same
+//! variables as the cell's Rust lines. `:` lines that are evcxr's own commands (`:dep`,
+//! `:opt`, ...) pass through to evcxr. Method commands of later issues join [`REGISTRY`].
+
+mod builtin;
+pub mod parse;
+pub mod spec;
+
+pub use parse::{Invocation, UsageError};
+use spec::CommandSpec;
+
+/// Every glassbox command.
+pub static REGISTRY: &[&CommandSpec] = &[&builtin::HELP, &builtin::DEVICE, &builtin::VARS, &builtin::TIME, &builtin::SEED];
+
+/// evcxr's own commands, passed through untouched (glassbox's `:help` and `:vars` replace
+/// evcxr's versions).
+pub const EVCXR_COMMANDS: &[&str] = &[
+    "dep", "opt", "sccache", "efmt", "fmt", "type", "preserve_vars_on_panic", "restart", "clear",
+    "timing", "time_passes", "allow_static_linking", "last_compile_dir", "last_error_json",
+    "toolchain", "offline", "linker", "explain", "env", "cache", "quit", "doc", "types",
+];
+
+/// What the REPL knows that commands may use: its variables and settings.
+#[derive(Debug, Default, Clone)]
+pub struct ReplView {
+    /// (name, type) of every variable, as evcxr reports them.
+    pub variables: Vec<(String, String)>,
+    pub timing: bool,
+}
+
+/// What a command does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Rust code to run in the REPL; its value (if any) is the command's result.
+    Rust(String),
+    /// Text shown as the command's output.
+    Show(String),
+    /// Text for the pager (`?CMD`).
+    Page(String),
+    /// Turn per-cell timing on, off, or toggle it (`None`).
+    SetTiming(Option<bool>),
+}
+
+/// One piece of a cell, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    /// Rust lines (and evcxr commands); `first_line` is their first line in the cell.
+    Rust { code: String, first_line: usize },
+    /// A glassbox command line.
+    Command { line: String, line_no: usize },
+}
+
+pub fn find(name: &str) -> Option<&'static CommandSpec> {
+    REGISTRY.iter().copied().find(|c| c.name == name)
+}
+
+fn command_name(line: &str) -> Option<&str> {
+    let rest = line.trim_start().strip_prefix(':').or_else(|| line.trim_start().strip_prefix('?'))?;
+    rest.split_whitespace().next().filter(|n| n.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'))
+}
+
+/// Whether a line is for glassbox (a glassbox command, `?name`, or an unknown `:name` that
+/// deserves an error) rather than Rust or evcxr.
+fn is_glassbox_line(line: &str) -> bool {
+    let trimmed = line.trim_start();
+    match command_name(line) {
+        Some(name) if trimmed.starts_with('?') => find(name).is_some(),
+        Some(name) => !EVCXR_COMMANDS.contains(&name),
+        None => false,
+    }
+}
+
+/// Splits a cell into Rust and command segments, keeping line numbers.
+pub fn split_cell(code: &str) -> Vec<Segment> {
+    let mut segments = Vec::new();
+    let mut rust: Vec<&str> = Vec::new();
+    let mut first = 1;
+    for (i, line) in code.lines().enumerate() {
+        if is_glassbox_line(line) {
+            if rust.iter().any(|l| !l.trim().is_empty()) {
+                segments.push(Segment::Rust { code: rust.join("\n"), first_line: first });
+            }
+            rust.clear();
+            segments.push(Segment::Command { line: line.trim().to_owned(), line_no: i + 1 });
+            first = i + 2;
+        } else {
+            rust.push(line);
+        }
+    }
+    if rust.iter().any(|l| !l.trim().is_empty()) {
+        segments.push(Segment::Rust { code: rust.join("\n"), first_line: first });
+    }
+    segments
+}
+
+/// Parses and runs one command line into its action.
+pub fn run(line: &str, view: &ReplView) -> Result<Action, UsageError> {
+    let trimmed = line.trim();
+    if let Some(name) = trimmed.strip_prefix('?') {
+        let spec = lookup(name.trim())?;
+        return Ok(Action::Page(spec.help()));
+    }
+    let words = parse::words(trimmed.trim_start_matches(':'))?;
+    let (name, rest) = words.split_first().ok_or_else(|| UsageError("an empty command; try :help".into()))?;
+    let spec = lookup(name)?;
+    let invocation = parse::parse(spec, rest)?;
+    (spec.run)(&invocation, view)
+}
+
+fn lookup(name: &str) -> Result<&'static CommandSpec, UsageError> {
+    find(name).ok_or_else(|| {
+        let names = REGISTRY.iter().map(|c| c.name).chain(EVCXR_COMMANDS.iter().copied());
+        let hint = parse::suggest(name, names).map(|s| format!(" Did you mean :{s}?")).unwrap_or_default();
+        UsageError(format!("unknown command :{name}.{hint} See :help for the list."))
+    })
+}
+
+/// Completions for a command line at `cursor` (a byte offset into `line`): the replaced
+/// range within the line and the candidates. `None` when the line is not a command.
+pub fn complete(line: &str, cursor: usize, view: &ReplView) -> Option<(usize, usize, Vec<String>)> {
+    let before = &line[..cursor];
+    if !before.trim_start().starts_with(':') {
+        return None;
+    }
+    let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    let word = &before[start..];
+    let words: Vec<&str> = before.split_whitespace().collect();
+    let completing_name = words.len() <= 1 && !before.ends_with(char::is_whitespace);
+    let mut matches: Vec<String> = if completing_name {
+        let prefix = word.trim_start_matches(':');
+        REGISTRY
+            .iter()
+            .map(|c| c.name)
+            .chain(EVCXR_COMMANDS.iter().copied())
+            .filter(|n| n.starts_with(prefix))
+            .map(|n| format!(":{n}"))
+            .collect()
+    } else {
+        let spec = find(words[0].trim_start_matches(':'))?;
+        complete_argument(spec, &words, word, view)
+    };
+    matches.sort();
+    matches.dedup();
+    Some((start, cursor, matches))
+}
+
+fn complete_argument(spec: &CommandSpec, words: &[&str], word: &str, view: &ReplView) -> Vec<String> {
+    if let Some(prefix) = word.strip_prefix("--") {
+        return spec.flags.iter().filter(|f| f.name.starts_with(prefix)).map(|f| format!("--{}", f.name)).collect();
+    }
+    // The value of the flag just before the cursor, when it takes one.
+    let previous = if word.is_empty() { words.last() } else { words.iter().rev().nth(1) };
+    if let Some(flag) = previous.and_then(|p| p.strip_prefix("--")) {
+        if let Some(f) = spec.flags.iter().find(|f| f.name == flag) {
+            return match f.kind {
+                spec::FlagKind::Choice(choices) => {
+                    choices.iter().filter(|c| c.starts_with(word)).map(|c| c.to_string()).collect()
+                }
+                _ => Vec::new(),
+            };
+        }
+    }
+    if word.is_empty() || !word.starts_with('-') {
+        // Positional arguments name things in the REPL: offer its variables.
+        let mut out: Vec<String> =
+            view.variables.iter().map(|(n, _)| n.clone()).filter(|n| n.starts_with(word)).collect();
+        if spec.name == "help" {
+            out.extend(REGISTRY.iter().map(|c| c.name.to_string()).filter(|n| n.starts_with(word)));
+        }
+        if word.is_empty() {
+            out.extend(spec.flags.iter().map(|f| format!("--{}", f.name)));
+        }
+        return out;
+    }
+    Vec::new()
+}
+
+/// Usage of the command under the cursor, for `inspect_request`.
+pub fn inspect(line: &str) -> Option<String> {
+    let name = command_name(line)?;
+    find(name).map(|spec| spec.help())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> ReplView {
+        ReplView { variables: vec![("net".into(), "Net".into()), ("x".into(), "Tensor".into())], timing: false }
+    }
+
+    #[test]
+    fn cells_split_into_rust_and_commands_in_order() {
+        let cell = "let a = 1;\n:seed 3\n:dep rand = \"0.8\"\nlet b = a + 1;\nb";
+        assert_eq!(
+            split_cell(cell),
+            vec![
+                Segment::Rust { code: "let a = 1;".into(), first_line: 1 },
+                Segment::Command { line: ":seed 3".into(), line_no: 2 },
+                Segment::Rust { code: ":dep rand = \"0.8\"\nlet b = a + 1;\nb".into(), first_line: 3 },
+            ]
+        );
+        assert_eq!(split_cell("?seed"), vec![Segment::Command { line: "?seed".into(), line_no: 1 }]);
+        // A question mark that is Rust (the try operator on its own line) is not a command.
+        assert!(matches!(split_cell("f()\n?")[0], Segment::Rust { .. }));
+    }
+
+    #[test]
+    fn unknown_commands_suggest_the_closest() {
+        let e = run(":sed 4", &view()).unwrap_err().0;
+        assert!(e.contains("unknown command :sed") && e.contains("Did you mean :seed?"), "{e}");
+    }
+
+    #[test]
+    fn help_lists_commands_and_shows_usage() {
+        let Action::Show(all) = run(":help", &view()).unwrap() else { panic!() };
+        for c in REGISTRY {
+            assert!(all.contains(&format!(":{}", c.name)), "{all}");
+        }
+        let Action::Show(one) = run(":help seed", &view()).unwrap() else { panic!() };
+        assert!(one.starts_with(":seed N"), "{one}");
+        let Action::Page(page) = run("?seed", &view()).unwrap() else { panic!() };
+        assert_eq!(page, one);
+    }
+
+    #[test]
+    fn completes_names_flags_and_values() {
+        let (start, end, m) = complete(":se", 3, &view()).unwrap();
+        assert_eq!((start, end), (0, 3));
+        assert_eq!(m, [":seed"]);
+        let (_, _, m) = complete(":time o", 7, &view()).unwrap();
+        assert!(m.is_empty() || m.iter().all(|s| s.starts_with('o')));
+        let (_, _, m) = complete(":help s", 7, &view()).unwrap();
+        assert_eq!(m, ["seed"]);
+        assert!(complete("let x = 1;", 3, &view()).is_none());
+    }
+
+    #[test]
+    fn inspect_shows_the_usage_of_the_command_under_the_cursor() {
+        assert!(inspect(":vars").unwrap().starts_with(":vars"));
+        assert!(inspect("let x").is_none());
+    }
+}

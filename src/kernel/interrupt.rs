@@ -1,0 +1,138 @@
+//! Interrupting a running cell without losing the session (messaging spec: `interrupt_mode`
+//! "message").
+//!
+//! The control channel asks; the REPL child gets SIGINT, which glassbox loops notice at their
+//! next step (see the library's `interrupt` module) and stop, keeping every variable. SIGINT
+//! is repeated while the cell runs, so one that lands while the cell is still compiling is not
+//! lost. Code that never checks is given [`GRACE`]; then the child is killed, evcxr starts a
+//! new one, and the error names the variables that were lost.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a cell may ignore an interrupt before the REPL child is restarted.
+pub const GRACE: Duration = Duration::from_secs(3);
+const RESEND: Duration = Duration::from_millis(400);
+
+#[derive(Debug, Default)]
+struct State {
+    pid: Option<u32>,
+    /// The cell now running, by number.
+    running: Option<u64>,
+    next_cell: u64,
+    requested: bool,
+}
+
+/// Shared by the control channel (which interrupts) and the REPL thread (which runs cells).
+#[derive(Debug, Clone, Default)]
+pub struct Interrupter {
+    state: Arc<Mutex<State>>,
+}
+
+impl Interrupter {
+    /// The REPL child's process id, once known and after every restart.
+    pub fn set_child(&self, pid: Option<u32>) {
+        self.lock().pid = pid;
+    }
+
+    /// A cell starts running.
+    pub fn begin(&self) {
+        let mut s = self.lock();
+        s.next_cell += 1;
+        s.running = Some(s.next_cell);
+        s.requested = false;
+    }
+
+    /// The cell ended; whether it was interrupted.
+    pub fn end(&self) -> bool {
+        let mut s = self.lock();
+        s.running = None;
+        std::mem::take(&mut s.requested)
+    }
+
+    /// Interrupts the running cell, if any, escalating on a thread of its own. Returns whether
+    /// a cell was running.
+    pub fn interrupt(&self) -> bool {
+        let (cell, pid) = {
+            let mut s = self.lock();
+            let (Some(cell), Some(pid)) = (s.running, s.pid) else { return false };
+            s.requested = true;
+            (cell, pid)
+        };
+        let this = self.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            while this.still_running(cell) {
+                if started.elapsed() >= GRACE {
+                    signal(pid, libc::SIGKILL);
+                    break;
+                }
+                signal(pid, libc::SIGINT);
+                std::thread::sleep(RESEND);
+            }
+        });
+        true
+    }
+
+    fn still_running(&self, cell: u64) -> bool {
+        self.lock().running == Some(cell)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("interrupt state")
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) with a pid we spawned (through evcxr) and a valid signal number.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_to_interrupt_between_cells() {
+        let i = Interrupter::default();
+        i.set_child(Some(u32::MAX)); // never signalled: no cell runs
+        assert!(!i.interrupt());
+        i.begin();
+        assert!(!i.end());
+    }
+
+    #[test]
+    fn a_cooperative_child_stops_and_keeps_running() {
+        // A real process that ignores nothing: `sleep` dies of SIGINT, standing in for the
+        // escalation path; the request is recorded for the cell either way.
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let i = Interrupter::default();
+        i.set_child(Some(child.id()));
+        i.begin();
+        assert!(i.interrupt());
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        assert!(i.end(), "the cell is reported as interrupted");
+        assert!(!i.end(), "and the next one is not");
+    }
+
+    #[test]
+    fn a_child_that_ignores_sigint_is_killed_after_the_grace_period() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "trap '' INT; sleep 30"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200)); // let the trap be set
+        let i = Interrupter::default();
+        i.set_child(Some(child.id()));
+        i.begin();
+        let started = Instant::now();
+        i.interrupt();
+        child.wait().unwrap();
+        let took = started.elapsed();
+        assert!(took >= GRACE && took < GRACE + Duration::from_secs(2), "{took:?}");
+        i.end();
+    }
+}

@@ -1,0 +1,205 @@
+//! Progress of long work as one live display: steps, rate, ETA and named metrics (loss, ...),
+//! updated in place at most ten times a second, and a check for interrupts at every step.
+//!
+//! ```no_run
+//! # use glassbox::progress::Progress;
+//! # fn main() -> Result<(), glassbox::interrupt::Interrupted> {
+//! let mut progress = Progress::new("training", Some(100));
+//! for step in 0..100 {
+//!     let loss = 1.0 / (step + 1) as f64;
+//!     progress.metric("loss", loss);
+//!     progress.step()?; // Err(Interrupted) when the user interrupts the kernel
+//! }
+//! progress.finish();
+//! # Ok(()) }
+//! ```
+
+use crate::display::{self, Handle, Output, Render};
+use crate::interrupt::{Interrupted, Watch};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Redraws are throttled to this interval (at most ~10 per second).
+const MIN_REDRAW: Duration = Duration::from_millis(100);
+
+pub struct Progress {
+    label: String,
+    total: Option<u64>,
+    done: u64,
+    metrics: Vec<(String, f64)>,
+    started: Instant,
+    last_drawn: Option<Instant>,
+    handle: Option<Handle>,
+    watch: Watch,
+    finished: bool,
+}
+
+impl Progress {
+    /// Starts and shows a progress display; `total` steps if known.
+    pub fn new(label: impl Into<String>, total: Option<u64>) -> Self {
+        let mut p = Progress {
+            label: label.into(),
+            total,
+            done: 0,
+            metrics: Vec::new(),
+            started: Instant::now(),
+            last_drawn: None,
+            handle: None,
+            watch: Watch::start(),
+            finished: false,
+        };
+        p.draw();
+        p
+    }
+
+    /// Records a named metric shown beside the bar (the latest value wins).
+    pub fn metric(&mut self, name: &str, value: f64) {
+        match self.metrics.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.metrics.push((name.to_owned(), value)),
+        }
+    }
+
+    /// One step done. Fails once the user has interrupted, so loops stop at a step boundary
+    /// with `?` and keep what they have done.
+    pub fn step(&mut self) -> Result<(), Interrupted> {
+        self.advance(1)
+    }
+
+    /// `n` steps done.
+    pub fn advance(&mut self, n: u64) -> Result<(), Interrupted> {
+        self.done += n;
+        if self.last_drawn.is_none_or(|t| t.elapsed() >= MIN_REDRAW) {
+            self.draw();
+        }
+        self.watch.check()
+    }
+
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+
+    /// Steps per second so far.
+    pub fn rate(&self) -> f64 {
+        self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    /// Draws the final state.
+    pub fn finish(mut self) {
+        self.finished = true;
+        self.draw();
+    }
+
+    fn draw(&mut self) {
+        self.last_drawn = Some(Instant::now());
+        let out = self.render();
+        match &self.handle {
+            Some(h) => h.update(&out),
+            None if crate::runtime::in_kernel() => self.handle = Some(display::show(&out)),
+            None => {}
+        }
+        if !crate::runtime::in_kernel() {
+            // A terminal: one line, redrawn in place.
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r{}{}", self.line(), if self.finished { "\n" } else { "" });
+            let _ = err.flush();
+        }
+    }
+
+    fn eta(&self) -> Option<Duration> {
+        let total = self.total?;
+        let rate = self.rate();
+        (self.done > 0 && rate > 0.0).then(|| Duration::from_secs_f64(total.saturating_sub(self.done) as f64 / rate))
+    }
+
+    fn fraction(&self) -> Option<f64> {
+        self.total.map(|t| if t == 0 { 1.0 } else { (self.done as f64 / t as f64).min(1.0) })
+    }
+
+    fn metrics_text(&self) -> String {
+        self.metrics.iter().map(|(n, v)| format!("{n}={v:.4}")).collect::<Vec<_>>().join(" ")
+    }
+
+    /// The text form: `training [#####.....] 50/100 12.3 it/s ETA 4s loss=0.1230`.
+    pub fn line(&self) -> String {
+        let bar = match self.fraction() {
+            Some(f) => {
+                let filled = (f * 20.0).round() as usize;
+                format!(" [{}{}]", "#".repeat(filled), ".".repeat(20 - filled))
+            }
+            None => String::new(),
+        };
+        let count = match self.total {
+            Some(t) => format!("{}/{t}", self.done),
+            None => self.done.to_string(),
+        };
+        let eta = match (self.finished, self.eta()) {
+            (true, _) => format!(" done in {:.1}s", self.started.elapsed().as_secs_f64()),
+            (false, Some(eta)) => format!(" ETA {:.0}s", eta.as_secs_f64()),
+            (false, None) => String::new(),
+        };
+        let metrics = self.metrics_text();
+        let metrics = if metrics.is_empty() { metrics } else { format!(" {metrics}") };
+        format!("{}{bar} {count} {:.1} it/s{eta}{metrics}", self.label, self.rate())
+    }
+}
+
+impl Render for Progress {
+    fn render(&self) -> Output {
+        let pct = self.fraction().map(|f| f * 100.0);
+        let bar = match pct {
+            Some(p) => format!(
+                "<div style=\"width:24em;height:0.9em;background:#e4e8ee;display:inline-block;vertical-align:middle\">\
+                 <div style=\"width:{p:.1}%;height:100%;background:#3b6ea8\"></div></div> "
+            ),
+            None => String::new(),
+        };
+        let html = format!(
+            "<div style=\"font-family:monospace\"><b>{}</b> {bar}{}</div>",
+            html_escape(&self.label),
+            html_escape(self.line().strip_prefix(self.label.as_str()).unwrap_or_default()),
+        );
+        Output::html(html).and(Output::text(self.line()))
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_shows_count_bar_and_metrics() {
+        let _serial = crate::interrupt::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = Progress::new("fit", Some(4));
+        p.metric("loss", 0.5);
+        p.step().unwrap();
+        p.step().unwrap();
+        p.metric("loss", 0.25);
+        let line = p.line();
+        assert!(line.starts_with("fit [##########..........] 2/4"), "{line}");
+        assert!(line.contains("loss=0.2500"), "{line}");
+        assert!(line.contains("ETA"), "{line}");
+    }
+
+    #[test]
+    fn html_and_text_forms_are_rendered() {
+        let p = Progress::new("scan <all>", None);
+        let out = p.render();
+        assert!(out.data()["text/html"].as_str().unwrap().contains("scan &lt;all&gt;"));
+        assert!(out.data()["text/plain"].as_str().unwrap().starts_with("scan <all> 0"));
+    }
+
+    #[test]
+    fn an_interrupt_ends_the_loop_at_a_step() {
+        let _serial = crate::interrupt::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = Progress::new("loop", None);
+        p.step().unwrap();
+        crate::interrupt::request();
+        assert_eq!(p.step(), Err(Interrupted));
+        assert_eq!(p.done(), 2);
+    }
+}

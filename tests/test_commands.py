@@ -1,0 +1,98 @@
+"""The :command language, completion, inspection, stdin and comms, through the real kernel."""
+from conftest import collect, run
+
+
+def test_help_lists_commands_and_question_mark_pages_usage(kc):
+    listing = run(kc, ":help").result()
+    for name in (":device", ":vars", ":time", ":seed"):
+        assert name in listing
+    r = run(kc, "?seed")
+    assert r.reply["content"]["payload"][0]["data"]["text/plain"].startswith(":seed N")
+
+
+def test_command_errors_name_the_problem_and_keep_the_session(kc):
+    run(kc, "let kept_value = 11;")
+    r = run(kc, ":sed 4")
+    assert r.reply["content"]["ename"] == "UsageError"
+    assert "Did you mean :seed?" in r.reply["content"]["evalue"]
+    assert len(r.of("error")) == 1
+    r = run(kc, ":seed minus-one")
+    assert "non-negative integer" in r.reply["content"]["evalue"]
+    assert run(kc, "kept_value").result() == "11"
+
+
+def test_seed_makes_random_tensors_repeat(kc):
+    code = ":seed 7\nVec::<f32>::try_from(Tensor::randn([3], (Kind::Float, device)).to_device(Device::Cpu)).unwrap()"
+    assert run(kc, code).result() == run(kc, code).result()
+
+
+def test_vars_shows_tensor_shapes_and_commands_share_state_with_rust(kc):
+    run(kc, "let grid = Tensor::zeros([2, 3], (Kind::Float, device));\nlet label = \"cat\";")
+    r = run(kc, ":vars")
+    table = r.of("display_data")[0]["content"]["data"]
+    assert "grid" in table["text/plain"] and "[2, 3]" in table["text/plain"] and "Float" in table["text/plain"]
+    assert "<table>" in table["text/html"]
+    # A cell may mix commands and Rust; the command sees what the Rust lines defined.
+    r = run(kc, "let mixed = 3;\n:vars\nmixed + 1")
+    assert "mixed" in r.of("display_data")[0]["content"]["data"]["text/plain"]
+    assert r.result() == "4"
+
+
+def test_device_and_time(kc):
+    assert "device:" in run(kc, ":device").result()
+    assert run(kc, ":time on").result() == "per-cell timing on"
+    assert "cell took" in run(kc, "1 + 1").stderr()
+    assert run(kc, ":time off").result() == "per-cell timing off"
+
+
+def test_compile_errors_after_a_command_name_the_right_line(kc):
+    r = run(kc, ":seed 1\nlet a = 1;\nlet b: u8 = \"no\";")
+    assert r.reply["content"]["ename"] == "CompileError"
+    assert "cell line 3" in r.reply["content"]["evalue"]
+
+
+def test_completion_of_commands_flags_and_rust(kc):
+    msg_id = kc.complete(":se", 3)
+    reply = kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["matches"] == [":seed"]
+    assert (reply["content"]["cursor_start"], reply["content"]["cursor_end"]) == (0, 3)
+    run(kc, "let completion_target = 5;")
+    code = "completion_ta"
+    kc.complete(code, len(code))
+    reply = kc.get_shell_msg(timeout=120)
+    assert "completion_target" in reply["content"]["matches"]
+
+
+def test_inspect_shows_command_usage_and_rust_docs(kc):
+    kc.inspect(":vars", 3)
+    reply = kc.get_shell_msg(timeout=30)
+    assert reply["content"]["found"] and reply["content"]["data"]["text/plain"].startswith(":vars")
+    code = "glassbox::seed::set"
+    kc.inspect(code, len(code))
+    reply = kc.get_shell_msg(timeout=120)
+    assert reply["content"]["found"], reply["content"]
+    assert "libtorch" in reply["content"]["data"]["text/plain"]
+
+
+def test_input_request_reaches_the_client(kc):
+    msg_id = kc.execute('let name = input("who? ");\nprintln!("hello {name}");', allow_stdin=True)
+    request = kc.get_stdin_msg(timeout=120)
+    assert request["msg_type"] == "input_request"
+    assert request["content"]["prompt"] == "who? "
+    kc.input("glassbox")
+    r = collect(kc, msg_id, 120)
+    assert r.stdout() == "hello glassbox\n"
+
+
+def test_comm_info_and_unknown_comms_are_closed(kc):
+    msg_id = kc.comm_info()
+    reply = kc.get_shell_msg(timeout=10)
+    assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["comms"] == {}
+    msg = kc.session.msg("comm_open", {"comm_id": "c-1", "target_name": "nobody", "data": {}})
+    kc.shell_channel.send(msg)
+    while True:
+        got = kc.get_iopub_msg(timeout=10)
+        if got["msg_type"] == "comm_close":
+            assert got["content"]["comm_id"] == "c-1"
+            break
