@@ -2,16 +2,18 @@
 //!
 //! Every data set here answers the same questions through [`ConceptDataset`]: how many
 //! images, how large, which [`Vocabulary`], and the images with their concept label maps by
-//! batch. Procedural scenes and loaders for real data sets implement it, so probes and
-//! metrics do not care where pixels come from.
+//! batch. The procedural [`ConceptScenes`] need no files; loaders for real data sets
+//! implement the same trait, so probes and metrics do not care where pixels come from.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
 use tch::{Device, Tensor};
 
+pub mod scenes;
 pub mod vocab;
 
+pub use scenes::{BoundingBox, Colour, ConceptScenes, SceneConfig};
 pub use vocab::{Category, Concept, Vocabulary};
 
 /// What can go wrong naming concepts or asking a data set for images.

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use super::DataError;
 
@@ -118,6 +119,12 @@ impl Vocabulary {
             }
         }
         Ok(Vocabulary { names, by_name })
+    }
+
+    /// The vocabulary of the procedural concept scenes.
+    pub fn scenes() -> &'static Vocabulary {
+        static SCENES: OnceLock<Vocabulary> = OnceLock::new();
+        SCENES.get_or_init(super::scenes::vocabulary)
     }
 
     /// The number of concepts over all categories: the width of image-level labels.
