@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use glassbox::kernel::{child, connection, env, install, server};
+use glassbox::kernel::{bench, child, connection, env, install, server};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -20,6 +20,11 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         connection_file: PathBuf,
     },
+    /// Measure glassbox against a baseline taken in the same run.
+    Bench {
+        #[arg(value_enum)]
+        what: BenchTarget,
+    },
     /// Install the kernelspec so Jupyter can start glassbox.
     Install {
         /// Into the user's Jupyter data directory (the default).
@@ -29,6 +34,16 @@ enum Command {
         #[arg(long, value_name = "PREFIX")]
         prefix: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchTarget {
+    /// Round-trip latency of kernel_info, a trivial cell, `:vars` and a completion.
+    Kernel,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
 }
 
 fn main() -> Result<()> {
@@ -45,11 +60,11 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Kernel { connection_file } => {
             let info = connection::read(&connection_file)?;
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?
-                .block_on(server::run(info))
+            runtime()?.block_on(server::run(info))
+        }
+        Command::Bench { what: BenchTarget::Kernel } => {
+            let exe = std::env::current_exe()?;
+            runtime()?.block_on(bench::kernel(&exe))
         }
         Command::Install { user: _, prefix } => {
             let target = prefix.map_or(install::Target::User, install::Target::Prefix);

@@ -33,7 +33,7 @@ class GlassboxConformance(jupyter_kernel_test.KernelTests):
     completion_samples = [
         {"text": ":se", "matches": {":seed"}},
         {"text": ":help va", "matches": {"vars"}},
-        {"text": ":ti", "matches": {":time", ":timing"}},
+        {"text": ":ti", "matches": {":time", ":timing", ":time_passes"}},
     ]
     complete_code_samples = ["1", "let x = 1;", "fn f() -> i32 { 1 }", ":seed 3", 'println!("{}", "}");']
     incomplete_code_samples = ["fn f() {", "let v = vec![1,", "let x = 1 +"]

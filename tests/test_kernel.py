@@ -8,7 +8,7 @@ import time
 from jupyter_client import BlockingKernelClient
 from jupyter_client.manager import start_new_kernel
 
-from conftest import CELL_TIMEOUT, run
+from conftest import FIRST_CELL_TIMEOUT, run
 
 VENV_BIN = os.path.dirname(sys.executable)
 
@@ -82,9 +82,9 @@ def test_prelude_device_is_bound(kc):
 
 
 def test_evcxr_commands_work(kc):
-    r = run(kc, ":vars")
+    r = run(kc, ":type answer")
     assert r.reply["content"]["status"] == "ok"
-    assert "answer" in str(r.of("execute_result"))
+    assert "i64" in str(r.of("execute_result"))
 
 
 def test_bad_signature_is_ignored_and_kernel_keeps_answering(kernel, kc):
@@ -141,7 +141,8 @@ def test_kernel_info_is_answered_at_once_and_shutdown_on_control_ends_the_kernel
     # start_new_kernel has waited for kernel_info; the REPL is still starting behind it.
     assert time.monotonic() - started < 30
     try:
-        assert run(kc, "2 + 2", timeout=CELL_TIMEOUT).result() == "4"
+        # A second kernel beside the session's starts from a copy of the warm build directory.
+        assert run(kc, "2 + 2", timeout=FIRST_CELL_TIMEOUT).result() == "4"
         msg_id = kc.shutdown()  # jupyter_client sends shutdown_request on control
         reply = kc.get_control_msg(timeout=10)
         assert reply["parent_header"]["msg_id"] == msg_id
@@ -161,6 +162,6 @@ def test_jupyter_console_runs_a_cell():
         [os.path.join(VENV_BIN, "jupyter"), "console", "--kernel", "glassbox", "--simple-prompt",
          "--ZMQTerminalInteractiveShell.kernel_timeout=120"],
         input='println!("from the console {}", 20 + 22);\nexit\n',
-        capture_output=True, text=True, timeout=CELL_TIMEOUT,
+        capture_output=True, text=True, timeout=FIRST_CELL_TIMEOUT,
     )
     assert "from the console 42" in console.stdout, console.stdout + console.stderr

@@ -1,6 +1,7 @@
 //! The Jupyter kernel: protocol ([`wire`], [`connection`], [`server`]), the Rust REPL
 //! ([`repl`]), the execute state machine ([`execute`]) and installation ([`install`]).
 
+pub mod bench;
 pub mod child;
 pub mod commands;
 pub mod complete;

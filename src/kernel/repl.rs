@@ -348,10 +348,25 @@ fn claim_build_dir(cache: &Path) -> Option<(PathBuf, File)> {
         std::fs::create_dir_all(&dir).ok()?;
         let lock = File::create(dir.join(".lock")).ok()?;
         if lock.try_lock().is_ok() {
+            if slot > 0 {
+                seed_from(&root.join("slot-0"), &dir);
+            }
             return Some((dir, lock));
         }
     }
     None
+}
+
+/// Starts a new build directory as a copy of the warm one, so a second kernel running beside
+/// the first does not compile tch again (minutes). `cp -a` keeps the timestamps cargo's
+/// freshness checks read; a copy taken mid-build only makes cargo rebuild what is stale.
+fn seed_from(warm: &Path, fresh: &Path) {
+    if fresh.join("target").exists() || !warm.join("target").exists() {
+        return;
+    }
+    for part in ["target", "Cargo.lock"] {
+        let _ = std::process::Command::new("cp").arg("-a").arg(warm.join(part)).arg(fresh.join(part)).status();
+    }
 }
 
 fn panic_error(message: &str, location: Option<&str>, line: Option<usize>) -> CellError {

@@ -17,9 +17,10 @@ pub static REGISTRY: &[&CommandSpec] = &[&builtin::HELP, &builtin::DEVICE, &buil
 /// evcxr's own commands, passed through untouched (glassbox's `:help` and `:vars` replace
 /// evcxr's versions).
 pub const EVCXR_COMMANDS: &[&str] = &[
-    "dep", "opt", "sccache", "efmt", "fmt", "type", "preserve_vars_on_panic", "restart", "clear",
-    "timing", "time_passes", "allow_static_linking", "last_compile_dir", "last_error_json",
-    "toolchain", "offline", "linker", "explain", "env", "cache", "quit", "doc", "types",
+    "internal_debug", "load_config", "version", "type", "t", "preserve_vars_on_panic", "clear",
+    "restart", "dep", "show_deps", "last_compile_dir", "opt", "fmt", "types", "efmt", "toolchain",
+    "offline", "allow_static_linking", "quit", "timing", "time_passes", "sccache", "cache",
+    "clear_cache", "linker", "codegen_backend", "explain", "build_env", "env", "last_error_json", "doc",
 ];
 
 /// What the REPL knows that commands may use: its variables and settings.
