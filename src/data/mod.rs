@@ -10,9 +10,11 @@ use std::ops::Range;
 
 use tch::{Device, Tensor};
 
+pub mod colormnist;
 pub mod scenes;
 pub mod vocab;
 
+pub use colormnist::{ColorMnist, ColorMnistConfig, Factor, Mnist, Split};
 pub use scenes::{BoundingBox, Colour, ConceptScenes, SceneConfig};
 pub use vocab::{Category, Concept, Vocabulary};
 
@@ -30,6 +32,8 @@ pub enum DataError {
     InvalidVocabulary(String),
     #[error("invalid scene config: {0}")]
     InvalidConfig(String),
+    #[error("data not available: {0}")]
+    MissingData(String),
     #[error("images {start}..{end} asked of a data set of {len}")]
     OutOfRange { start: usize, end: usize, len: usize },
 }

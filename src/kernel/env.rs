@@ -19,13 +19,7 @@ pub fn glassbox_src() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
-/// Root of glassbox's caches: `GLASSBOX_CACHE_DIR`, else the user's cache dir.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("GLASSBOX_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("glassbox")))
-        .unwrap_or_else(|| std::env::temp_dir().join("glassbox-cache"))
-}
+pub use crate::cache::dir as cache_dir;
 
 /// Sets what the REPL child and the cargo that evcxr runs must inherit. Call once, first
 /// thing in `main`, before any thread exists (setting the environment is not thread-safe).
