@@ -258,7 +258,8 @@ impl Session {
         let line_start = code[..cursor].rfind('\n').map_or(0, |i| i + 1);
         let line_end = code[cursor..].find('\n').map_or(code.len(), |i| cursor + i);
         let chars = |byte: usize| code[..byte].chars().count();
-        if let Some((s, e, m)) = commands::complete(&code[line_start..line_end], cursor - line_start, &self.view()) {
+        let view = self.view();
+        if let Some((s, e, m)) = commands::complete(&code[line_start..line_end], cursor - line_start, &view, self) {
             return (chars(line_start + s), chars(line_start + e), m);
         }
         match self.ctx.completions(code, cursor) {
@@ -532,5 +533,24 @@ fn forward_stdout(line: String, sink: &Sink, panic: &Mutex<Option<Event>>) {
             })
         }
         Err(e) => sink(stream(Stdio::Stderr, format!("glassbox: unreadable event from the REPL: {e}\n"))),
+    }
+}
+
+impl commands::LiveValues for Session {
+    /// Asks the REPL for the model's stages: the library renders them as JSON, which comes
+    /// back through evcxr's display content.
+    fn stages(&mut self, model: &str) -> Vec<String> {
+        if !model.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            return Vec::new();
+        }
+        let code = format!("glassbox::models::stage_names_json(&{model})");
+        match self.ctx.execute(&code) {
+            Ok(out) => out
+                .content_by_mime_type
+                .get("application/json")
+                .and_then(|j| serde_json::from_str::<Vec<String>>(j).ok())
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
     }
 }

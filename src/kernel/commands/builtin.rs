@@ -1,13 +1,13 @@
 //! The kernel's own commands: `:help`, `:device`, `:vars`, `:time`, `:seed`.
 
 use super::parse::{Invocation, UsageError};
-use super::spec::{ArgSpec, CommandSpec};
+use super::spec::{ArgKind, ArgSpec, CommandSpec};
 use super::{Action, ReplView, EVCXR_COMMANDS, REGISTRY};
 
 pub static HELP: CommandSpec = CommandSpec {
     name: "help",
     summary: "Lists the commands, or shows how to use one (also `?COMMAND`).",
-    args: &[ArgSpec { name: "COMMAND", required: false, help: "a command name, without the colon" }],
+    args: &[ArgSpec { name: "COMMAND", kind: ArgKind::Command, required: false, help: "a command name, without the colon" }],
     flags: &[],
     run: help,
 };
@@ -31,7 +31,7 @@ pub static VARS: CommandSpec = CommandSpec {
 pub static TIME: CommandSpec = CommandSpec {
     name: "time",
     summary: "Reports how long each cell takes (compiling and running) after it runs.",
-    args: &[ArgSpec { name: "on|off", required: false, help: "without it, toggles" }],
+    args: &[ArgSpec { name: "on|off", kind: ArgKind::Value, required: false, help: "without it, toggles" }],
     flags: &[],
     run: time,
 };
@@ -39,7 +39,7 @@ pub static TIME: CommandSpec = CommandSpec {
 pub static SEED: CommandSpec = CommandSpec {
     name: "seed",
     summary: "Seeds every random thing: libtorch's generators and glassbox's data and training.",
-    args: &[ArgSpec { name: "N", required: true, help: "a non-negative integer" }],
+    args: &[ArgSpec { name: "N", kind: ArgKind::Value, required: true, help: "a non-negative integer" }],
     flags: &[],
     run: seed,
 };

@@ -118,9 +118,24 @@ fn lookup(name: &str) -> Result<&'static CommandSpec, UsageError> {
     })
 }
 
+/// What completion may ask of the live session beyond its variable list.
+pub trait LiveValues {
+    /// The stage names of the model held by variable `model` (empty if it holds none).
+    fn stages(&mut self, model: &str) -> Vec<String>;
+}
+
+/// No live session (tests, or a REPL that did not start).
+pub struct NoLiveValues;
+
+impl LiveValues for NoLiveValues {
+    fn stages(&mut self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// Completions for a command line at `cursor` (a byte offset into `line`): the replaced
 /// range within the line and the candidates. `None` when the line is not a command.
-pub fn complete(line: &str, cursor: usize, view: &ReplView) -> Option<(usize, usize, Vec<String>)> {
+pub fn complete(line: &str, cursor: usize, view: &ReplView, live: &mut dyn LiveValues) -> Option<(usize, usize, Vec<String>)> {
     let before = &line[..cursor];
     if !before.trim_start().starts_with(':') {
         return None;
@@ -140,14 +155,20 @@ pub fn complete(line: &str, cursor: usize, view: &ReplView) -> Option<(usize, us
             .collect()
     } else {
         let spec = find(words[0].trim_start_matches(':'))?;
-        complete_argument(spec, &words, word, view)
+        complete_argument(spec, &words, word, view, live)
     };
     matches.sort();
     matches.dedup();
     Some((start, cursor, matches))
 }
 
-fn complete_argument(spec: &CommandSpec, words: &[&str], word: &str, view: &ReplView) -> Vec<String> {
+fn complete_argument(
+    spec: &CommandSpec,
+    words: &[&str],
+    word: &str,
+    view: &ReplView,
+    live: &mut dyn LiveValues,
+) -> Vec<String> {
     if let Some(prefix) = word.strip_prefix("--") {
         return spec.flags.iter().filter(|f| f.name.starts_with(prefix)).map(|f| format!("--{}", f.name)).collect();
     }
@@ -159,24 +180,48 @@ fn complete_argument(spec: &CommandSpec, words: &[&str], word: &str, view: &Repl
                 spec::FlagKind::Choice(choices) => {
                     choices.iter().filter(|c| c.starts_with(word)).map(|c| c.to_string()).collect()
                 }
+                spec::FlagKind::Stages => {
+                    // Complete the last name of the list; keep the ones before it.
+                    let (done, last) = word.rsplit_once(',').map_or(("", word), |(d, l)| (d, l));
+                    let model = words.get(1).filter(|w| !w.starts_with("--"));
+                    let stages = model.map(|m| live.stages(m)).unwrap_or_default();
+                    let head = if done.is_empty() { String::new() } else { format!("{done},") };
+                    stages.into_iter().filter(|s| s.starts_with(last)).map(|s| format!("{head}{s}")).collect()
+                }
                 _ => Vec::new(),
             };
         }
     }
-    if word.is_empty() || !word.starts_with('-') {
-        // Positional arguments name things in the REPL: offer its variables.
-        let mut out: Vec<String> =
-            view.variables.iter().map(|(n, _)| n.clone()).filter(|n| n.starts_with(word)).collect();
-        if spec.name == "help" {
-            out.extend(REGISTRY.iter().map(|c| c.name.to_string()).filter(|n| n.starts_with(word)));
-        }
-        if word.is_empty() {
-            out.extend(spec.flags.iter().map(|f| format!("--{}", f.name)));
-        }
-        return out;
+    if word.starts_with('-') {
+        return Vec::new();
     }
-    Vec::new()
+    // The positional argument at the cursor, by position among the non-flag words.
+    let position = words[1..].iter().filter(|w| !w.starts_with("--")).count() - usize::from(!word.is_empty());
+    let mut out: Vec<String> = match spec.args.get(position).map(|a| a.kind) {
+        Some(spec::ArgKind::Command) => REGISTRY.iter().map(|c| c.name.to_string()).collect(),
+        Some(spec::ArgKind::Model) => view
+            .variables
+            .iter()
+            .filter(|(_, ty)| is_model_type(ty))
+            .map(|(n, _)| n.clone())
+            .collect(),
+        Some(spec::ArgKind::Value) | None => Vec::new(),
+    };
+    out.retain(|n| n.starts_with(word));
+    if word.is_empty() {
+        out.extend(spec.flags.iter().map(|f| format!("--{}", f.name)));
+    }
+    out
 }
+
+/// Whether evcxr's type name for a variable is one of the library's tapped models.
+pub fn is_model_type(ty: &str) -> bool {
+    let name = ty.rsplit("::").next().unwrap_or(ty);
+    MODEL_TYPES.contains(&name)
+}
+
+/// Types whose values `:layers` and stage completion understand.
+pub const MODEL_TYPES: &[&str] = &[];
 
 /// Usage of the command under the cursor, for `inspect_request`.
 pub fn inspect(line: &str) -> Option<String> {
@@ -228,14 +273,15 @@ mod tests {
 
     #[test]
     fn completes_names_flags_and_values() {
-        let (start, end, m) = complete(":se", 3, &view()).unwrap();
+        let live = &mut NoLiveValues;
+        let (start, end, m) = complete(":se", 3, &view(), live).unwrap();
         assert_eq!((start, end), (0, 3));
         assert_eq!(m, [":seed"]);
-        let (_, _, m) = complete(":time o", 7, &view()).unwrap();
-        assert!(m.is_empty() || m.iter().all(|s| s.starts_with('o')));
-        let (_, _, m) = complete(":help s", 7, &view()).unwrap();
+        let (_, _, m) = complete(":time o", 7, &view(), live).unwrap();
+        assert!(m.is_empty());
+        let (_, _, m) = complete(":help s", 7, &view(), live).unwrap();
         assert_eq!(m, ["seed"]);
-        assert!(complete("let x = 1;", 3, &view()).is_none());
+        assert!(complete("let x = 1;", 3, &view(), live).is_none());
     }
 
     #[test]

@@ -129,7 +129,7 @@ fn convert(name: &str, kind: FlagKind, raw: &str) -> Result<Value, UsageError> {
         FlagKind::Int => Value::Int(raw.parse().map_err(|_| wrong())?),
         FlagKind::Float => Value::Float(raw.parse().map_err(|_| wrong())?),
         FlagKind::Text => Value::Text(raw.to_owned()),
-        FlagKind::List => Value::List(raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
+        FlagKind::List | FlagKind::Stages => Value::List(raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
         FlagKind::Choice(choices) => {
             if !choices.contains(&raw) {
                 return Err(UsageError(format!(
@@ -164,13 +164,13 @@ pub fn suggest<'a>(wrong: &str, names: impl Iterator<Item = &'a str>) -> Option<
 
 #[cfg(test)]
 mod tests {
-    use super::super::spec::{ArgSpec, FlagSpec};
+    use super::super::spec::{ArgKind, ArgSpec, FlagSpec};
     use super::*;
 
     static SPEC: CommandSpec = CommandSpec {
         name: "demo",
         summary: "a demo",
-        args: &[ArgSpec { name: "MODEL", required: true, help: "" }],
+        args: &[ArgSpec { name: "MODEL", kind: ArgKind::Model, required: true, help: "" }],
         flags: &[
             FlagSpec { name: "epochs", kind: FlagKind::Int, help: "" },
             FlagSpec { name: "lr", kind: FlagKind::Float, help: "" },

@@ -15,6 +15,9 @@ pub enum FlagKind {
     List,
     /// One of a fixed set.
     Choice(&'static [&'static str]),
+    /// Comma-separated stage names of the model named by the command's first argument;
+    /// completed from the live model.
+    Stages,
 }
 
 impl FlagKind {
@@ -26,6 +29,7 @@ impl FlagKind {
             FlagKind::Switch => "nothing".into(),
             FlagKind::List => "a comma-separated list".into(),
             FlagKind::Choice(c) => format!("one of {}", c.join(", ")),
+            FlagKind::Stages => "a comma-separated list of the model's stages".into(),
         }
     }
 
@@ -37,6 +41,7 @@ impl FlagKind {
             FlagKind::Switch => String::new(),
             FlagKind::List => "A,B,..".into(),
             FlagKind::Choice(c) => c.join("|"),
+            FlagKind::Stages => "STAGE,..".into(),
         }
     }
 }
@@ -48,9 +53,21 @@ pub struct FlagSpec {
     pub help: &'static str,
 }
 
+/// What a positional argument names, which decides how it is completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgKind {
+    /// A literal value (a number, `on`/`off`, ...): not completed from state.
+    Value,
+    /// A glassbox command name.
+    Command,
+    /// A variable of the session holding a tapped model.
+    Model,
+}
+
 #[derive(Debug, PartialEq)]
 pub struct ArgSpec {
     pub name: &'static str,
+    pub kind: ArgKind,
     pub required: bool,
     pub help: &'static str,
 }
