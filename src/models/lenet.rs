@@ -8,7 +8,7 @@
 use tch::nn::{self, ModuleT};
 use tch::{Device, Tensor};
 
-use super::{check_input, check_taps, ModelError, Stage, StageInfo, Tapped, Task, Taps};
+use super::{check_input, check_taps, ModelError, Stage, StageInfo, Tapped, Taps, Task};
 
 /// The shape of a [`LeNet`].
 #[derive(Debug, Clone, PartialEq)]
@@ -37,12 +37,24 @@ impl LeNetConfig {
     }
 
     pub fn validate(&self) -> Result<(), ModelError> {
-        let positive = [self.in_channels, self.num_classes, self.conv_channels[0], self.conv_channels[1], self.fc_features[0], self.fc_features[1]];
+        let positive = [
+            self.in_channels,
+            self.num_classes,
+            self.conv_channels[0],
+            self.conv_channels[1],
+            self.fc_features[0],
+            self.fc_features[1],
+        ];
         if positive.iter().any(|v| *v < 1) {
-            return Err(ModelError::InvalidConfig(format!("channels, features and classes must be positive: {self:?}")));
+            return Err(ModelError::InvalidConfig(format!(
+                "channels, features and classes must be positive: {self:?}"
+            )));
         }
         if self.input_size < 16 {
-            return Err(ModelError::InvalidConfig(format!("input_size {} is below 16, the smallest LeNet takes", self.input_size)));
+            return Err(ModelError::InvalidConfig(format!(
+                "input_size {} is below 16, the smallest LeNet takes",
+                self.input_size
+            )));
         }
         Ok(())
     }

@@ -22,7 +22,9 @@ pub mod weights;
 pub use lenet::{LeNet, LeNetConfig};
 pub use resnet::{BlockKind, Edit, Insertion, ResNetConfig, TappedNet};
 pub use script::ScriptModel;
-pub use train::{accuracy, evaluate, miou, poly_lr, train, train_with, Examples, Optim, Score, StepInfo, TrainConfig, TrainReport};
+pub use train::{
+    accuracy, evaluate, miou, poly_lr, train, train_with, Examples, Optim, Score, StepInfo, TrainConfig, TrainReport,
+};
 
 /// What can go wrong building, editing, running, saving or training a model.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -177,18 +179,21 @@ pub trait Tapped: nn::ModuleT {
     /// Resolves a stage name against this model's stages; the error lists them.
     fn stage(&self, name: &str) -> Result<Stage, ModelError> {
         let stages = self.stages();
-        stages.iter().find(|s| s.stage.to_string() == name).map(|s| s.stage.clone()).ok_or_else(|| {
-            ModelError::UnknownStage { name: name.to_owned(), allowed: stage_list(&stages) }
-        })
+        stages
+            .iter()
+            .find(|s| s.stage.to_string() == name)
+            .map(|s| s.stage.clone())
+            .ok_or_else(|| ModelError::UnknownStage { name: name.to_owned(), allowed: stage_list(&stages) })
     }
 
     /// Output channels of `stage`.
     fn stage_channels(&self, stage: &Stage) -> Result<i64, ModelError> {
         let stages = self.stages();
-        stages.iter().find(|s| &s.stage == stage).map(|s| s.channels).ok_or_else(|| ModelError::UnknownStage {
-            name: stage.to_string(),
-            allowed: stage_list(&stages),
-        })
+        stages
+            .iter()
+            .find(|s| &s.stage == stage)
+            .map(|s| s.channels)
+            .ok_or_else(|| ModelError::UnknownStage { name: stage.to_string(), allowed: stage_list(&stages) })
     }
 
     /// The output shape of every stage for one `(height, width)` image, in forward order,
@@ -201,7 +206,13 @@ pub trait Tapped: nn::ModuleT {
         let stages: Vec<Stage> = self.stages().into_iter().map(|s| s.stage).collect();
         let x = Tensor::zeros([1, self.in_channels(), h, w], (tch::Kind::Float, self.device()));
         let (_, taps) = tch::no_grad(|| self.forward_taps(&x, &stages, false))?;
-        Ok(stages.into_iter().map(|s| { let shape = taps[&s].size(); (s, shape) }).collect())
+        Ok(stages
+            .into_iter()
+            .map(|s| {
+                let shape = taps[&s].size();
+                (s, shape)
+            })
+            .collect())
     }
 }
 
@@ -241,9 +252,7 @@ pub(crate) fn copy_matching(src: &nn::VarStore, dst: &nn::VarStore) -> Vec<Strin
 pub(crate) fn check_input(xs: &Tensor, in_channels: i64) -> Result<(), ModelError> {
     let size = xs.size();
     if size.len() != 4 || size[1] != in_channels {
-        return Err(ModelError::BadInput(format!(
-            "images must be [N, {in_channels}, H, W]; got {size:?}"
-        )));
+        return Err(ModelError::BadInput(format!("images must be [N, {in_channels}, H, W]; got {size:?}")));
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Tensor};
 
-use super::{check_input, check_taps, ModelError, Stage, StageInfo, Tapped, Task, Taps};
+use super::{check_input, check_taps, ModelError, Stage, StageInfo, Tapped, Taps, Task};
 
 /// The residual block a net is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,7 +205,10 @@ struct ConvBn {
 impl ConvBn {
     fn new(p: &nn::Path, in_channels: i64, out_channels: i64, kernel: i64, stride: i64) -> Self {
         let config = nn::ConvConfig { stride, padding: kernel / 2, bias: false, ..Default::default() };
-        ConvBn { conv: nn::conv2d(p, in_channels, out_channels, kernel, config), bn: nn::batch_norm2d(p / "bn", out_channels, Default::default()) }
+        ConvBn {
+            conv: nn::conv2d(p, in_channels, out_channels, kernel, config),
+            bn: nn::batch_norm2d(p / "bn", out_channels, Default::default()),
+        }
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -244,7 +247,8 @@ impl Block {
             .enumerate()
             .map(|(i, (cin, cout, k, s))| ConvBn::new(&(p / format!("conv{}", i + 1)), cin, cout, k, s))
             .collect();
-        let shortcut = (in_channels != out || stride != 1).then(|| ConvBn::new(&(p / "shortcut"), in_channels, out, 1, stride));
+        let shortcut =
+            (in_channels != out || stride != 1).then(|| ConvBn::new(&(p / "shortcut"), in_channels, out, 1, stride));
         Block { layers, shortcut }
     }
 }
@@ -342,7 +346,10 @@ impl TappedNet {
         let mut channels = config.in_channels;
         for step in &plan {
             let (module, out): (Box<dyn ModuleT>, i64) = match step {
-                Step::Stem => (Box::new(Stem(ConvBn::new(&(&root / "stem"), channels, config.stem_width, 3, config.stem_stride))), config.stem_width),
+                Step::Stem => (
+                    Box::new(Stem(ConvBn::new(&(&root / "stem"), channels, config.stem_width, 3, config.stem_stride))),
+                    config.stem_width,
+                ),
                 Step::Stage(k) => {
                     let p = &root / format!("stage{k}");
                     let (width, stride) = (config.widths[k - 1], config.strides[k - 1]);
@@ -399,7 +406,10 @@ impl TappedNet {
     pub fn module(&self, stage: &Stage) -> Result<&dyn ModuleT, ModelError> {
         match self.slots.iter().find(|s| &s.stage == stage) {
             Some(slot) => Ok(slot.module.as_ref()),
-            None => Err(ModelError::UnknownStage { name: stage.to_string(), allowed: super::stage_list(&self.stages()[..self.slots.len()]) }),
+            None => Err(ModelError::UnknownStage {
+                name: stage.to_string(),
+                allowed: super::stage_list(&self.stages()[..self.slots.len()]),
+            }),
         }
     }
 
@@ -461,9 +471,13 @@ fn plan(config: &ResNetConfig, edits: &[Edit]) -> Result<Vec<Step>, ModelError> 
                 steps.insert(at + 1, Step::Insert(insertion.clone()));
             }
             Edit::AdaptInput { stage, in_channels } => {
-                let ok = matches!(stage, Stage::Head) || matches!(stage, Stage::Block(k) if (1..=config.n_stages()).contains(&(*k as usize)));
+                let ok = matches!(stage, Stage::Head)
+                    || matches!(stage, Stage::Block(k) if (1..=config.n_stages()).contains(&(*k as usize)));
                 if !ok {
-                    return bad(format!("cannot adapt the input of `{stage}`; adapt stage1..stage{} or head", config.n_stages()));
+                    return bad(format!(
+                        "cannot adapt the input of `{stage}`; adapt stage1..stage{} or head",
+                        config.n_stages()
+                    ));
                 }
                 if *in_channels < 1 {
                     return bad(format!("`{stage}` must take a positive number of channels, not {in_channels}"));
@@ -477,9 +491,13 @@ fn plan(config: &ResNetConfig, edits: &[Edit]) -> Result<Vec<Step>, ModelError> 
 }
 
 fn check_insertion_name(name: &str, steps: &[Step]) -> Result<(), ModelError> {
-    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && name.starts_with(|c: char| c.is_ascii_alphabetic());
+    let valid = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_alphabetic());
     if !valid {
-        return Err(ModelError::InvalidEdit(format!("insertion name `{name}` must be letters, digits and `_`, starting with a letter")));
+        return Err(ModelError::InvalidEdit(format!(
+            "insertion name `{name}` must be letters, digits and `_`, starting with a letter"
+        )));
     }
     if name.parse::<Stage>().is_ok() || steps.iter().any(|s| s.stage().to_string() == name) {
         return Err(ModelError::InvalidEdit(format!("insertion name `{name}` is already a stage name")));
@@ -637,7 +655,10 @@ mod tests {
         let _serial = crate::models::serial();
         let net = net(Task::Classification, BlockKind::Basic);
         let err = net.stage("stage4").unwrap_err().to_string();
-        assert!(err.contains("`stage4`") && err.contains("stem (16), stage1 (4), stage2 (8), stage3 (16), head (5)"), "{err}");
+        assert!(
+            err.contains("`stage4`") && err.contains("stem (16), stage1 (4), stage2 (8), stage3 (16), head (5)"),
+            "{err}"
+        );
         let err = net.forward_taps(&input(), &[Stage::Conv(1)], false).unwrap_err().to_string();
         assert!(err.contains("`conv1`"), "{err}");
         let err = net.forward_taps(&Tensor::zeros([2, 1, 8, 8], tch::kind::FLOAT_CPU), &[], false).unwrap_err();
@@ -691,11 +712,15 @@ mod tests {
         let _serial = crate::models::serial();
         let mut net = net(Task::Segmentation, BlockKind::Basic);
         let err = net.edit([Edit::insert_after(Stage::Block(2), Insertion::conv1x1("sb", 3))]).unwrap_err().to_string();
-        assert!(err.contains("`stage3` takes 8 channels but `sb` gives 3") && err.contains("adapt_input(stage3, 3)"), "{err}");
+        assert!(
+            err.contains("`stage3` takes 8 channels but `sb` gives 3") && err.contains("adapt_input(stage3, 3)"),
+            "{err}"
+        );
         assert_eq!(net.stages().len(), 5);
         let err = net.edited([Edit::insert_after(Stage::Head, Insertion::conv1x1("x", 3))]).unwrap_err().to_string();
         assert!(err.contains("insert after one of: stem, stage1, stage2, stage3"), "{err}");
-        let err = net.edited([Edit::insert_after(Stage::Stem, Insertion::conv1x1("stage9", 16))]).unwrap_err().to_string();
+        let err =
+            net.edited([Edit::insert_after(Stage::Stem, Insertion::conv1x1("stage9", 16))]).unwrap_err().to_string();
         assert!(err.contains("already a stage name"), "{err}");
     }
 

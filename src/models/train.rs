@@ -77,7 +77,10 @@ impl TrainConfig {
             return bad(format!("lr {} must be positive", self.lr));
         }
         if !(self.weight_decay >= 0.0 && self.poly_power >= 0.0) {
-            return bad(format!("weight_decay ({}) and poly_power ({}) must not be negative", self.weight_decay, self.poly_power));
+            return bad(format!(
+                "weight_decay ({}) and poly_power ({}) must not be negative",
+                self.weight_decay, self.poly_power
+            ));
         }
         if let Optim::Sgd { momentum } = self.optimizer {
             if !(0.0..1.0).contains(&momentum) {
@@ -89,7 +92,9 @@ impl TrainConfig {
 
     fn optimizer(&self, vs: &nn::VarStore) -> Result<nn::Optimizer, ModelError> {
         let opt = match self.optimizer {
-            Optim::Sgd { momentum } => nn::Sgd { momentum, wd: self.weight_decay, ..Default::default() }.build(vs, self.lr),
+            Optim::Sgd { momentum } => {
+                nn::Sgd { momentum, wd: self.weight_decay, ..Default::default() }.build(vs, self.lr)
+            }
             Optim::Adam => nn::Adam { wd: self.weight_decay, ..Default::default() }.build(vs, self.lr),
         };
         Ok(opt?)
@@ -150,7 +155,10 @@ impl Examples {
         let batch = dataset.batch(0..dataset.len()).map_err(|e| ModelError::BadInput(e.to_string()))?;
         let Some(maps) = batch.concept_map(category) else {
             let have: Vec<&str> = batch.concepts.keys().map(|c| c.name()).collect();
-            return Err(ModelError::BadInput(format!("the data set has no `{category}` maps; it has: {}", have.join(", "))));
+            return Err(ModelError::BadInput(format!(
+                "the data set has no `{category}` maps; it has: {}",
+                have.join(", ")
+            )));
         };
         let maps = maps.shallow_clone();
         Examples::segmentation(batch.images, maps)
@@ -207,7 +215,10 @@ impl Examples {
 fn check_images(images: &Tensor) -> Result<(), ModelError> {
     let size = images.size();
     if size.len() != 4 || images.kind() != Kind::Float {
-        return Err(ModelError::BadInput(format!("images must be float [N, C, H, W]; got {:?} {size:?}", images.kind())));
+        return Err(ModelError::BadInput(format!(
+            "images must be float [N, C, H, W]; got {:?} {size:?}",
+            images.kind()
+        )));
     }
     Ok(())
 }
@@ -282,7 +293,15 @@ pub fn train_with(
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed.unwrap_or_else(crate::seed::current));
     let max_steps = config.epochs * data.len().div_ceil(config.batch_size);
     let mut progress = Progress::new(config.label.clone(), Some(max_steps as u64));
-    let mut report = TrainReport { steps: 0, max_steps, epochs: 0, step_losses: Vec::new(), epoch_losses: Vec::new(), interrupted: false, seconds: 0.0 };
+    let mut report = TrainReport {
+        steps: 0,
+        max_steps,
+        epochs: 0,
+        step_losses: Vec::new(),
+        epoch_losses: Vec::new(),
+        interrupted: false,
+        seconds: 0.0,
+    };
     'epochs: for epoch in 0..config.epochs {
         order.shuffle(&mut rng);
         let mut sum = 0.0;
@@ -398,7 +417,9 @@ pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64, ModelError> {
         expected.remove(1);
     }
     if l.len() < 2 || y != expected {
-        return Err(ModelError::BadInput(format!("logits {l:?} and labels {y:?} do not match: labels must be logits' shape without dim 1")));
+        return Err(ModelError::BadInput(format!(
+            "logits {l:?} and labels {y:?} do not match: labels must be logits' shape without dim 1"
+        )));
     }
     let valid = labels.ne(IGNORE);
     let n = valid.sum(Kind::Int64).int64_value(&[]);
@@ -420,7 +441,9 @@ pub fn miou(pred: &Tensor, labels: &Tensor, n_classes: i64, ignore: i64) -> Resu
         )));
     }
     let valid = labels.ne(ignore);
-    let out_of_range = |t: &Tensor| t.masked_select(&valid).lt(0).logical_or(&t.masked_select(&valid).ge(n_classes)).any().int64_value(&[]) != 0;
+    let out_of_range = |t: &Tensor| {
+        t.masked_select(&valid).lt(0).logical_or(&t.masked_select(&valid).ge(n_classes)).any().int64_value(&[]) != 0
+    };
     if n_classes < 1 || out_of_range(pred) || out_of_range(labels) {
         return Err(ModelError::BadInput(format!("classes must be in 0..{n_classes} (or {ignore} in labels)")));
     }
@@ -532,10 +555,17 @@ mod tests {
     fn examples_that_do_not_fit_are_refused() {
         let _serial = serial();
         let net = lenet(3);
-        let bad = Examples::classification(Tensor::zeros([2, 1, 32, 32], tch::kind::FLOAT_CPU), Tensor::from_slice(&[0i64, 4]));
+        let bad = Examples::classification(
+            Tensor::zeros([2, 1, 32, 32], tch::kind::FLOAT_CPU),
+            Tensor::from_slice(&[0i64, 4]),
+        );
         let err = train(&net, &bad.unwrap(), &quick()).unwrap_err().to_string();
         assert!(err.contains("labels span 0..=4 but the model has 4 classes"), "{err}");
-        let err = Examples::segmentation(Tensor::zeros([2, 1, 8, 8], tch::kind::FLOAT_CPU), Tensor::zeros([2, 8], tch::kind::INT64_CPU)).unwrap_err();
+        let err = Examples::segmentation(
+            Tensor::zeros([2, 1, 8, 8], tch::kind::FLOAT_CPU),
+            Tensor::zeros([2, 8], tch::kind::INT64_CPU),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("[2, 8, 8]"), "{err}");
         let err = train(&net, &quadrants(4, 1), &TrainConfig { lr: -1.0, ..quick() }).unwrap_err().to_string();
         assert!(err.contains("lr -1 must be positive"), "{err}");
@@ -550,9 +580,10 @@ mod tests {
         let test_set = Examples::from_dataset(&scenes.slice(200..240), Category::Object).unwrap();
         let classes = crate::data::Vocabulary::scenes().names(Category::Object).len() as i64;
         tch::manual_seed(11);
-        let net_config = ResNetConfig { widths: vec![8, 16, 32], stem_width: 8, ..ResNetConfig::small(Task::Segmentation, classes) };
+        let net_config =
+            ResNetConfig { widths: vec![8, 16, 32], stem_width: 8, ..ResNetConfig::small(Task::Segmentation, classes) };
         let net = TappedNet::new(net_config, Device::Cpu).unwrap();
-        let config = TrainConfig { epochs: 8, batch_size: 10, lr: 0.05, seed: Some(1), ..Default::default() };
+        let config = TrainConfig { epochs: 12, batch_size: 10, lr: 0.05, seed: Some(1), ..Default::default() };
         let report = train(&net, &train_set, &config).unwrap();
         let score = evaluate(&net, &test_set, 40).unwrap();
         // Chance: always predicting the most frequent class of the test pixels.
@@ -560,8 +591,9 @@ mod tests {
         let majority = counts.max().double_value(&[]) / counts.sum(Kind::Double).double_value(&[]);
         let majority_miou = majority / (counts.gt(0).sum(Kind::Int64).int64_value(&[]) as f64);
         eprintln!("segmentation: {report}; test {score}; majority accuracy {majority:.3}, its mIoU {majority_miou:.3}");
-        assert!(report.epoch_losses.last().unwrap() < &(0.6 * report.epoch_losses[0]), "{report}");
-        assert!(score.accuracy > majority + 0.2, "{score} vs majority {majority}");
-        assert!(score.miou.unwrap() > 3.0 * majority_miou, "{score} vs {majority_miou}");
+        assert!(report.epoch_losses.last().unwrap() < &(0.5 * report.epoch_losses[0]), "{report}");
+        assert!(score.accuracy > majority + 0.4, "{score} vs majority {majority}");
+        let miou = score.miou.unwrap();
+        assert!(miou > 0.25 && miou > 10.0 * majority_miou, "{score} vs {majority_miou}");
     }
 }

@@ -168,11 +168,18 @@ mod tests {
         let narrow = small(vec![4, 8, 6]);
         let before = narrow.var_store().variables()["stage3.0.conv1.weight"].copy();
         let err = narrow.load_weights(&path).unwrap_err().to_string();
-        assert!(err.contains("wide.safetensors") && err.contains("`head.weight` is [4, 8, 1, 1] in the file but [4, 6, 1, 1] in the model"), "{err}");
+        assert!(
+            err.contains("wide.safetensors")
+                && err.contains("`head.weight` is [4, 8, 1, 1] in the file but [4, 6, 1, 1] in the model"),
+            "{err}"
+        );
         assert!(narrow.var_store().variables()["stage3.0.conv1.weight"].equal(&before));
         let lenet = LeNet::new(LeNetConfig::default(), Device::Cpu).unwrap();
         let err = lenet.load_weights(&path).unwrap_err().to_string();
-        assert!(err.contains("`conv1.bias`") && err.contains("are missing") && err.contains("not in the model"), "{err}");
+        assert!(
+            err.contains("`conv1.bias`") && err.contains("are missing") && err.contains("not in the model"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -182,7 +189,10 @@ mod tests {
         let plain = small(vec![4, 8, 8]);
         plain.save_weights(&path).unwrap();
         let with_sb = plain
-            .edited([crate::models::Edit::insert_after(crate::models::Stage::Stem, crate::models::Insertion::conv1x1("sb", 16))])
+            .edited([crate::models::Edit::insert_after(
+                crate::models::Stage::Stem,
+                crate::models::Insertion::conv1x1("sb", 16),
+            )])
             .unwrap();
         assert_eq!(load_partial(with_sb.var_store(), &path).unwrap(), vec!["sb.bias", "sb.weight"]);
     }
