@@ -10,6 +10,7 @@ pub mod data;
 pub mod device;
 pub mod display;
 pub mod interrupt;
+pub mod models;
 pub mod prelude;
 pub mod progress;
 pub mod runtime;
