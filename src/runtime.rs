@@ -36,6 +36,9 @@ pub enum Event {
     },
     /// `clear_output`.
     Clear { wait: bool },
+    /// A failure with a name of its own (`ModelError`, `DataError`, ...), raised by library
+    /// code that runs a command; reported instead of a plain panic.
+    Error { ename: String, evalue: String },
     /// Text written without a newline (a `print!("\r{pct}%")` progress line), passed on as
     /// it is instead of waiting for the end of the line.
     Partial { text: String },
@@ -130,6 +133,16 @@ pub fn password(prompt: &str) -> String {
     evcxr_input::get_password(prompt)
 }
 
+/// Ends the running cell with a named error: the kernel shows `ename: evalue` (instead of a
+/// panic) and, as for a panic, keeps the variables of earlier cells.
+pub fn raise(ename: &str, evalue: &str) -> ! {
+    Event::Error { ename: ename.to_owned(), evalue: evalue.to_owned() }.emit();
+    std::panic::panic_any(RaisedError)
+}
+
+/// The panic payload of [`raise`]: the hook knows the error was already reported.
+struct RaisedError;
+
 /// Set by the kernel in its REPL child's environment.
 pub const KERNEL_ENV: &str = "GLASSBOX_KERNEL";
 
@@ -147,6 +160,9 @@ pub fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
+            if info.payload().is::<RaisedError>() {
+                return;
+            }
             let message = if let Some(s) = info.payload().downcast_ref::<&str>() {
                 (*s).to_string()
             } else if let Some(s) = info.payload().downcast_ref::<String>() {

@@ -96,3 +96,20 @@ def test_comm_info_and_unknown_comms_are_closed(kc):
         if got["msg_type"] == "comm_close":
             assert got["content"]["comm_id"] == "c-1"
             break
+
+
+def test_layers_and_stage_completion_come_from_a_live_model(kc):
+    made = run(kc, ":seed 1\nlet net = TappedNet::new(ResNetConfig::small(Task::Segmentation, 5), device).unwrap();")
+    assert made.reply["content"]["status"] == "ok", made.reply["content"]
+    table = run(kc, ":layers net --size 64").result()
+    assert table.startswith("input [1, 3, 64, 64]")
+    assert "stem" in table and "stage1" in table and "head" in table
+    line = ":layers net --only st"
+    kc.complete(line, len(line))
+    reply = kc.get_shell_msg(timeout=120)
+    assert {"stem", "stage1", "stage2"} <= set(reply["content"]["matches"]), reply["content"]
+    bad = run(kc, ":layers net --only stage9")
+    assert bad.reply["content"]["ename"] == "ModelError"
+    assert "stage1" in bad.reply["content"]["evalue"]
+    assert len(bad.of("error")) == 1
+    assert run(kc, "net.stages().len() > 3").result() == "true"

@@ -239,6 +239,11 @@ impl Session {
                     let line = location.as_deref().and_then(|l| self.cell_line_of(l, code)).map(|l| l + offset);
                     Err(panic_error(&message, location.as_deref(), line))
                 }
+                Some(Event::Error { ename, evalue }) => Err(CellError {
+                    traceback: vec![format!("{ename}: {evalue}"), KEPT.into()],
+                    ename,
+                    evalue,
+                }),
                 _ => Ok(CellValue { result: media_from_mime_map(&outputs.content_by_mime_type), page: None }),
             },
             Err(e @ EvcxrError::SubprocessTerminated(_)) => {
@@ -370,6 +375,8 @@ fn seed_from(warm: &Path, fresh: &Path) {
     }
 }
 
+const KEPT: &str = "Variables defined by this cell were dropped; earlier variables are kept.";
+
 fn panic_error(message: &str, location: Option<&str>, line: Option<usize>) -> CellError {
     let place = match (line, location) {
         (Some(n), _) => format!("at cell line {n}"),
@@ -382,7 +389,7 @@ fn panic_error(message: &str, location: Option<&str>, line: Option<usize>) -> Ce
         traceback: vec![
             format!("panicked {place}:"),
             message.to_string(),
-            "Variables defined by this cell were dropped; earlier variables are kept.".into(),
+            KEPT.into(),
         ],
     }
 }
@@ -519,7 +526,7 @@ fn forward_stdout(line: String, sink: &Sink, panic: &Mutex<Option<Event>>) {
         sink(stream(Stdio::Stdout, text.to_string()));
     }
     match event {
-        Ok(e @ Event::Panic { .. }) => *panic.lock().expect("panic slot") = Some(e),
+        Ok(e @ (Event::Panic { .. } | Event::Error { .. })) => *panic.lock().expect("panic slot") = Some(e),
         Ok(Event::Partial { text }) => sink(stream(Stdio::Stdout, text)),
         Ok(Event::Clear { wait }) => sink(JupyterMessageContent::ClearOutput(ClearOutput { wait })),
         Ok(Event::Display { data, metadata, display_id, update }) => {

@@ -14,12 +14,14 @@ use std::str::FromStr;
 use tch::{nn, Device, Tensor};
 
 pub mod lenet;
+pub mod report;
 pub mod resnet;
 pub mod script;
 pub mod train;
 pub mod weights;
 
 pub use lenet::{LeNet, LeNetConfig};
+pub use report::stage_names_json;
 pub use resnet::{BlockKind, Edit, Insertion, ResNetConfig, TappedNet};
 pub use script::ScriptModel;
 pub use train::{

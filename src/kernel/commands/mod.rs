@@ -5,6 +5,7 @@
 //! `:opt`, ...) pass through to evcxr. Method commands of later issues join [`REGISTRY`].
 
 mod builtin;
+mod models;
 pub mod parse;
 pub mod spec;
 
@@ -12,7 +13,8 @@ pub use parse::{Invocation, UsageError};
 use spec::CommandSpec;
 
 /// Every glassbox command.
-pub static REGISTRY: &[&CommandSpec] = &[&builtin::HELP, &builtin::DEVICE, &builtin::VARS, &builtin::TIME, &builtin::SEED];
+pub static REGISTRY: &[&CommandSpec] =
+    &[&builtin::HELP, &builtin::DEVICE, &builtin::VARS, &builtin::TIME, &builtin::SEED, &models::LAYERS];
 
 /// evcxr's own commands, passed through untouched (glassbox's `:help` and `:vars` replace
 /// evcxr's versions).
@@ -221,7 +223,7 @@ pub fn is_model_type(ty: &str) -> bool {
 }
 
 /// Types whose values `:layers` and stage completion understand.
-pub const MODEL_TYPES: &[&str] = &[];
+pub const MODEL_TYPES: &[&str] = &["TappedNet", "LeNet"];
 
 /// Usage of the command under the cursor, for `inspect_request`.
 pub fn inspect(line: &str) -> Option<String> {

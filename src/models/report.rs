@@ -1,0 +1,60 @@
+//! What `:layers` shows and what the kernel completes stage names from.
+
+use super::{ModelError, Stage, Tapped};
+use crate::display::Output;
+
+/// The model's stage names as JSON, for the kernel's completion of stage flags.
+pub fn stage_names_json(model: &impl Tapped) -> Output {
+    let names: Vec<String> = model.stages().iter().map(|s| s.stage.to_string()).collect();
+    Output::json(serde_json::json!(names))
+}
+
+/// A table of the model's stages (or of `only`) with channels and output shape for one
+/// `size` input. Unknown stage names fail with the model's stages listed.
+pub fn layers(model: &impl Tapped, size: (i64, i64), only: &[&str]) -> Result<Output, ModelError> {
+    let wanted: Vec<Stage> = only.iter().map(|n| model.stage(n)).collect::<Result<_, _>>()?;
+    let shapes = model.output_shapes(size)?;
+    let rows: Vec<[String; 3]> = shapes
+        .into_iter()
+        .filter(|(s, _)| wanted.is_empty() || wanted.contains(s))
+        .map(|(s, shape)| [s.to_string(), shape.get(1).map_or(String::new(), |c| c.to_string()), format!("{shape:?}")])
+        .collect();
+    let header = ["stage", "channels", "output shape"];
+    let width = |i: usize| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0);
+    let (w0, w1) = (width(0), width(1));
+    let mut text = vec![format!("input [1, {}, {}, {}]", model.in_channels(), size.0, size.1)];
+    text.push(format!("{:<w0$}  {:>w1$}  {}", header[0], header[1], header[2]));
+    text.extend(rows.iter().map(|r| format!("{:<w0$}  {:>w1$}  {}", r[0], r[1], r[2])));
+    let html = format!(
+        "<table><tr><th>stage</th><th>channels</th><th>output shape</th></tr>{}</table>",
+        rows.iter().map(|r| format!("<tr><td>{}</td><td>{}</td><td>{}</td></tr>", r[0], r[1], r[2])).collect::<String>()
+    );
+    Ok(Output::html(html).and(Output::text(text.join("\n"))))
+}
+
+/// [`layers`] for the `:layers` command: a failure becomes the cell's `ModelError`.
+pub fn show_layers(model: &impl Tapped, size: (i64, i64), only: &[&str]) -> Output {
+    layers(model, size, only).unwrap_or_else(|e| crate::runtime::raise("ModelError", &e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{ResNetConfig, Task, TappedNet};
+
+    #[test]
+    fn the_table_lists_stages_with_shapes_and_filters() {
+        let _serial = crate::interrupt::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let net = TappedNet::new(ResNetConfig::small(Task::Segmentation, 5), tch::Device::Cpu).unwrap();
+        let all = layers(&net, (32, 32), &[]).unwrap();
+        let text = all.data()["text/plain"].as_str().unwrap().to_owned();
+        assert!(text.starts_with("input [1, 3, 32, 32]"), "{text}");
+        assert!(text.contains("stem") && text.contains("head"), "{text}");
+        let one = layers(&net, (32, 32), &["stage1"]).unwrap();
+        assert_eq!(one.data()["text/plain"].as_str().unwrap().lines().count(), 3);
+        let err = layers(&net, (32, 32), &["stage9"]).unwrap_err().to_string();
+        assert!(err.contains("stage1"), "{err}");
+        let names = stage_names_json(&net);
+        assert_eq!(names.data()["application/json"][0], "stem");
+    }
+}
