@@ -2,18 +2,23 @@
 //!
 //! Every data set here answers the same questions through [`ConceptDataset`]: how many
 //! images, how large, which [`Vocabulary`], and the images with their concept label maps by
-//! batch. The procedural [`ConceptScenes`] need no files; loaders for real data sets
-//! implement the same trait, so probes and metrics do not care where pixels come from.
+//! batch. The procedural [`ConceptScenes`] need no files; the loaders for real data sets on
+//! disk, [`Broden`] and [`Cityscapes`], implement the same trait, so probes and metrics do not
+//! care where pixels come from.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
 use tch::{Device, Tensor};
 
+pub mod broden;
+pub mod cityscapes;
 pub mod colormnist;
 pub mod scenes;
 pub mod vocab;
 
+pub use broden::{Broden, BrodenConfig};
+pub use cityscapes::{Cityscapes, CityscapesConfig};
 pub use colormnist::{ColorMnist, ColorMnistConfig, Factor, Mnist, Split};
 pub use scenes::{BoundingBox, Colour, ConceptScenes, SceneConfig};
 pub use vocab::{Category, Concept, Vocabulary};
@@ -34,6 +39,12 @@ pub enum DataError {
     InvalidConfig(String),
     #[error("data not available: {0}")]
     MissingData(String),
+    /// A line of a data set's table that cannot be read; `line` counts from 1, the header too.
+    #[error("{file}, line {line}: {why}")]
+    BadLine { file: String, line: usize, why: String },
+    /// A data set's file that is present but unreadable or inconsistent with the rest.
+    #[error("{file}: {why}")]
+    BadFile { file: String, why: String },
     #[error("images {start}..{end} asked of a data set of {len}")]
     OutOfRange { start: usize, end: usize, len: usize },
 }
