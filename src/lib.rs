@@ -16,6 +16,7 @@ pub mod progress;
 pub mod runtime;
 pub mod seed;
 pub mod vars;
+pub mod viz;
 
 #[cfg(feature = "kernel")]
 pub mod kernel;

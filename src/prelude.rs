@@ -13,3 +13,4 @@ pub use crate::models::{
 };
 pub use crate::progress::Progress;
 pub use crate::runtime::input;
+pub use crate::viz::{self, BarChart, Grid, Heatmap, LinePlot, ScatterPlot};
