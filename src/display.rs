@@ -72,18 +72,6 @@ impl Output {
         &self.metadata
     }
 
-    /// How evcxr shows a cell's value: every MIME type of this output becomes part of the
-    /// cell's `execute_result`.
-    pub fn evcxr_display(&self) {
-        for (mime, value) in &self.data {
-            let text = match value {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            println!("EVCXR_BEGIN_CONTENT {mime}\n{text}\nEVCXR_END_CONTENT");
-        }
-    }
-
     fn plain(&self) -> String {
         match self.data.get("text/plain") {
             Some(Value::String(s)) => s.clone(),
@@ -100,6 +88,25 @@ pub trait Render {
 impl Render for Output {
     fn render(&self) -> Output {
         self.clone()
+    }
+}
+
+/// Makes anything that renders a cell's rich result: evcxr shows a cell's last value by
+/// calling `.evcxr_display()` on it when such a method exists (the prelude brings this trait
+/// into scope), and every MIME type of the rendering becomes part of the `execute_result`.
+pub trait EvcxrDisplay {
+    fn evcxr_display(&self);
+}
+
+impl<T: Render> EvcxrDisplay for T {
+    fn evcxr_display(&self) {
+        for (mime, value) in self.render().data {
+            let text = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            println!("EVCXR_BEGIN_CONTENT {mime}\n{text}\nEVCXR_END_CONTENT");
+        }
     }
 }
 

@@ -5,7 +5,7 @@ pub use crate::data::{
 };
 pub use crate::device::{describe as describe_device, device};
 pub use crate::tch::{self, nn, nn::Module, nn::ModuleT, nn::OptimizerConfig, Device, Kind, Tensor};
-pub use crate::display::{self, Output, Render};
+pub use crate::display::{self, EvcxrDisplay, Output, Render};
 pub use crate::interrupt::{Interrupted, Watch};
 pub use crate::models::{
     self, BlockKind, Edit, Examples, Insertion, LeNet, LeNetConfig, ModelError, Optim, ResNetConfig, ScriptModel, Stage,

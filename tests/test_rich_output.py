@@ -74,3 +74,26 @@ println!("\\r100%");
     texts = [m["content"]["text"] for m in r.of("stream")]
     assert texts[0] == "\r50%", texts
     assert "".join(texts) == "\r50%\r100%\n"
+
+
+def png_size(b64):
+    data = base64.b64decode(b64)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_a_plot_and_a_grid_arrive_as_pngs_of_the_asked_size(kc):
+    code = """
+let plot = LinePlot::new("loss").x_label("step").y_label("loss")
+    .series_y("train", vec![1.0, 0.6, 0.4, 0.3]).size(320, 200);
+glassbox::display::show(&plot);
+let scenes = ConceptScenes::generate(4, &SceneConfig { size: 32, seed: 1, ..Default::default() }).unwrap();
+glassbox::display::show(&Grid::new(&scenes.images).columns(2).padding(0).border(0));
+"""
+    r = run(kc, code)
+    assert r.reply["content"]["status"] == "ok", r.reply["content"]
+    shown = r.of("display_data")
+    assert len(shown) == 2
+    assert png_size(shown[0]["content"]["data"]["image/png"]) == (320, 200)
+    assert "line plot 'loss'" in shown[0]["content"]["data"]["text/plain"]
+    assert png_size(shown[1]["content"]["data"]["image/png"]) == (64, 64)
