@@ -113,3 +113,18 @@ def test_layers_and_stage_completion_come_from_a_live_model(kc):
     assert "stage1" in bad.reply["content"]["evalue"]
     assert len(bad.of("error")) == 1
     assert run(kc, "net.stages().len() > 3").result() == "true"
+
+
+def test_show_draws_a_data_set_with_its_label_maps(kc):
+    run(kc, "let scenes = ConceptScenes::generate(12, &SceneConfig { size: 32, seed: 4, ..Default::default() }).unwrap();")
+    r = run(kc, ":show scenes --n 4 --category part")
+    assert r.reply["content"]["status"] == "ok", r.reply["content"]
+    shown = r.of("display_data")
+    assert len(shown) == 2 and all("image/png" in m["content"]["data"] for m in shown)
+    assert shown[0]["content"]["data"]["text/plain"].startswith("grid of 4 images")
+    legend = shown[1]["content"]["data"]["text/plain"].split("legend: ")[1]
+    # The legend names parts (drawn from the part vocabulary), never objects.
+    assert legend and "sky" not in legend
+    wrong = run(kc, ":show kept_value")
+    assert wrong.reply["content"]["ename"] == "UsageError"
+    assert "scenes" in wrong.reply["content"]["evalue"]

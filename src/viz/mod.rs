@@ -7,6 +7,7 @@
 
 pub mod grid;
 pub mod plot;
+pub mod sample;
 
 pub use grid::Grid;
 pub use plot::{BarChart, Heatmap, LinePlot, ScatterPlot};

@@ -5,6 +5,7 @@
 //! `:opt`, ...) pass through to evcxr. Method commands of later issues join [`REGISTRY`].
 
 mod builtin;
+mod data;
 mod models;
 pub mod parse;
 pub mod spec;
@@ -14,7 +15,7 @@ use spec::CommandSpec;
 
 /// Every glassbox command.
 pub static REGISTRY: &[&CommandSpec] =
-    &[&builtin::HELP, &builtin::DEVICE, &builtin::VARS, &builtin::TIME, &builtin::SEED, &models::LAYERS];
+    &[&builtin::HELP, &builtin::DEVICE, &builtin::VARS, &builtin::TIME, &builtin::SEED, &models::LAYERS, &data::SHOW];
 
 /// evcxr's own commands, passed through untouched (glassbox's `:help` and `:vars` replace
 /// evcxr's versions).
@@ -201,12 +202,8 @@ fn complete_argument(
     let position = words[1..].iter().filter(|w| !w.starts_with("--")).count() - usize::from(!word.is_empty());
     let mut out: Vec<String> = match spec.args.get(position).map(|a| a.kind) {
         Some(spec::ArgKind::Command) => REGISTRY.iter().map(|c| c.name.to_string()).collect(),
-        Some(spec::ArgKind::Model) => view
-            .variables
-            .iter()
-            .filter(|(_, ty)| is_model_type(ty))
-            .map(|(n, _)| n.clone())
-            .collect(),
+        Some(spec::ArgKind::Model) => variables_of(view, MODEL_TYPES),
+        Some(spec::ArgKind::Dataset) => variables_of(view, DATASET_TYPES),
         Some(spec::ArgKind::Value) | None => Vec::new(),
     };
     out.retain(|n| n.starts_with(word));
@@ -216,14 +213,39 @@ fn complete_argument(
     out
 }
 
-/// Whether evcxr's type name for a variable is one of the library's tapped models.
-pub fn is_model_type(ty: &str) -> bool {
+/// Whether evcxr's type name for a variable is one of `types` (paths and all).
+pub fn is_type(ty: &str, types: &[&str]) -> bool {
     let name = ty.rsplit("::").next().unwrap_or(ty);
-    MODEL_TYPES.contains(&name)
+    types.contains(&name)
+}
+
+pub fn is_model_type(ty: &str) -> bool {
+    is_type(ty, MODEL_TYPES)
+}
+
+fn variables_of(view: &ReplView, types: &[&str]) -> Vec<String> {
+    view.variables.iter().filter(|(_, ty)| is_type(ty, types)).map(|(n, _)| n.clone()).collect()
+}
+
+/// Checks that a positional argument names a variable of one of `types`; the error lists the
+/// variables that would do.
+pub fn typed_variable<'a>(name: &'a str, view: &ReplView, types: &[&str], what: &str) -> Result<&'a str, UsageError> {
+    match view.variables.iter().find(|(n, _)| n == name) {
+        Some((_, ty)) if is_type(ty, types) => Ok(name),
+        Some((_, ty)) => Err(UsageError(format!("`{name}` is a {ty}, not a {what} ({})", types.join(", ")))),
+        None => {
+            let fitting = variables_of(view, types);
+            let have = if fitting.is_empty() { "none yet".to_string() } else { fitting.join(", ") };
+            Err(UsageError(format!("no variable `{name}`; the {what}s in this session: {have}")))
+        }
+    }
 }
 
 /// Types whose values `:layers` and stage completion understand.
 pub const MODEL_TYPES: &[&str] = &["TappedNet", "LeNet"];
+
+/// Types `:show` understands (the library's `ConceptDataset`s).
+pub const DATASET_TYPES: &[&str] = &["ConceptScenes", "Broden", "Cityscapes"];
 
 /// Usage of the command under the cursor, for `inspect_request`.
 pub fn inspect(line: &str) -> Option<String> {
@@ -282,7 +304,7 @@ mod tests {
         let (_, _, m) = complete(":time o", 7, &view(), live).unwrap();
         assert!(m.is_empty());
         let (_, _, m) = complete(":help s", 7, &view(), live).unwrap();
-        assert_eq!(m, ["seed"]);
+        assert_eq!(m, ["seed", "show"]);
         assert!(complete("let x = 1;", 3, &view(), live).is_none());
     }
 

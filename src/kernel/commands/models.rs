@@ -16,7 +16,7 @@ pub static LAYERS: CommandSpec = CommandSpec {
 };
 
 fn layers(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let model = model_arg(&inv.args[0], view)?;
+    let model = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
     let (h, w) = match inv.flags.get("size") {
         Some(Value::Text(t)) => parse_size(t)?,
         _ => (32, 32),
@@ -26,20 +26,6 @@ fn layers(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         _ => String::new(),
     };
     Ok(Action::Rust(format!("glassbox::models::report::show_layers(&{model}, ({h}, {w}), &[{only}])")))
-}
-
-/// Checks that a positional argument names a variable holding a model.
-fn model_arg<'a>(name: &'a str, view: &ReplView) -> Result<&'a str, UsageError> {
-    match view.variables.iter().find(|(n, _)| n == name) {
-        Some((_, ty)) if super::is_model_type(ty) => Ok(name),
-        Some((_, ty)) => Err(UsageError(format!("`{name}` is a {ty}, not a tapped model ({})", super::MODEL_TYPES.join(", ")))),
-        None => {
-            let models: Vec<&str> =
-                view.variables.iter().filter(|(_, t)| super::is_model_type(t)).map(|(n, _)| n.as_str()).collect();
-            let have = if models.is_empty() { "none yet".to_string() } else { models.join(", ") };
-            Err(UsageError(format!("no variable `{name}`; the models in this session: {have}")))
-        }
-    }
 }
 
 fn parse_size(text: &str) -> Result<(i64, i64), UsageError> {
@@ -78,7 +64,7 @@ mod tests {
         let Action::Rust(code) = run(":layers net --size 64x48 --only stage1,head", &view()).unwrap() else { panic!() };
         assert_eq!(code, r#"glassbox::models::report::show_layers(&net, (64, 48), &["stage1", "head"])"#);
         assert!(run(":layers n", &view()).unwrap_err().0.contains("not a tapped model"));
-        assert!(run(":layers nett", &view()).unwrap_err().0.contains("the models in this session: net"));
+        assert!(run(":layers nett", &view()).unwrap_err().0.contains("the tapped models in this session: net"));
         assert!(run(":layers net --size 0", &view()).unwrap_err().0.contains("--size expects"));
     }
 

@@ -62,6 +62,8 @@ pub enum ArgKind {
     Command,
     /// A variable of the session holding a tapped model.
     Model,
+    /// A variable of the session holding a concept data set.
+    Dataset,
 }
 
 #[derive(Debug, PartialEq)]
