@@ -230,14 +230,15 @@ fn variables_of(view: &ReplView, types: &[&str]) -> Vec<String> {
 /// Checks that a positional argument names a variable of one of `types`; the error lists the
 /// variables that would do.
 pub fn typed_variable<'a>(name: &'a str, view: &ReplView, types: &[&str], what: &str) -> Result<&'a str, UsageError> {
+    let fitting = variables_of(view, types);
+    let have = if fitting.is_empty() { "none yet".to_string() } else { fitting.join(", ") };
     match view.variables.iter().find(|(n, _)| n == name) {
         Some((_, ty)) if is_type(ty, types) => Ok(name),
-        Some((_, ty)) => Err(UsageError(format!("`{name}` is a {ty}, not a {what} ({})", types.join(", ")))),
-        None => {
-            let fitting = variables_of(view, types);
-            let have = if fitting.is_empty() { "none yet".to_string() } else { fitting.join(", ") };
-            Err(UsageError(format!("no variable `{name}`; the {what}s in this session: {have}")))
-        }
+        Some((_, ty)) => Err(UsageError(format!(
+            "`{name}` is a {ty}, not a {what} ({}); the {what}s in this session: {have}",
+            types.join(", ")
+        ))),
+        None => Err(UsageError(format!("no variable `{name}`; the {what}s in this session: {have}"))),
     }
 }
 
