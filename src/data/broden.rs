@@ -105,24 +105,33 @@ impl Broden {
     }
 }
 
-impl ConceptDataset for Broden {
-    fn len(&self) -> usize {
-        self.names.len()
-    }
+/// `ConceptDataset` for a loader that keeps its `vocabulary`, image `names` and the eagerly
+/// loaded `data: Stacked` (Broden, Cityscapes): one implementation for every on-disk format.
+macro_rules! stacked_dataset {
+    ($loader:ty) => {
+        impl ConceptDataset for $loader {
+            fn len(&self) -> usize {
+                self.names.len()
+            }
 
-    fn image_size(&self) -> (usize, usize) {
-        self.data.size()
-    }
+            fn image_size(&self) -> (usize, usize) {
+                self.data.size()
+            }
 
-    fn vocabulary(&self) -> &Vocabulary {
-        &self.vocabulary
-    }
+            fn vocabulary(&self) -> &Vocabulary {
+                &self.vocabulary
+            }
 
-    fn batch(&self, range: Range<usize>) -> Result<ConceptBatch, DataError> {
-        check_range(&range, self.names.len())?;
-        Ok(self.data.slice(range))
-    }
+            fn batch(&self, range: Range<usize>) -> Result<ConceptBatch, DataError> {
+                check_range(&range, self.names.len())?;
+                Ok(self.data.slice(range))
+            }
+        }
+    };
 }
+pub(super) use stacked_dataset;
+
+stacked_dataset!(Broden);
 
 /// The pixel categories `index.csv` has a column for: category, column, Broden's name.
 fn annotated_columns(index: &Table) -> Vec<(Category, usize, &'static str)> {

@@ -123,24 +123,7 @@ impl Cityscapes {
     }
 }
 
-impl ConceptDataset for Cityscapes {
-    fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    fn image_size(&self) -> (usize, usize) {
-        self.data.size()
-    }
-
-    fn vocabulary(&self) -> &Vocabulary {
-        &self.vocabulary
-    }
-
-    fn batch(&self, range: Range<usize>) -> Result<ConceptBatch, DataError> {
-        check_range(&range, self.names.len())?;
-        Ok(self.data.slice(range))
-    }
-}
+super::broden::stacked_dataset!(Cityscapes);
 
 fn vocabulary() -> Vocabulary {
     Vocabulary::new([(Category::Object, CLASSES.to_vec())]).expect("the Cityscapes classes are unique")
