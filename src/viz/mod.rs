@@ -1,7 +1,7 @@
 //! Pictures: plots ([`plot`]) and image grids ([`grid`]), rendered to PNG (or SVG) and shown
 //! inline through [`Render`](crate::display::Render).
 //!
-//! Text is drawn with plotters' `ab_glyph` renderer and a font that ships inside a crates.io
+//! Text is drawn with plotters' `ab_glyph` renderer and a font that ships inside a Rust
 //! crate, so plots have titles, axes and legends on machines without any system font or
 //! fontconfig.
 
