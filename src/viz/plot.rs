@@ -86,6 +86,36 @@ fn failed(err: &str) -> ! {
     panic!("drawing a plot failed: {err}")
 }
 
+/// The titled, labelled axes over every point of `series`, shared by line and scatter plots;
+/// `x_pad` widens the x range by that fraction (0 for curves that should touch the edges).
+fn xy_axes<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    frame: &Frame,
+    series: &[Series],
+    x_pad: f64,
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+    root.fill(&WHITE).map_err(err)?;
+    let all = || series.iter().flat_map(|s| s.points.iter());
+    let (x0, x1) = span(all().map(|p| p.0), x_pad);
+    let (y0, y1) = span(all().map(|p| p.1), 0.05);
+    let mut chart = ChartBuilder::on(root)
+        .caption(&frame.title, font(20.0))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(&frame.x_label)
+        .y_desc(&frame.y_label)
+        .label_style(font(13.0))
+        .light_line_style(BLACK.mix(0.05))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
@@ -236,25 +266,7 @@ impl LinePlot {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
-        root.fill(&WHITE).map_err(err)?;
-        let all = || self.series.iter().flat_map(|s| s.points.iter());
-        let (x0, x1) = span(all().map(|p| p.0), 0.0);
-        let (y0, y1) = span(all().map(|p| p.1), 0.05);
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.frame.title, font(20.0))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(&self.frame.x_label)
-            .y_desc(&self.frame.y_label)
-            .label_style(font(13.0))
-            .light_line_style(BLACK.mix(0.05))
-            .draw()
-            .map_err(err)?;
+        let mut chart = xy_axes(root, &self.frame, &self.series, 0.0)?;
         for (i, s) in self.series.iter().enumerate() {
             let colour = palette(i);
             let points = s
@@ -328,25 +340,7 @@ impl ScatterPlot {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
-        root.fill(&WHITE).map_err(err)?;
-        let all = || self.series.iter().flat_map(|s| s.points.iter());
-        let (x0, x1) = span(all().map(|p| p.0), 0.05);
-        let (y0, y1) = span(all().map(|p| p.1), 0.05);
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.frame.title, font(20.0))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(&self.frame.x_label)
-            .y_desc(&self.frame.y_label)
-            .label_style(font(13.0))
-            .light_line_style(BLACK.mix(0.05))
-            .draw()
-            .map_err(err)?;
+        let mut chart = xy_axes(root, &self.frame, &self.series, 0.05)?;
         let r = self.radius as i32;
         for (i, s) in self.series.iter().enumerate() {
             let colour = palette(i);
