@@ -22,7 +22,11 @@ pub fn describe(device: Device) -> String {
 /// What `:device` shows: the device in use and what libtorch sees.
 pub fn report(device: Device) -> crate::display::Output {
     let cuda = if tch::Cuda::is_available() {
-        format!("{} CUDA device(s), cuDNN {}", tch::Cuda::device_count(), if tch::Cuda::cudnn_is_available() { "on" } else { "off" })
+        format!(
+            "{} CUDA device(s), cuDNN {}",
+            tch::Cuda::device_count(),
+            if tch::Cuda::cudnn_is_available() { "on" } else { "off" }
+        )
     } else {
         "no CUDA device".to_string()
     };

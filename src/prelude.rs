@@ -4,13 +4,13 @@ pub use crate::data::{
     Category, ColorMnist, ColorMnistConfig, ConceptDataset, ConceptScenes, Factor, Mnist, SceneConfig, Vocabulary,
 };
 pub use crate::device::{describe as describe_device, device};
-pub use crate::tch::{self, nn, nn::Module, nn::ModuleT, nn::OptimizerConfig, Device, Kind, Tensor};
 pub use crate::display::{self, EvcxrDisplay, Output, Render};
 pub use crate::interrupt::{Interrupted, Watch};
 pub use crate::models::{
-    self, BlockKind, Edit, Examples, Insertion, LeNet, LeNetConfig, ModelError, Optim, ResNetConfig, ScriptModel, Stage,
-    Tapped, TappedNet, Task, TrainConfig,
+    self, BlockKind, Edit, Examples, Insertion, LeNet, LeNetConfig, ModelError, Optim, ResNetConfig, ScriptModel,
+    Stage, Tapped, TappedNet, Task, TrainConfig,
 };
 pub use crate::progress::Progress;
 pub use crate::runtime::input;
+pub use crate::tch::{self, nn, nn::Module, nn::ModuleT, nn::OptimizerConfig, Device, Kind, Tensor};
 pub use crate::viz::{self, BarChart, Grid, Heatmap, LinePlot, ScatterPlot};

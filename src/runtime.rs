@@ -28,12 +28,7 @@ pub enum Event {
         location: Option<String>,
     },
     /// A rich display (see [`crate::display`]); `update` replaces the display `display_id`.
-    Display {
-        data: Map<String, Value>,
-        metadata: Map<String, Value>,
-        display_id: Option<String>,
-        update: bool,
-    },
+    Display { data: Map<String, Value>, metadata: Map<String, Value>, display_id: Option<String>, update: bool },
     /// `clear_output`.
     Clear { wait: bool },
     /// A failure with a name of its own (`ModelError`, `DataError`, ...), raised by library
@@ -109,10 +104,7 @@ pub fn shared() -> &'static Shared {
         // SAFETY: only the host binary of this process sets the variable, to the address of its
         // own `LOCAL`, a static that lives as long as the process; the magic number rules out
         // a layout from other sources.
-        address
-            .map(|a| unsafe { &*(a as *const Shared) })
-            .filter(|s| s.magic == MAGIC)
-            .unwrap_or(&LOCAL)
+        address.map(|a| unsafe { &*(a as *const Shared) }).filter(|s| s.magic == MAGIC).unwrap_or(&LOCAL)
     })
 }
 
@@ -170,9 +162,7 @@ pub fn install() {
             } else {
                 "panic with a non-string payload".to_string()
             };
-            let location = info
-                .location()
-                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
             Event::Panic { message, location }.emit();
         }));
         crate::interrupt::install_handler();
@@ -196,7 +186,8 @@ mod tests {
     fn shared_state_is_found_through_the_environment_only_with_the_right_magic() {
         // Outside a kernel (no variable) a copy uses its own state.
         assert!(std::ptr::eq(shared(), &LOCAL));
-        let fake = Shared { magic: 7, interrupts: AtomicU64::new(0), seed: AtomicU64::new(0), displays: AtomicU64::new(0) };
+        let fake =
+            Shared { magic: 7, interrupts: AtomicU64::new(0), seed: AtomicU64::new(0), displays: AtomicU64::new(0) };
         let address = &fake as *const Shared as usize;
         let resolve = |a: usize| Some(unsafe { &*(a as *const Shared) }).filter(|s| s.magic == MAGIC);
         assert!(resolve(address).is_none());

@@ -43,7 +43,14 @@ pub fn table(vars: &[Var]) -> Output {
         return Output::text("no variables yet");
     }
     let row = |v: &Var| match &v.tensor {
-        Some(t) => [v.name.clone(), v.ty.clone(), format!("{:?}", t.shape), t.kind.clone(), t.device.clone(), human_bytes(t.bytes)],
+        Some(t) => [
+            v.name.clone(),
+            v.ty.clone(),
+            format!("{:?}", t.shape),
+            t.kind.clone(),
+            t.device.clone(),
+            human_bytes(t.bytes),
+        ],
         None => [v.name.clone(), v.ty.clone(), String::new(), String::new(), String::new(), String::new()],
     };
     let header = ["name", "type", "shape", "dtype", "device", "memory"];
@@ -52,7 +59,9 @@ pub fn table(vars: &[Var]) -> Output {
     let html = format!(
         "<table><tr>{}</tr>{}</table>",
         header.iter().map(|h| cell("th", h)).collect::<String>(),
-        rows.iter().map(|r| format!("<tr>{}</tr>", r.iter().map(|c| cell("td", c)).collect::<String>())).collect::<String>()
+        rows.iter()
+            .map(|r| format!("<tr>{}</tr>", r.iter().map(|c| cell("td", c)).collect::<String>()))
+            .collect::<String>()
     );
     let widths: Vec<usize> =
         (0..6).map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();

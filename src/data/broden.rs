@@ -282,10 +282,7 @@ impl Stacked {
         }
         Stacked {
             images: Tensor::stack(&images, 0),
-            concepts: maps
-                .into_iter()
-                .map(|(c, m)| (c, Tensor::from_slice(&m).view([n as i64, h, w])))
-                .collect(),
+            concepts: maps.into_iter().map(|(c, m)| (c, Tensor::from_slice(&m).view([n as i64, h, w]))).collect(),
             image_labels: Tensor::from_slice(&labels).view([n as i64, vocabulary.len() as i64]),
             size,
         }
@@ -368,8 +365,7 @@ struct Table {
 impl Table {
     fn read(path: &Path) -> Result<Table, DataError> {
         let file = path.display().to_string();
-        let text = fs::read_to_string(path)
-            .map_err(|e| DataError::MissingData(format!("cannot read {file}: {e}")))?;
+        let text = fs::read_to_string(path).map_err(|e| DataError::MissingData(format!("cannot read {file}: {e}")))?;
         let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
         let Some((first, header)) = lines.next() else {
             return Err(DataError::BadFile { file, why: "empty; a header line was expected".into() });
@@ -402,8 +398,7 @@ impl Table {
     /// A field that must be a non-negative integer.
     fn number(&self, row: &Row, name: &str) -> Result<usize, DataError> {
         let text = self.field(row, name)?;
-        text.parse()
-            .map_err(|_| self.bad(row, format!("`{name}` is `{text}`; a non-negative integer was expected")))
+        text.parse().map_err(|_| self.bad(row, format!("`{name}` is `{text}`; a non-negative integer was expected")))
     }
 
     fn bad(&self, row: &Row, why: String) -> DataError {
@@ -504,23 +499,13 @@ c.png,train,16,16,16,16,,,,,,
         fs::create_dir_all(&images).unwrap();
         fs::write(root.join("label.csv"), LABELS).unwrap();
         fs::write(root.join("category.csv"), "name,first,last,count,frequency\ncolor,1,2,2,2\n").unwrap();
-        fs::write(
-            root.join("c_color.csv"),
-            "code,number,name,frequency,coverage\n2,2,blue,1,0.5\n1,1,red,1,0.5\n",
-        )
-        .unwrap();
-        fs::write(
-            root.join("c_object.csv"),
-            "code,number,name,frequency,coverage\n1,3,car,2,0.5\n2,5,wall,1,0.3\n",
-        )
-        .unwrap();
-        fs::write(
-            root.join("c_part.csv"),
-            "code,number,name,frequency,coverage\n1,300,wheel,1,0.1\n2,5,wall,1,0.1\n",
-        )
-        .unwrap();
-        fs::write(root.join("c_material.csv"), "code,number,name,frequency,coverage\n1,6,wood,1,1.0\n")
+        fs::write(root.join("c_color.csv"), "code,number,name,frequency,coverage\n2,2,blue,1,0.5\n1,1,red,1,0.5\n")
             .unwrap();
+        fs::write(root.join("c_object.csv"), "code,number,name,frequency,coverage\n1,3,car,2,0.5\n2,5,wall,1,0.3\n")
+            .unwrap();
+        fs::write(root.join("c_part.csv"), "code,number,name,frequency,coverage\n1,300,wheel,1,0.1\n2,5,wall,1,0.1\n")
+            .unwrap();
+        fs::write(root.join("c_material.csv"), "code,number,name,frequency,coverage\n1,6,wood,1,1.0\n").unwrap();
         fs::write(root.join("index.csv"), INDEX).unwrap();
         write_solid(&images.join("a.png"), (8, 8), [255, 0, 0]);
         write_solid(&images.join("b.jpg"), (8, 8), [0, 0, 255]);
@@ -654,10 +639,7 @@ c.png,train,16,16,16,16,,,,,,
         let size = INDEX.replace("b.jpg,val,8,8", "b.jpg,val,8,eight");
         fs::write(root.join("index.csv"), size).unwrap();
         let err = Broden::load(&root, &config((8, 8))).unwrap_err();
-        assert!(
-            matches!(&err, DataError::BadLine { line: 3, .. }) && err.to_string().contains("`iw`"),
-            "{err}"
-        );
+        assert!(matches!(&err, DataError::BadLine { line: 3, .. }) && err.to_string().contains("`iw`"), "{err}");
     }
 
     #[test]

@@ -98,16 +98,10 @@ impl Cityscapes {
         let vocabulary = vocabulary();
         let (mut images, mut objects, mut names) = (Vec::new(), Vec::new(), Vec::new());
         for (city, stem) in stems {
-            let image = root
-                .join("leftImg8bit")
-                .join(&config.split)
-                .join(&city)
-                .join(format!("{stem}_leftImg8bit.png"));
-            let labels = root
-                .join("gtFine")
-                .join(&config.split)
-                .join(&city)
-                .join(format!("{stem}_gtFine_labelIds.png"));
+            let image =
+                root.join("leftImg8bit").join(&config.split).join(&city).join(format!("{stem}_leftImg8bit.png"));
+            let labels =
+                root.join("gtFine").join(&config.split).join(&city).join(format!("{stem}_gtFine_labelIds.png"));
             images.push(read_rgb(&image, config.size, "listed in leftImg8bit")?);
             objects.extend(read_labels(&labels, config.size, &image)?);
             names.push(format!("{city}/{stem}"));
@@ -140,25 +134,20 @@ fn list_images(root: &Path, split: &str) -> Result<Vec<(String, String)>, DataEr
             continue;
         }
         for file in sorted_entries(&city)? {
-            if let Some(stem) =
-                file_name(&file).and_then(|n| n.strip_suffix("_leftImg8bit.png").map(str::to_string))
-            {
+            if let Some(stem) = file_name(&file).and_then(|n| n.strip_suffix("_leftImg8bit.png").map(str::to_string)) {
                 found.push((city_name.clone(), stem));
             }
         }
     }
     if found.is_empty() {
-        return Err(DataError::MissingData(format!(
-            "no <city>/<name>_leftImg8bit.png images under {}",
-            dir.display()
-        )));
+        return Err(DataError::MissingData(format!("no <city>/<name>_leftImg8bit.png images under {}", dir.display())));
     }
     Ok(found)
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    let entries = fs::read_dir(dir)
-        .map_err(|e| DataError::MissingData(format!("cannot list {}: {e}", dir.display())))?;
+    let entries =
+        fs::read_dir(dir).map_err(|e| DataError::MissingData(format!("cannot list {}: {e}", dir.display())))?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     Ok(paths)
@@ -263,9 +252,6 @@ mod tests {
         let root = fixture("cityscapes-missing");
         fs::remove_file(root.join("gtFine/train/bremen/bremen_000001_000019_gtFine_labelIds.png")).unwrap();
         let err = Cityscapes::load(&root, &config("train", (8, 8))).unwrap_err().to_string();
-        assert!(
-            err.contains("bremen_000001_000019_gtFine_labelIds.png") && err.contains("leftImg8bit"),
-            "{err}"
-        );
+        assert!(err.contains("bremen_000001_000019_gtFine_labelIds.png") && err.contains("leftImg8bit"), "{err}");
     }
 }

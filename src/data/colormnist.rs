@@ -116,7 +116,9 @@ impl FromStr for Factor {
             "digit" => Ok(Factor::Digit),
             "fg" | "foreground" => Ok(Factor::Foreground),
             "bg" | "background" => Ok(Factor::Background),
-            _ => Err(DataError::InvalidConfig(format!("unknown ColorMNIST factor `{s}`; the factors are: digit, fg, bg"))),
+            _ => Err(DataError::InvalidConfig(format!(
+                "unknown ColorMNIST factor `{s}`; the factors are: digit, fg, bg"
+            ))),
         }
     }
 }
@@ -184,7 +186,12 @@ impl ColorMnist {
 
     /// `n` pairs of images that share `factor` and draw the other two independently: for
     /// `Digit` the second image is another MNIST digit of the same class.
-    pub fn pairs(mnist: &Mnist, factor: Factor, n: usize, config: &ColorMnistConfig) -> Result<(Self, Self), DataError> {
+    pub fn pairs(
+        mnist: &Mnist,
+        factor: Factor,
+        n: usize,
+        config: &ColorMnistConfig,
+    ) -> Result<(Self, Self), DataError> {
         let pool = pool(mnist, config)?;
         let mut by_class: [Vec<usize>; 10] = Default::default();
         for &i in &pool {
@@ -318,7 +325,11 @@ mod tests {
                 assert!((corner[c] - bg[i * 3 + c]).abs() < 1e-5, "corner is the background");
             }
             // The brightest stroke pixel is (nearly) the foreground colour.
-            let alpha = (&img - set.background.get(i as i64).view([3, 1, 1])).abs().sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
+            let alpha = (&img - set.background.get(i as i64).view([3, 1, 1])).abs().sum_dim_intlist(
+                [0i64].as_slice(),
+                false,
+                Kind::Float,
+            );
             let at = alpha.flatten(0, -1).argmax(0, false).int64_value(&[]);
             let stroke = values(&img.flatten(1, -1).select(1, at));
             let fg_bg: f32 = (0..3).map(|c| (fg[i * 3 + c] - bg[i * 3 + c]).abs()).sum();

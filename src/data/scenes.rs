@@ -309,18 +309,14 @@ impl Pattern {
         match self {
             Pattern::Plain => false,
             Pattern::Stripes { dx, dy, width, phase } => (x * dx + y * dy + phase).div_euclid(width) % 2 != 0,
-            Pattern::Checker { cell, px, py } => {
-                ((x + px).div_euclid(cell) + (y + py).div_euclid(cell)) % 2 != 0
-            }
+            Pattern::Checker { cell, px, py } => ((x + px).div_euclid(cell) + (y + py).div_euclid(cell)) % 2 != 0,
             Pattern::Dots { spacing, radius, px, py } => {
                 let centre = (spacing - 1) as f32 / 2.0;
                 let ox = (x + px).rem_euclid(spacing) as f32 - centre;
                 let oy = (y + py).rem_euclid(spacing) as f32 - centre;
                 ox * ox + oy * oy <= radius * radius
             }
-            Pattern::Noise { cell, threshold, seed } => {
-                value_noise(seed, x as f32 / cell, y as f32 / cell) > threshold
-            }
+            Pattern::Noise { cell, threshold, seed } => value_noise(seed, x as f32 / cell, y as f32 / cell) > threshold,
             Pattern::Brick { height, width, px, py } => {
                 let row = (y + py).div_euclid(height);
                 let shift = if row % 2 != 0 { width / 2 } else { 0 };
@@ -348,9 +344,7 @@ fn value_noise(seed: u64, x: f32, y: f32) -> f32 {
 
 /// A uniform value in `[0, 1)` for a lattice point (splitmix64 finaliser).
 fn lattice(seed: u64, x: i64, y: i64) -> f32 {
-    let mut h = seed
-        ^ (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut h = seed ^ (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     h ^= h >> 31;
@@ -378,8 +372,7 @@ impl Paint {
     /// The colour pixel `(x, y)` shows, and its value.
     fn at(&self, x: usize, y: usize, rng: &mut impl Rng) -> (Colour, [u8; 3]) {
         let which = usize::from(self.pattern.second(x as i32, y as i32));
-        let value =
-            self.tones[which].map(|t| (t + rng.gen_range(-self.noise..=self.noise)).clamp(0, 255) as u8);
+        let value = self.tones[which].map(|t| (t + rng.gen_range(-self.noise..=self.noise)).clamp(0, 255) as u8);
         (self.colours[which], value)
     }
 }
@@ -389,14 +382,10 @@ impl Paint {
 fn background_looks(background: Background) -> &'static [(Material, &'static [Colour], &'static [Colour])] {
     use Colour::*;
     match background {
-        Background::Sky => {
-            &[(Material::Plain, &[Blue, White], &[]), (Material::Noise, &[Blue, Grey], &[White])]
-        }
+        Background::Sky => &[(Material::Plain, &[Blue, White], &[]), (Material::Noise, &[Blue, Grey], &[White])],
         Background::Wall => &[(Material::Brick, &[Red, Brown, Grey, Yellow, White], &[White, Grey, Black])],
         Background::Road => &[(Material::Plain, &[Grey, Black], &[]), (Material::Noise, &[Grey], &[Black])],
-        Background::Grass => {
-            &[(Material::Plain, &[Green], &[]), (Material::Noise, &[Green], &[Yellow, Brown])]
-        }
+        Background::Grass => &[(Material::Plain, &[Green], &[]), (Material::Noise, &[Green], &[Yellow, Brown])],
         Background::Water => &[(Material::Waves, &[Blue, Green], &[White, Grey, Blue])],
     }
 }
@@ -479,10 +468,7 @@ impl Thing {
                 let mid = (c0 + c1) / 2.0;
                 vec![
                     (Part::Body, rect(0.0, 0.38, 1.0, 0.82)),
-                    (
-                        Part::Body,
-                        Shape::Convex(vec![(c0 + 0.08, 0.0), (c1 - 0.06, 0.0), (c1, 0.4), (c0, 0.4)]),
-                    ),
+                    (Part::Body, Shape::Convex(vec![(c0 + 0.08, 0.0), (c1 - 0.06, 0.0), (c1, 0.4), (c0, 0.4)])),
                     (Part::Window, rect(c0 + 0.1, 0.08, mid - 0.02, 0.36)),
                     (Part::Window, rect(mid + 0.02, 0.08, c1 - 0.08, 0.36)),
                     (Part::Light, rect(0.93, 0.44, 1.0, 0.58)),
@@ -533,11 +519,7 @@ impl Thing {
                     (Part::Mast, rect(0.46, 0.02, 0.54, deck)),
                     (
                         Part::Sail,
-                        Shape::Convex(vec![
-                            (0.57, 0.06),
-                            (0.57, deck - 0.05),
-                            (rng.gen_range(0.85..1.0), deck - 0.05),
-                        ]),
+                        Shape::Convex(vec![(0.57, 0.06), (0.57, deck - 0.05), (rng.gen_range(0.85..1.0), deck - 0.05)]),
                     ),
                     (Part::Hull, Shape::Convex(vec![(0.0, deck), (1.0, deck), (0.82, 1.0), (0.18, 1.0)])),
                 ]
@@ -684,8 +666,7 @@ fn render(config: &SceneConfig, index: usize) -> Scene {
     let mut scene = Scene::blank(config.size);
     let (used, ground) = draw_backgrounds(&mut scene, config, &mut rng);
     let count = rng.gen_range(config.objects.clone());
-    let mut objects: Vec<Placed> =
-        (0..count).map(|_| Placed::random(config, ground.clone(), &mut rng)).collect();
+    let mut objects: Vec<Placed> = (0..count).map(|_| Placed::random(config, ground.clone(), &mut rng)).collect();
     // Nearer objects stand lower in the image and hide the ones behind them.
     objects.sort_by(|a, b| a.bottom().total_cmp(&b.bottom()));
     for (instance, object) in objects.iter().enumerate() {
@@ -697,11 +678,7 @@ fn render(config: &SceneConfig, index: usize) -> Scene {
 
 /// Fills the scene with one background, or an upper and a lower one; returns the colours
 /// used and the rows objects may stand on.
-fn draw_backgrounds(
-    scene: &mut Scene,
-    config: &SceneConfig,
-    rng: &mut impl Rng,
-) -> (Vec<Colour>, Range<f32>) {
+fn draw_backgrounds(scene: &mut Scene, config: &SceneConfig, rng: &mut impl Rng) -> (Vec<Colour>, Range<f32>) {
     let size = config.size as f32;
     let layers: Vec<(Background, usize)> = if rng.gen_bool(0.2) {
         vec![(*Background::ALL.choose(rng).unwrap(), 0)]
@@ -771,22 +748,14 @@ fn find_boxes(scene: &mut Scene) {
     for (i, &instance) in scene.instances.iter().enumerate().filter(|(_, k)| **k >= 0) {
         let (x, y) = (i % size, i / size);
         let object = scene.labels[0][i];
-        let b = found.entry(instance).or_insert(BoundingBox {
-            object,
-            x0: x,
-            y0: y,
-            x1: x + 1,
-            y1: y + 1,
-            pixels: 0,
-        });
+        let b = found.entry(instance).or_insert(BoundingBox { object, x0: x, y0: y, x1: x + 1, y1: y + 1, pixels: 0 });
         b.x0 = b.x0.min(x);
         b.y0 = b.y0.min(y);
         b.x1 = b.x1.max(x + 1);
         b.y1 = b.y1.max(y + 1);
         b.pixels += 1;
     }
-    let renumber: BTreeMap<i64, i64> =
-        found.keys().enumerate().map(|(new, old)| (*old, new as i64)).collect();
+    let renumber: BTreeMap<i64, i64> = found.keys().enumerate().map(|(new, old)| (*old, new as i64)).collect();
     for instance in scene.instances.iter_mut().filter(|k| **k >= 0) {
         *instance = renumber[instance];
     }
@@ -971,10 +940,7 @@ mod tests {
                 } else {
                     let thing = Thing::ALL[(object - backgrounds) as usize];
                     assert!(part >= 0, "object pixel without a part");
-                    assert!(
-                        thing.parts().contains(&Part::ALL[part as usize]),
-                        "{thing:?} has no part {part}"
-                    );
+                    assert!(thing.parts().contains(&Part::ALL[part as usize]), "{thing:?} has no part {part}");
                     let b = boxes.entry(instances[i]).or_insert((usize::MAX, usize::MAX, 0, 0, 0));
                     let (x, y) = (p % s, p / s);
                     *b = (b.0.min(x), b.1.min(y), b.2.max(x + 1), b.3.max(y + 1), b.4 + 1);
@@ -989,13 +955,8 @@ mod tests {
                 }
                 let prototype = Colour::ALL[colour as usize].rgb();
                 let pixel = [0, 1, 2].map(|c| rgb[image * 3 * s * s + c * s * s + p]);
-                let far =
-                    |proto: [u8; 3]| (0..3).map(|c| (pixel[c] as i16 - proto[c] as i16).abs()).max().unwrap();
-                assert!(
-                    far(prototype) <= deviation,
-                    "pixel {pixel:?} is not {:?}",
-                    Colour::ALL[colour as usize]
-                );
+                let far = |proto: [u8; 3]| (0..3).map(|c| (pixel[c] as i16 - proto[c] as i16).abs()).max().unwrap();
+                assert!(far(prototype) <= deviation, "pixel {pixel:?} is not {:?}", Colour::ALL[colour as usize]);
                 let nearest = Colour::ALL.iter().min_by_key(|c| far(c.rgb())).unwrap();
                 assert_eq!(*nearest as i64, colour);
                 for (category, label) in Category::ALL.into_iter().zip([object, part, material, colour]) {
@@ -1006,8 +967,7 @@ mod tests {
             }
             assert_eq!(image_labels[image * vocabulary.len()..(image + 1) * vocabulary.len()], present[..]);
             let expected: Vec<(usize, usize, usize, usize, usize)> = boxes.into_values().collect();
-            let found: Vec<_> =
-                scenes.boxes[image].iter().map(|b| (b.x0, b.y0, b.x1, b.y1, b.pixels)).collect();
+            let found: Vec<_> = scenes.boxes[image].iter().map(|b| (b.x0, b.y0, b.x1, b.y1, b.pixels)).collect();
             assert_eq!(found, expected, "boxes of image {image}");
         }
     }
@@ -1074,8 +1034,7 @@ mod tests {
     fn every_category_and_concept_occurs_in_200_scenes() {
         let scenes = ConceptScenes::generate(200, &config(11)).unwrap();
         let vocabulary = Vocabulary::scenes();
-        let seen: Vec<f32> =
-            flat(&scenes.image_labels.sum_dim_intlist([0i64].as_slice(), false, Kind::Float));
+        let seen: Vec<f32> = flat(&scenes.image_labels.sum_dim_intlist([0i64].as_slice(), false, Kind::Float));
         let missing: Vec<String> = vocabulary
             .all()
             .filter(|c| seen[vocabulary.global_index(*c)] == 0.0)

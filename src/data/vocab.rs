@@ -111,9 +111,7 @@ impl Vocabulary {
                 check_name(name)?;
                 let entry = by_name.entry(name.clone()).or_default();
                 if entry.iter().any(|c| c.category == category) {
-                    return Err(DataError::InvalidVocabulary(format!(
-                        "`{name}` twice in category {category}"
-                    )));
+                    return Err(DataError::InvalidVocabulary(format!("`{name}` twice in category {category}")));
                 }
                 entry.push(Concept { category, index });
             }
@@ -203,8 +201,7 @@ impl Vocabulary {
 
     /// The column of a concept in image-level labels.
     pub fn global_index(&self, concept: Concept) -> usize {
-        let before: usize =
-            Category::ALL[..concept.category.position()].iter().map(|c| self.names(*c).len()).sum();
+        let before: usize = Category::ALL[..concept.category.position()].iter().map(|c| self.names(*c).len()).sum();
         before + concept.index
     }
 
@@ -265,10 +262,7 @@ mod tests {
 
     #[test]
     fn category_lists_parse() {
-        assert_eq!(
-            Category::parse_list("part, material,part").unwrap(),
-            vec![Category::Part, Category::Material]
-        );
+        assert_eq!(Category::parse_list("part, material,part").unwrap(), vec![Category::Part, Category::Material]);
         assert!(Category::parse_list("part,scene").is_err());
     }
 

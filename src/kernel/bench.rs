@@ -34,7 +34,8 @@ impl Client {
         loop {
             let msg = wire::decode(self.iopub.recv().await?.into_vec(), &self.signer)?;
             let ours = msg.parent_header.as_ref().is_some_and(|p| p.msg_id == id);
-            if ours && matches!(&msg.content, JupyterMessageContent::Status(s) if s.execution_state.as_str() == "idle") {
+            if ours && matches!(&msg.content, JupyterMessageContent::Status(s) if s.execution_state.as_str() == "idle")
+            {
                 break;
             }
         }

@@ -7,11 +7,7 @@ use jupyter_protocol::IsCompleteReply;
 /// parse as Rust statements, else `complete`. `:command` and `?name` lines are not Rust and
 /// are left out of the parse.
 pub fn is_complete(code: &str) -> IsCompleteReply {
-    let rust: String = code
-        .lines()
-        .filter(|l| !l.trim_start().starts_with([':', '?']))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let rust: String = code.lines().filter(|l| !l.trim_start().starts_with([':', '?'])).collect::<Vec<_>>().join("\n");
     match bracket_depth(&rust) {
         None => IsCompleteReply::invalid(),
         Some(depth) if depth > 0 => IsCompleteReply::incomplete("    ".repeat(depth)),

@@ -7,8 +7,8 @@ use std::path::Path;
 /// Reads and checks a connection file. Only HMAC-SHA256 signing is spoken (an empty key
 /// means the client asked for no signing at all).
 pub fn read(path: &Path) -> Result<ConnectionInfo> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read connection file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read connection file {}", path.display()))?;
     parse(&text).with_context(|| format!("bad connection file {}", path.display()))
 }
 
@@ -16,10 +16,7 @@ pub fn read(path: &Path) -> Result<ConnectionInfo> {
 pub fn parse(text: &str) -> Result<ConnectionInfo> {
     let info: ConnectionInfo = serde_json::from_str(text)?;
     if !info.key.is_empty() && info.signature_scheme != "hmac-sha256" {
-        bail!(
-            "signature scheme {:?} is not supported; glassbox signs with \"hmac-sha256\"",
-            info.signature_scheme
-        );
+        bail!("signature scheme {:?} is not supported; glassbox signs with \"hmac-sha256\"", info.signature_scheme);
     }
     Ok(info)
 }

@@ -6,17 +6,13 @@ use std::path::PathBuf;
 /// libtorch as found at build time (the project's `.libtorch/torch`), unless `LIBTORCH` says
 /// otherwise at run time.
 pub fn libtorch() -> Option<PathBuf> {
-    std::env::var_os("LIBTORCH")
-        .map(PathBuf::from)
-        .or_else(|| option_env!("GLASSBOX_LIBTORCH").map(PathBuf::from))
+    std::env::var_os("LIBTORCH").map(PathBuf::from).or_else(|| option_env!("GLASSBOX_LIBTORCH").map(PathBuf::from))
 }
 
 /// The glassbox sources the REPL depends on (`:dep glassbox = { path = .. }`), unless
 /// `GLASSBOX_SRC` points elsewhere.
 pub fn glassbox_src() -> PathBuf {
-    std::env::var_os("GLASSBOX_SRC")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    std::env::var_os("GLASSBOX_SRC").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 pub use crate::cache::dir as cache_dir;

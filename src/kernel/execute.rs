@@ -4,8 +4,8 @@
 //! brackets every request that way.
 
 use jupyter_protocol::{
-    ErrorOutput, ExecuteInput, ExecuteReply, ExecuteRequest, ExecuteResult, ExecutionCount,
-    JupyterMessageContent, Media, Payload, ReplyError, ReplyStatus, Transient,
+    ErrorOutput, ExecuteInput, ExecuteReply, ExecuteRequest, ExecuteResult, ExecutionCount, JupyterMessageContent,
+    Media, Payload, ReplyError, ReplyStatus, Transient,
 };
 
 /// A failed cell, as the client shows it.
@@ -111,11 +111,7 @@ impl Executor {
                 ExecuteReply {
                     status: ReplyStatus::Error,
                     execution_count: count,
-                    error: Some(Box::new(ReplyError {
-                        ename: e.ename,
-                        evalue: e.evalue,
-                        traceback: e.traceback,
-                    })),
+                    error: Some(Box::new(ReplyError { ename: e.ename, evalue: e.evalue, traceback: e.traceback })),
                     ..Default::default()
                 }
             }

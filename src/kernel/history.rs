@@ -114,7 +114,13 @@ impl History {
                     hits = hits.into_iter().rev().filter(|r| seen.insert(r.input.as_str())).collect();
                     hits.reverse();
                 }
-                (match n { Some(n) => last(hits, *n), None => hits }, *output)
+                (
+                    match n {
+                        Some(n) => last(hits, *n),
+                        None => hits,
+                    },
+                    *output,
+                )
             }
         };
         found
@@ -210,7 +216,8 @@ mod tests {
 
     #[test]
     fn clients_may_leave_fields_out() {
-        let q: Query = serde_json::from_value(serde_json::json!({"hist_access_type": "search", "pattern": "a*"})).unwrap();
+        let q: Query =
+            serde_json::from_value(serde_json::json!({"hist_access_type": "search", "pattern": "a*"})).unwrap();
         assert_eq!(q, Query::Search { pattern: "a*".into(), unique: false, n: None, output: false });
         let q: Query = serde_json::from_value(serde_json::json!({"hist_access_type": "range", "raw": true})).unwrap();
         assert!(matches!(q, Query::Range { session: None, start: 0, stop: None, output: false }));

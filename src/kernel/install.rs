@@ -75,8 +75,7 @@ mod tests {
 
     #[test]
     fn the_shipped_kernel_spec_agrees_with_the_installed_one() {
-        let shipped: serde_json::Value =
-            serde_json::from_str(include_str!("../../kernel-spec/kernel.json")).unwrap();
+        let shipped: serde_json::Value = serde_json::from_str(include_str!("../../kernel-spec/kernel.json")).unwrap();
         let made = kernel_json(Path::new("glassbox"));
         assert_eq!(shipped, made);
     }

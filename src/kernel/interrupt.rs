@@ -120,10 +120,7 @@ mod tests {
 
     #[test]
     fn a_child_that_ignores_sigint_is_killed_after_the_grace_period() {
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "trap '' INT; sleep 30"])
-            .spawn()
-            .unwrap();
+        let mut child = std::process::Command::new("sh").args(["-c", "trap '' INT; sleep 30"]).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(200)); // let the trap be set
         let i = Interrupter::default();
         i.set_child(Some(child.id()));

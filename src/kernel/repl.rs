@@ -239,11 +239,9 @@ impl Session {
                     let line = location.as_deref().and_then(|l| self.cell_line_of(l, code)).map(|l| l + offset);
                     Err(panic_error(&message, location.as_deref(), line))
                 }
-                Some(Event::Error { ename, evalue }) => Err(CellError {
-                    traceback: vec![format!("{ename}: {evalue}"), KEPT.into()],
-                    ename,
-                    evalue,
-                }),
+                Some(Event::Error { ename, evalue }) => {
+                    Err(CellError { traceback: vec![format!("{ename}: {evalue}"), KEPT.into()], ename, evalue })
+                }
                 _ => Ok(CellValue { result: media_from_mime_map(&outputs.content_by_mime_type), page: None }),
             },
             Err(e @ EvcxrError::SubprocessTerminated(_)) => {
@@ -268,11 +266,7 @@ impl Session {
             return (chars(line_start + s), chars(line_start + e), m);
         }
         match self.ctx.completions(code, cursor) {
-            Ok(c) => (
-                chars(c.start_offset),
-                chars(c.end_offset),
-                c.completions.into_iter().map(|c| c.code).collect(),
-            ),
+            Ok(c) => (chars(c.start_offset), chars(c.end_offset), c.completions.into_iter().map(|c| c.code).collect()),
             Err(_) => (cursor_chars, cursor_chars, Vec::new()),
         }
     }
@@ -386,11 +380,7 @@ fn panic_error(message: &str, location: Option<&str>, line: Option<usize>) -> Ce
     CellError {
         ename: "Panic".into(),
         evalue: message.to_string(),
-        traceback: vec![
-            format!("panicked {place}:"),
-            message.to_string(),
-            KEPT.into(),
-        ],
+        traceback: vec![format!("panicked {place}:"), message.to_string(), KEPT.into()],
     }
 }
 
@@ -535,7 +525,9 @@ fn forward_stdout(line: String, sink: &Sink, panic: &Mutex<Option<Event>>) {
             };
             let transient = Transient { display_id };
             sink(match (update, transient.display_id.is_some()) {
-                (true, true) => JupyterMessageContent::UpdateDisplayData(UpdateDisplayData { data, metadata, transient }),
+                (true, true) => {
+                    JupyterMessageContent::UpdateDisplayData(UpdateDisplayData { data, metadata, transient })
+                }
                 _ => JupyterMessageContent::DisplayData(DisplayData { data, metadata, transient: Some(transient) }),
             })
         }

@@ -9,9 +9,9 @@ use super::wire::{self, Signer};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use jupyter_protocol::{
-    CommClose, CommInfoReply, CompleteReply, ConnectionInfo, ExecuteRequest, HistoryReply, InputRequest,
-    InspectReply, InterruptReply, JupyterMessage, JupyterMessageContent, KernelInfoReply, LanguageInfo, Media,
-    MediaType, ReplyError, ReplyStatus, ShutdownReply, Status,
+    CommClose, CommInfoReply, CompleteReply, ConnectionInfo, ExecuteRequest, HistoryReply, InputRequest, InspectReply,
+    InterruptReply, JupyterMessage, JupyterMessageContent, KernelInfoReply, LanguageInfo, Media, MediaType, ReplyError,
+    ReplyStatus, ShutdownReply, Status,
 };
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -100,7 +100,8 @@ pub async fn run(info: ConnectionInfo) -> Result<()> {
         let (signer, iopub, messages) = (signer.clone(), iopub.clone(), messages.clone());
         tokio::spawn(async move { serve_control(control, signer, iopub, messages, interrupter).await })
     };
-    let shell = Shell { socket: shell, signer, iopub, messages, repl, current, asks, history, executor: Executor::new() };
+    let shell =
+        Shell { socket: shell, signer, iopub, messages, repl, current, asks, history, executor: Executor::new() };
     let shell_task = tokio::spawn(shell.serve());
     tokio::select! {
         r = control_task => r??,
@@ -149,7 +150,12 @@ struct InputAsk {
 
 /// Sends `input_request` to the client that sent the execute request (the stdin socket
 /// shares the shell socket's identity) and waits for its `input_reply`.
-async fn serve_stdin(mut socket: RouterSocket, signer: Signer, messages: Messages, mut asks: UnboundedReceiver<InputAsk>) {
+async fn serve_stdin(
+    mut socket: RouterSocket,
+    signer: Signer,
+    messages: Messages,
+    mut asks: UnboundedReceiver<InputAsk>,
+) {
     while let Some(ask) = asks.recv().await {
         let request = InputRequest { prompt: ask.prompt, password: ask.password };
         send(&mut socket, &signer, &messages.child(Some(&ask.parent), request)).await;
@@ -229,7 +235,9 @@ impl Shell {
                 None => InspectReply::default().into(),
             }),
             C::HistoryRequest(req) => Some(self.history_reply(serde_json::to_value(req).unwrap_or_default())),
-            C::UnknownMessage(msg) if msg.msg_type == "history_request" => Some(self.history_reply(msg.content.clone())),
+            C::UnknownMessage(msg) if msg.msg_type == "history_request" => {
+                Some(self.history_reply(msg.content.clone()))
+            }
             C::CommOpen(open) => {
                 // No comm targets exist: the spec says to close the comm at once.
                 let close = CommClose { comm_id: open.comm_id.clone(), data: Default::default() };
@@ -394,7 +402,8 @@ mod tests {
 
     #[test]
     fn unknown_requests_get_an_error_reply_and_other_messages_none() {
-        let unknown = JupyterMessageContent::from_type_and_content("frobnicate_request", serde_json::json!({})).unwrap();
+        let unknown =
+            JupyterMessageContent::from_type_and_content("frobnicate_request", serde_json::json!({})).unwrap();
         let reply = serde_json::to_value(common_reply(&unknown).unwrap()).unwrap();
         assert_eq!(reply["status"], "error");
         let malformed = JupyterMessageContent::UnknownMessage(jupyter_protocol::UnknownMessage {

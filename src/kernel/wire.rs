@@ -36,8 +36,8 @@ pub struct Signer {
 impl Signer {
     /// An empty key means the client disabled signing: signatures are empty and not checked.
     pub fn new(key: &str) -> Self {
-        let mac = (!key.is_empty())
-            .then(|| Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key"));
+        let mac =
+            (!key.is_empty()).then(|| Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key"));
         Signer { mac }
     }
 
@@ -74,9 +74,8 @@ pub fn decode(frames: Vec<Bytes>, signer: &Signer) -> Result<JupyterMessage, Wir
     if !signer.verify(&rest[0], &signed) {
         return Err(WireError::BadSignature);
     }
-    let json = |part, bytes: &Bytes| {
-        serde_json::from_slice::<Value>(bytes).map_err(|source| WireError::Json { part, source })
-    };
+    let json =
+        |part, bytes: &Bytes| serde_json::from_slice::<Value>(bytes).map_err(|source| WireError::Json { part, source });
     let header: Header = serde_json::from_value(json("header", &rest[1])?)
         .map_err(|source| WireError::Json { part: "header", source })?;
     let parent_header = deserialize_parent_header(json("parent header", &rest[2])?)
@@ -113,9 +112,19 @@ pub fn content_problem(msg: &UnknownMessage) -> Option<String> {
 }
 
 const KNOWN_REQUESTS: &[&str] = &[
-    "execute_request", "inspect_request", "complete_request", "history_request",
-    "is_complete_request", "comm_info_request", "kernel_info_request", "shutdown_request",
-    "interrupt_request", "input_reply", "comm_open", "comm_msg", "comm_close",
+    "execute_request",
+    "inspect_request",
+    "complete_request",
+    "history_request",
+    "is_complete_request",
+    "comm_info_request",
+    "kernel_info_request",
+    "shutdown_request",
+    "interrupt_request",
+    "input_reply",
+    "comm_open",
+    "comm_msg",
+    "comm_close",
 ];
 
 /// Encodes and signs one message, identities first.

@@ -27,7 +27,9 @@ pub fn layers(model: &impl Tapped, size: (i64, i64), only: &[&str]) -> Result<Ou
     text.extend(rows.iter().map(|r| format!("{:<w0$}  {:>w1$}  {}", r[0], r[1], r[2])));
     let html = format!(
         "<table><tr><th>stage</th><th>channels</th><th>output shape</th></tr>{}</table>",
-        rows.iter().map(|r| format!("<tr><td>{}</td><td>{}</td><td>{}</td></tr>", r[0], r[1], r[2])).collect::<String>()
+        rows.iter()
+            .map(|r| format!("<tr><td>{}</td><td>{}</td><td>{}</td></tr>", r[0], r[1], r[2]))
+            .collect::<String>()
     );
     Ok(Output::html(html).and(Output::text(text.join("\n"))))
 }
@@ -40,7 +42,7 @@ pub fn show_layers(model: &impl Tapped, size: (i64, i64), only: &[&str]) -> Outp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{ResNetConfig, Task, TappedNet};
+    use crate::models::{ResNetConfig, TappedNet, Task};
 
     #[test]
     fn the_table_lists_stages_with_shapes_and_filters() {

@@ -41,19 +41,9 @@ impl Grid {
     /// `Vocabulary::names(category)`).
     pub fn label_maps<S: AsRef<str>>(maps: &Tensor, names: &[S]) -> Self {
         let (cells, present) = colour_labels(maps);
-        let name = |v: i64| {
-            names
-                .get(v as usize)
-                .map_or_else(|| format!("label {v}"), |s| s.as_ref().to_owned())
-        };
-        let legend = present
-            .into_iter()
-            .map(|v| (to_rgb8(palette(v as usize)), name(v)))
-            .collect();
-        Self {
-            legend,
-            ..Self::from_cells(cells, "label maps")
-        }
+        let name = |v: i64| names.get(v as usize).map_or_else(|| format!("label {v}"), |s| s.as_ref().to_owned());
+        let legend = present.into_iter().map(|v| (to_rgb8(palette(v as usize)), name(v))).collect();
+        Self { legend, ..Self::from_cells(cells, "label maps") }
     }
 
     /// Images `[N,3,H,W]` with `maps` `[N,H,W]` (or `[N,1,H,W]`) blended over them at
@@ -61,15 +51,8 @@ impl Grid {
     /// map, min-max normalised per image, resized bilinearly and coloured with [`jet`].
     pub fn overlay(images: &Tensor, maps: &Tensor, alpha: f64) -> Self {
         let mut cells = to_rgb(images);
-        let (h, w) = cells
-            .first()
-            .map_or((1, 1), |c| (c.height() as i64, c.width() as i64));
-        let maps = if maps.dim() == 4 {
-            maps.squeeze_dim(1)
-        } else {
-            maps.shallow_clone()
-        }
-        .to_device(Device::Cpu);
+        let (h, w) = cells.first().map_or((1, 1), |c| (c.height() as i64, c.width() as i64));
+        let maps = if maps.dim() == 4 { maps.squeeze_dim(1) } else { maps.shallow_clone() }.to_device(Device::Cpu);
         let is_mask = maps.kind() == Kind::Bool;
         let maps = maps.to_kind(Kind::Float).unsqueeze(1);
         let maps = if is_mask {
@@ -85,33 +68,18 @@ impl Grid {
         let tint = to_rgb8(palette(3));
         for (cell, map) in cells.iter_mut().zip(values.chunks((h * w) as usize)) {
             for (pixel, &v) in cell.pixels_mut().zip(map) {
-                let (colour, a) = if is_mask {
-                    (tint, if v > 0.5 { alpha } else { 0.0 })
-                } else {
-                    (to_rgb8(jet(v as f64)), alpha)
-                };
+                let (colour, a) =
+                    if is_mask { (tint, if v > 0.5 { alpha } else { 0.0 }) } else { (to_rgb8(jet(v as f64)), alpha) };
                 *pixel = blend(*pixel, colour, a);
             }
         }
-        Self::from_cells(
-            cells,
-            if is_mask {
-                "mask overlays"
-            } else {
-                "activation overlays"
-            },
-        )
+        Self::from_cells(cells, if is_mask { "mask overlays" } else { "activation overlays" })
     }
 
     /// For activations `[N,K,H,W]`, colours each pixel by which of `channels` is largest
     /// there ([`argmax_channels`]), grey where none exceeds `threshold`; the legend reads
     /// "ch 7: wheel" (the embedded font has no arrow glyph) from `concepts` (one per entry of `channels`).
-    pub fn top_channels<S: AsRef<str>>(
-        activations: &Tensor,
-        channels: &[i64],
-        threshold: f64,
-        concepts: &[S],
-    ) -> Self {
+    pub fn top_channels<S: AsRef<str>>(activations: &Tensor, channels: &[i64], threshold: f64, concepts: &[S]) -> Self {
         let (cells, _) = colour_labels(&argmax_channels(activations, channels, threshold));
         let legend = channels
             .iter()
@@ -121,23 +89,11 @@ impl Grid {
                 (to_rgb8(palette(j)), format!("ch {c}: {concept}"))
             })
             .collect();
-        Self {
-            legend,
-            ..Self::from_cells(cells, "top-channel maps")
-        }
+        Self { legend, ..Self::from_cells(cells, "top-channel maps") }
     }
 
     fn from_cells(cells: Vec<RgbImage>, kind: &'static str) -> Self {
-        Self {
-            cells,
-            labels: Vec::new(),
-            legend: Vec::new(),
-            kind,
-            columns: 8,
-            padding: 4,
-            border: 1,
-            scale: 1,
-        }
+        Self { cells, labels: Vec::new(), legend: Vec::new(), kind, columns: 8, padding: 4, border: 1, scale: 1 }
     }
 
     /// Cells per row (8 unless set).
@@ -177,11 +133,7 @@ impl Grid {
         let mut texts = Vec::new();
         for (i, cell) in self.cells.iter().enumerate() {
             let (x, y) = layout.tile(i);
-            let frame = RgbImage::from_pixel(
-                layout.cell_w + 2 * self.border,
-                layout.cell_h + 2 * self.border,
-                BORDER,
-            );
+            let frame = RgbImage::from_pixel(layout.cell_w + 2 * self.border, layout.cell_h + 2 * self.border, BORDER);
             imageops::replace(&mut out, &frame, x as i64, (y + layout.label_h) as i64);
             let scaled = imageops::resize(
                 cell,
@@ -189,31 +141,16 @@ impl Grid {
                 cell.height() * self.scale,
                 imageops::FilterType::Nearest,
             );
-            imageops::replace(
-                &mut out,
-                &scaled,
-                (x + self.border) as i64,
-                (y + layout.label_h + self.border) as i64,
-            );
+            imageops::replace(&mut out, &scaled, (x + self.border) as i64, (y + layout.label_h + self.border) as i64);
             if let Some(text) = self.labels.get(i) {
-                texts.push(Label {
-                    x: x as i32,
-                    y: y as i32 + 2,
-                    text: text.clone(),
-                    size: 13,
-                });
+                texts.push(Label { x: x as i32, y: y as i32 + 2, text: text.clone(), size: 13 });
             }
         }
         for (i, (colour, name)) in self.legend.iter().enumerate() {
             let (x, y) = layout.legend_entry(i);
             let swatch = RgbImage::from_pixel(12, 12, *colour);
             imageops::replace(&mut out, &swatch, x as i64, y as i64 + 2);
-            texts.push(Label {
-                x: x as i32 + 16,
-                y: y as i32,
-                text: name.clone(),
-                size: 13,
-            });
+            texts.push(Label { x: x as i32 + 16, y: y as i32, text: name.clone(), size: 13 });
         }
         draw_labels(&mut out, &texts);
         out
@@ -238,10 +175,7 @@ impl Grid {
         if !self.legend.is_empty() {
             out.push_str(&format!(
                 "\nlegend: {}",
-                short_list(
-                    &self.legend.iter().map(|l| l.1.clone()).collect::<Vec<_>>(),
-                    20
-                )
+                short_list(&self.legend.iter().map(|l| l.1.clone()).collect::<Vec<_>>(), 20)
             ));
         }
         out
@@ -274,11 +208,7 @@ impl Layout {
         let n = grid.cells.len() as u32;
         let cell_w = grid.cells.iter().map(RgbImage::width).max().unwrap_or(0) * grid.scale;
         let cell_h = grid.cells.iter().map(RgbImage::height).max().unwrap_or(0) * grid.scale;
-        let label_h = if grid.labels.is_empty() {
-            0
-        } else {
-            LABEL_HEIGHT
-        };
+        let label_h = if grid.labels.is_empty() { 0 } else { LABEL_HEIGHT };
         let (tile_w, tile_h) = (cell_w + 2 * grid.border, label_h + cell_h + 2 * grid.border);
         let columns = (grid.columns as u32).min(n).max(1);
         let rows = n.div_ceil(columns);
@@ -311,21 +241,12 @@ impl Layout {
     /// Top-left corner of tile `i`.
     fn tile(&self, i: usize) -> (u32, u32) {
         let (col, row) = (i as u32 % self.columns, i as u32 / self.columns);
-        (
-            self.padding + col * (self.tile_w + self.padding),
-            self.padding + row * (self.tile_h + self.padding),
-        )
+        (self.padding + col * (self.tile_w + self.padding), self.padding + row * (self.tile_h + self.padding))
     }
 
     fn legend_entry(&self, i: usize) -> (u32, u32) {
-        let (col, line) = (
-            i as u32 % self.legend_per_line,
-            i as u32 / self.legend_per_line,
-        );
-        (
-            self.padding + col * LEGEND_ENTRY_WIDTH,
-            self.legend_top + line * LABEL_HEIGHT,
-        )
+        let (col, line) = (i as u32 % self.legend_per_line, i as u32 / self.legend_per_line);
+        (self.padding + col * LEGEND_ENTRY_WIDTH, self.legend_top + line * LABEL_HEIGHT)
     }
 }
 
@@ -333,41 +254,21 @@ impl Layout {
 /// with the largest activation, or -1 where that activation is not above `threshold`.
 /// Returns `[N,H,W]` int64.
 pub fn argmax_channels(activations: &Tensor, channels: &[i64], threshold: f64) -> Tensor {
-    assert_eq!(
-        activations.dim(),
-        4,
-        "activations must be [N,K,H,W], got {:?}",
-        activations.size()
-    );
+    assert_eq!(activations.dim(), 4, "activations must be [N,K,H,W], got {:?}", activations.size());
     let index = Tensor::from_slice(channels).to_device(activations.device());
     let chosen = activations.index_select(1, &index).to_kind(Kind::Float);
     let (best, which) = chosen.max_dim(1, false);
-    which
-        .where_self(
-            &best.gt(threshold),
-            &Tensor::from(-1i64).to_device(which.device()),
-        )
-        .to_device(Device::Cpu)
+    which.where_self(&best.gt(threshold), &Tensor::from(-1i64).to_device(which.device())).to_device(Device::Cpu)
 }
 
 /// Colours integer label maps `[N,H,W]` with the palette; returns the cells and the sorted
 /// labels that occur (excluding -1).
 fn colour_labels(maps: &Tensor) -> (Vec<RgbImage>, Vec<i64>) {
-    assert_eq!(
-        maps.dim(),
-        3,
-        "label maps must be [N,H,W], got {:?}",
-        maps.size()
-    );
+    assert_eq!(maps.dim(), 3, "label maps must be [N,H,W], got {:?}", maps.size());
     let size = maps.size();
     let (h, w) = (size[1] as u32, size[2] as u32);
-    let values: Vec<i64> = Vec::try_from(
-        maps.to_device(Device::Cpu)
-            .to_kind(Kind::Int64)
-            .contiguous()
-            .view([-1]),
-    )
-    .expect("an int64 tensor converts to Vec<i64>");
+    let values: Vec<i64> = Vec::try_from(maps.to_device(Device::Cpu).to_kind(Kind::Int64).contiguous().view([-1]))
+        .expect("an int64 tensor converts to Vec<i64>");
     let mut present: Vec<i64> = values.iter().copied().filter(|&v| v >= 0).collect();
     present.sort_unstable();
     present.dedup();
@@ -377,11 +278,7 @@ fn colour_labels(maps: &Tensor) -> (Vec<RgbImage>, Vec<i64>) {
         .map(|map| {
             let mut cell = RgbImage::new(w, h);
             for (pixel, &v) in cell.pixels_mut().zip(map) {
-                *pixel = if v < 0 {
-                    UNLABELLED
-                } else {
-                    to_rgb8(palette(v as usize))
-                };
+                *pixel = if v < 0 { UNLABELLED } else { to_rgb8(palette(v as usize)) };
             }
             cell
         })
@@ -394,43 +291,22 @@ fn to_rgb(images: &Tensor) -> Vec<RgbImage> {
     let images = match images.dim() {
         3 => images.unsqueeze(1),
         4 => images.shallow_clone(),
-        _ => panic!(
-            "images must be [N,3,H,W], [N,1,H,W] or [N,H,W], got {:?}",
-            images.size()
-        ),
+        _ => panic!("images must be [N,3,H,W], [N,1,H,W] or [N,H,W], got {:?}", images.size()),
     };
     let size = images.size();
     let (n, c, h, w) = (size[0], size[1], size[2], size[3]);
     assert!(c == 1 || c == 3, "images need 1 or 3 channels, got {c}");
-    let images = if c == 1 {
-        images.expand([n, 3, h, w], false)
-    } else {
-        images
-    };
-    let bytes = images
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .clamp(0.0, 1.0)
-        * 255.0;
-    let bytes: Vec<u8> = Vec::try_from(
-        bytes
-            .round()
-            .to_kind(Kind::Uint8)
-            .permute([0, 2, 3, 1])
-            .contiguous()
-            .view([-1]),
-    )
-    .expect("a uint8 tensor converts to Vec<u8>");
+    let images = if c == 1 { images.expand([n, 3, h, w], false) } else { images };
+    let bytes = images.to_device(Device::Cpu).to_kind(Kind::Float).clamp(0.0, 1.0) * 255.0;
+    let bytes: Vec<u8> =
+        Vec::try_from(bytes.round().to_kind(Kind::Uint8).permute([0, 2, 3, 1]).contiguous().view([-1]))
+            .expect("a uint8 tensor converts to Vec<u8>");
     let len = (h * w * 3).max(1) as usize;
-    bytes
-        .chunks(len)
-        .map(|b| RgbImage::from_raw(w as u32, h as u32, b.to_vec()).expect("chunk is one image"))
-        .collect()
+    bytes.chunks(len).map(|b| RgbImage::from_raw(w as u32, h as u32, b.to_vec()).expect("chunk is one image")).collect()
 }
 
 fn to_vec_f32(t: &Tensor) -> Vec<f32> {
-    Vec::try_from(t.to_kind(Kind::Float).contiguous().view([-1]))
-        .expect("a float tensor converts to Vec<f32>")
+    Vec::try_from(t.to_kind(Kind::Float).contiguous().view([-1])).expect("a float tensor converts to Vec<f32>")
 }
 
 fn to_rgb8(c: RGBColor) -> Rgb<u8> {
@@ -440,11 +316,7 @@ fn to_rgb8(c: RGBColor) -> Rgb<u8> {
 /// `base` with `over` laid on it at opacity `alpha`; alpha 0 leaves `base` unchanged.
 fn blend(base: Rgb<u8>, over: Rgb<u8>, alpha: f32) -> Rgb<u8> {
     let mix = |b: u8, o: u8| (b as f32 * (1.0 - alpha) + o as f32 * alpha).round() as u8;
-    Rgb([
-        mix(base[0], over[0]),
-        mix(base[1], over[1]),
-        mix(base[2], over[2]),
-    ])
+    Rgb([mix(base[0], over[0]), mix(base[1], over[1]), mix(base[2], over[2])])
 }
 
 #[cfg(test)]
@@ -452,9 +324,7 @@ mod tests {
     use super::*;
 
     fn decode(png: &[u8]) -> RgbImage {
-        image::load_from_memory_with_format(png, image::ImageFormat::Png)
-            .expect("a valid PNG")
-            .to_rgb8()
+        image::load_from_memory_with_format(png, image::ImageFormat::Png).expect("a valid PNG").to_rgb8()
     }
 
     fn images(n: i64) -> Tensor {
@@ -463,11 +333,7 @@ mod tests {
 
     #[test]
     fn grid_lays_out_columns_padding_border_and_scale() {
-        let grid = Grid::new(&images(5))
-            .columns(3)
-            .padding(2)
-            .border(1)
-            .scale(2);
+        let grid = Grid::new(&images(5)).columns(3).padding(2).border(1).scale(2);
         let img = decode(&grid.png());
         // 3 tiles of 16 + 2 border, 4 paddings; 2 rows likewise.
         assert_eq!(img.dimensions(), (3 * 18 + 4 * 2, 2 * 18 + 3 * 2));
@@ -489,18 +355,12 @@ mod tests {
         let plain = Grid::new(&images(2)).image();
         let labelled = Grid::new(&images(2)).labels(["cat", "dog"]).image();
         assert_eq!(labelled.height(), plain.height() + LABEL_HEIGHT);
-        let caption =
-            imageops::crop_imm(&labelled, 0, 0, labelled.width(), LABEL_HEIGHT).to_image();
-        assert!(
-            caption.pixels().any(|p| p.0[0] < 128),
-            "caption text was drawn"
-        );
-        assert!(
-            Grid::new(&images(2)).labels(["cat", "dog"]).render().data()["text/plain"]
-                .as_str()
-                .unwrap()
-                .contains("cat, dog")
-        );
+        let caption = imageops::crop_imm(&labelled, 0, 0, labelled.width(), LABEL_HEIGHT).to_image();
+        assert!(caption.pixels().any(|p| p.0[0] < 128), "caption text was drawn");
+        assert!(Grid::new(&images(2)).labels(["cat", "dog"]).render().data()["text/plain"]
+            .as_str()
+            .unwrap()
+            .contains("cat, dog"));
     }
 
     #[test]
@@ -512,10 +372,7 @@ mod tests {
         assert_eq!(*cell.get_pixel(1, 0), to_rgb8(palette(1)));
         assert_eq!(*cell.get_pixel(0, 1), to_rgb8(palette(2)));
         assert_eq!(*cell.get_pixel(1, 1), UNLABELLED);
-        assert_eq!(
-            grid.legend.iter().map(|l| l.1.as_str()).collect::<Vec<_>>(),
-            ["sky", "car", "road"]
-        );
+        assert_eq!(grid.legend.iter().map(|l| l.1.as_str()).collect::<Vec<_>>(), ["sky", "car", "road"]);
         let img = decode(&grid.scale(8).png());
         assert!(img.pixels().any(|p| *p == to_rgb8(palette(2))));
         assert!(img.width() >= LEGEND_ENTRY_WIDTH);
@@ -556,14 +413,8 @@ mod tests {
         let grid = Grid::top_channels(&acts, &[3, 1], 0.5, &["wheel", "sky"]);
         assert_eq!(*grid.cells[0].get_pixel(0, 0), to_rgb8(palette(0)));
         assert_eq!(*grid.cells[0].get_pixel(2, 0), UNLABELLED);
-        let text = grid.render().data()["text/plain"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert!(
-            text.contains("ch 3: wheel") && text.contains("ch 1: sky"),
-            "{text}"
-        );
+        let text = grid.render().data()["text/plain"].as_str().unwrap().to_owned();
+        assert!(text.contains("ch 3: wheel") && text.contains("ch 1: sky"), "{text}");
         assert!(decode(&grid.scale(4).png()).width() >= LEGEND_ENTRY_WIDTH);
     }
 }

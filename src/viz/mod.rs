@@ -63,18 +63,10 @@ pub fn palette(i: usize) -> RGBColor {
 /// A jet-like colour map for `t` in [0, 1]: dark blue → cyan → yellow → dark red, so that
 /// strong activations stand out against an image.
 pub fn jet(t: f64) -> RGBColor {
-    let t = if t.is_finite() {
-        t.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
     let channel = |offset: f64| (1.5 - (4.0 * t - offset).abs()).clamp(0.0, 1.0);
     let to_u8 = |v: f64| (v * 255.0).round() as u8;
-    RGBColor(
-        to_u8(channel(3.0)),
-        to_u8(channel(2.0)),
-        to_u8(channel(1.0)),
-    )
+    RGBColor(to_u8(channel(3.0)), to_u8(channel(2.0)), to_u8(channel(1.0)))
 }
 
 /// PNG file bytes of an RGB buffer.
@@ -103,10 +95,7 @@ pub(crate) fn draw_labels(img: &mut RgbImage, labels: &[Label]) {
     let (w, h) = img.dimensions();
     let root = BitMapBackend::with_buffer(img.as_mut(), (w, h)).into_drawing_area();
     for l in labels {
-        let style = ("sans-serif", l.size as f64)
-            .into_font()
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Left, VPos::Top));
+        let style = ("sans-serif", l.size as f64).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Top));
         let _ = root.draw(&Text::new(l.text.clone(), (l.x, l.y), style));
     }
     let _ = root.present();
@@ -114,12 +103,7 @@ pub(crate) fn draw_labels(img: &mut RgbImage, labels: &[Label]) {
 
 /// Formats a list for a text/plain summary, cut short when long.
 pub(crate) fn short_list(items: &[String], max: usize) -> String {
-    let mut out = items
-        .iter()
-        .take(max)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut out = items.iter().take(max).cloned().collect::<Vec<_>>().join(", ");
     if items.len() > max {
         out.push_str(&format!(", … ({} more)", items.len() - max));
     }

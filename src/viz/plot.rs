@@ -42,11 +42,8 @@ impl Frame {
         fonts();
         let mut rgb = vec![255u8; self.width as usize * self.height as usize * 3];
         {
-            let root =
-                BitMapBackend::with_buffer(&mut rgb, (self.width, self.height)).into_drawing_area();
-            draw(&root)
-                .and_then(|_| root.present().map_err(|e| e.to_string()))
-                .unwrap_or_else(|e| failed(&e));
+            let root = BitMapBackend::with_buffer(&mut rgb, (self.width, self.height)).into_drawing_area();
+            draw(&root).and_then(|_| root.present().map_err(|e| e.to_string())).unwrap_or_else(|e| failed(&e));
         }
         super::encode_png(&rgb, self.width, self.height)
     }
@@ -55,27 +52,15 @@ impl Frame {
         fonts();
         let mut out = String::new();
         {
-            let root =
-                SVGBackend::with_string(&mut out, (self.width, self.height)).into_drawing_area();
-            draw(&root)
-                .and_then(|_| root.present().map_err(|e| e.to_string()))
-                .unwrap_or_else(|e| failed(&e));
+            let root = SVGBackend::with_string(&mut out, (self.width, self.height)).into_drawing_area();
+            draw(&root).and_then(|_| root.present().map_err(|e| e.to_string())).unwrap_or_else(|e| failed(&e));
         }
         out
     }
 
     /// The picture plus a one-line text/plain summary.
-    fn output(
-        &self,
-        summary: String,
-        png: impl FnOnce() -> Vec<u8>,
-        svg: impl FnOnce() -> String,
-    ) -> Output {
-        let picture = if self.svg {
-            Output::svg(svg())
-        } else {
-            Output::png(&png())
-        };
+    fn output(&self, summary: String, png: impl FnOnce() -> Vec<u8>, svg: impl FnOnce() -> String) -> Output {
+        let picture = if self.svg { Output::svg(svg()) } else { Output::png(&png()) };
         picture.and(Output::text(summary))
     }
 }
@@ -162,11 +147,8 @@ macro_rules! frame_builders {
 
 /// The range `values` span, widened a little, and never empty (plotters rejects that).
 fn span(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
-    let (lo, hi) = values
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
+    let (lo, hi) =
+        values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
@@ -188,10 +170,7 @@ fn to_points<X: Into<f64>, Y: Into<f64>>(
     xs: impl IntoIterator<Item = X>,
     ys: impl IntoIterator<Item = Y>,
 ) -> Vec<(f64, f64)> {
-    xs.into_iter()
-        .map(Into::into)
-        .zip(ys.into_iter().map(Into::into))
-        .collect()
+    xs.into_iter().map(Into::into).zip(ys.into_iter().map(Into::into)).collect()
 }
 
 fn font(size: f64) -> FontDesc<'static> {
@@ -221,10 +200,7 @@ pub struct LinePlot {
 
 impl LinePlot {
     pub fn new(title: impl Into<String>) -> Self {
-        Self {
-            frame: Frame::new(title),
-            series: Vec::new(),
-        }
+        Self { frame: Frame::new(title), series: Vec::new() }
     }
 
     frame_builders!();
@@ -236,19 +212,12 @@ impl LinePlot {
         xs: impl IntoIterator<Item = X>,
         ys: impl IntoIterator<Item = Y>,
     ) -> Self {
-        self.series.push(Series {
-            name: name.into(),
-            points: to_points(xs, ys),
-        });
+        self.series.push(Series { name: name.into(), points: to_points(xs, ys) });
         self
     }
 
     /// Adds a series over x = 0, 1, 2, … (a loss per step).
-    pub fn series_y<Y: Into<f64>>(
-        self,
-        name: impl Into<String>,
-        ys: impl IntoIterator<Item = Y>,
-    ) -> Self {
+    pub fn series_y<Y: Into<f64>>(self, name: impl Into<String>, ys: impl IntoIterator<Item = Y>) -> Self {
         let ys: Vec<f64> = ys.into_iter().map(Into::into).collect();
         self.series(name, (0..ys.len()).map(|i| i as f64), ys)
     }
@@ -258,10 +227,7 @@ impl LinePlot {
     pub fn push(&mut self, name: &str, x: f64, y: f64) {
         match self.series.iter_mut().find(|s| s.name == name) {
             Some(s) => s.points.push((x, y)),
-            None => self.series.push(Series {
-                name: name.to_owned(),
-                points: vec![(x, y)],
-            }),
+            None => self.series.push(Series { name: name.to_owned(), points: vec![(x, y)] }),
         }
     }
 
@@ -269,18 +235,12 @@ impl LinePlot {
         let mut chart = xy_axes(root, &self.frame, &self.series, 0.0)?;
         for (i, s) in self.series.iter().enumerate() {
             let colour = palette(i);
-            let points = s
-                .points
-                .iter()
-                .copied()
-                .filter(|p| p.0.is_finite() && p.1.is_finite());
+            let points = s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite());
             chart
                 .draw_series(LineSeries::new(points, colour.stroke_width(2)))
                 .map_err(err)?
                 .label(&s.name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
         }
         if !self.series.is_empty() {
             legend(&mut chart)?;
@@ -291,11 +251,7 @@ impl LinePlot {
 
 impl Render for LinePlot {
     fn render(&self) -> Output {
-        let summary = format!(
-            "line plot '{}' ({} series)",
-            self.frame.title,
-            self.series.len()
-        );
+        let summary = format!("line plot '{}' ({} series)", self.frame.title, self.series.len());
         self.frame.output(summary, || self.png(), || self.svg())
     }
 }
@@ -310,11 +266,7 @@ pub struct ScatterPlot {
 
 impl ScatterPlot {
     pub fn new(title: impl Into<String>) -> Self {
-        Self {
-            frame: Frame::new(title),
-            series: Vec::new(),
-            radius: 3,
-        }
+        Self { frame: Frame::new(title), series: Vec::new(), radius: 3 }
     }
 
     frame_builders!();
@@ -326,10 +278,7 @@ impl ScatterPlot {
         xs: impl IntoIterator<Item = X>,
         ys: impl IntoIterator<Item = Y>,
     ) -> Self {
-        self.series.push(Series {
-            name: name.into(),
-            points: to_points(xs, ys),
-        });
+        self.series.push(Series { name: name.into(), points: to_points(xs, ys) });
         self
     }
 
@@ -344,11 +293,7 @@ impl ScatterPlot {
         let r = self.radius as i32;
         for (i, s) in self.series.iter().enumerate() {
             let colour = palette(i);
-            let points = s
-                .points
-                .iter()
-                .copied()
-                .filter(|p| p.0.is_finite() && p.1.is_finite());
+            let points = s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite());
             chart
                 .draw_series(points.map(|p| Circle::new(p, r, colour.mix(0.8).filled())))
                 .map_err(err)?
@@ -365,11 +310,7 @@ impl ScatterPlot {
 impl Render for ScatterPlot {
     fn render(&self) -> Output {
         let n: usize = self.series.iter().map(|s| s.points.len()).sum();
-        let summary = format!(
-            "scatter plot '{}' ({} series, {n} points)",
-            self.frame.title,
-            self.series.len()
-        );
+        let summary = format!("scatter plot '{}' ({} series, {n} points)", self.frame.title, self.series.len());
         self.frame.output(summary, || self.png(), || self.svg())
     }
 }
@@ -385,11 +326,7 @@ pub struct BarChart {
 
 impl BarChart {
     pub fn new(title: impl Into<String>) -> Self {
-        Self {
-            frame: Frame::new(title),
-            categories: Vec::new(),
-            groups: Vec::new(),
-        }
+        Self { frame: Frame::new(title), categories: Vec::new(), groups: Vec::new() }
     }
 
     frame_builders!();
@@ -401,33 +338,15 @@ impl BarChart {
     }
 
     /// One named group: a value per category, in category order (missing ones draw no bar).
-    pub fn group<V: Into<f64>>(
-        mut self,
-        name: impl Into<String>,
-        values: impl IntoIterator<Item = V>,
-    ) -> Self {
-        self.groups
-            .push((name.into(), values.into_iter().map(Into::into).collect()));
+    pub fn group<V: Into<f64>>(mut self, name: impl Into<String>, values: impl IntoIterator<Item = V>) -> Self {
+        self.groups.push((name.into(), values.into_iter().map(Into::into).collect()));
         self
     }
 
     /// As many categories as the longest group, named by index when not given.
     fn category_names(&self) -> Vec<String> {
-        let n = self
-            .groups
-            .iter()
-            .map(|g| g.1.len())
-            .max()
-            .unwrap_or(0)
-            .max(self.categories.len());
-        (0..n)
-            .map(|i| {
-                self.categories
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| i.to_string())
-            })
-            .collect()
+        let n = self.groups.iter().map(|g| g.1.len()).max().unwrap_or(0).max(self.categories.len());
+        (0..n).map(|i| self.categories.get(i).cloned().unwrap_or_else(|| i.to_string())).collect()
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
@@ -457,31 +376,22 @@ impl BarChart {
         let width = 0.8 / k;
         for (g, (name, vals)) in self.groups.iter().enumerate() {
             let colour = palette(g);
-            let bars = vals
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.is_finite())
-                .map(|(i, &v)| {
-                    let x = i as f64 + 0.1 + g as f64 * width;
-                    Rectangle::new([(x, 0.0f64.max(lo)), (x + width, v)], colour.filled())
-                });
+            let bars = vals.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, &v)| {
+                let x = i as f64 + 0.1 + g as f64 * width;
+                Rectangle::new([(x, 0.0f64.max(lo)), (x + width, v)], colour.filled())
+            });
             chart
                 .draw_series(bars)
                 .map_err(err)?
                 .label(name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())
-                });
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled()));
         }
         // Category names centred under their bars, in pixels, since plotters' own tick
         // positions would not fall on category centres.
-        let style = font(13.0)
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Center, VPos::Top));
+        let style = font(13.0).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top));
         for (i, name) in names.iter().enumerate() {
             let (px, py) = chart.backend_coord(&(i as f64 + 0.5, lo));
-            root.draw(&Text::new(name.clone(), (px, py + 6), style.clone()))
-                .map_err(err)?;
+            root.draw(&Text::new(name.clone(), (px, py + 6), style.clone())).map_err(err)?;
         }
         if self.groups.len() > 1 {
             legend(&mut chart)?;
@@ -497,10 +407,7 @@ impl Render for BarChart {
             self.frame.title,
             self.category_names().len(),
             self.groups.len(),
-            short_list(
-                &self.groups.iter().map(|g| g.0.clone()).collect::<Vec<_>>(),
-                6
-            )
+            short_list(&self.groups.iter().map(|g| g.0.clone()).collect::<Vec<_>>(), 6)
         );
         self.frame.output(summary, || self.png(), || self.svg())
     }
@@ -517,36 +424,17 @@ pub struct Heatmap {
 
 impl Heatmap {
     pub fn new(title: impl Into<String>, rows: Vec<Vec<f64>>) -> Self {
-        Self {
-            frame: Frame::new(title),
-            rows,
-            row_names: Vec::new(),
-            col_names: Vec::new(),
-        }
+        Self { frame: Frame::new(title), rows, row_names: Vec::new(), col_names: Vec::new() }
     }
 
     /// From a 2-D tensor of any numeric kind and device.
     pub fn from_tensor(title: impl Into<String>, matrix: &Tensor) -> Self {
-        assert_eq!(
-            matrix.dim(),
-            2,
-            "a heatmap needs a 2-D tensor, got shape {:?}",
-            matrix.size()
-        );
+        assert_eq!(matrix.dim(), 2, "a heatmap needs a 2-D tensor, got shape {:?}", matrix.size());
         let cols = matrix.size()[1] as usize;
-        let flat: Vec<f64> = Vec::try_from(
-            matrix
-                .to_kind(Kind::Double)
-                .to_device(tch::Device::Cpu)
-                .contiguous()
-                .view([-1]),
-        )
-        .expect("a double tensor converts to Vec<f64>");
-        let rows = if cols == 0 {
-            Vec::new()
-        } else {
-            flat.chunks(cols).map(<[f64]>::to_vec).collect()
-        };
+        let flat: Vec<f64> =
+            Vec::try_from(matrix.to_kind(Kind::Double).to_device(tch::Device::Cpu).contiguous().view([-1]))
+                .expect("a double tensor converts to Vec<f64>");
+        let rows = if cols == 0 { Vec::new() } else { flat.chunks(cols).map(<[f64]>::to_vec).collect() };
         Self::new(title, rows)
     }
 
@@ -565,10 +453,7 @@ impl Heatmap {
     }
 
     fn shape(&self) -> (usize, usize) {
-        (
-            self.rows.len(),
-            self.rows.iter().map(Vec::len).max().unwrap_or(0),
-        )
+        (self.rows.len(), self.rows.iter().map(Vec::len).max().unwrap_or(0))
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
@@ -586,10 +471,7 @@ impl Heatmap {
             .build_cartesian_2d(0.0..n_cols.max(1) as f64, n_rows.max(1) as f64..0.0)
             .map_err(err)?;
         let mut mesh = chart.configure_mesh();
-        mesh.disable_mesh()
-            .x_desc(&self.frame.x_label)
-            .y_desc(&self.frame.y_label)
-            .label_style(font(12.0));
+        mesh.disable_mesh().x_desc(&self.frame.x_label).y_desc(&self.frame.y_label).label_style(font(12.0));
         if !self.col_names.is_empty() {
             mesh.x_labels(0);
         }
@@ -599,31 +481,20 @@ impl Heatmap {
         mesh.draw().map_err(err)?;
         let cells = self.rows.iter().enumerate().flat_map(|(r, row)| {
             row.iter().enumerate().map(move |(c, &v)| {
-                Rectangle::new(
-                    [(c as f64, r as f64), (c as f64 + 1.0, r as f64 + 1.0)],
-                    colour(v).filled(),
-                )
+                Rectangle::new([(c as f64, r as f64), (c as f64 + 1.0, r as f64 + 1.0)], colour(v).filled())
             })
         });
         chart.draw_series(cells).map_err(err)?;
         let style = font(12.0).color(&BLACK);
         for (c, name) in self.col_names.iter().enumerate().take(n_cols) {
             let (px, py) = chart.backend_coord(&(c as f64 + 0.5, n_rows as f64));
-            main.draw(&Text::new(
-                name.clone(),
-                (px, py + 6),
-                style.pos(Pos::new(HPos::Center, VPos::Top)),
-            ))
-            .map_err(err)?;
+            main.draw(&Text::new(name.clone(), (px, py + 6), style.pos(Pos::new(HPos::Center, VPos::Top))))
+                .map_err(err)?;
         }
         for (r, name) in self.row_names.iter().enumerate().take(n_rows) {
             let (px, py) = chart.backend_coord(&(0.0, r as f64 + 0.5));
-            main.draw(&Text::new(
-                name.clone(),
-                (px - 6, py),
-                style.pos(Pos::new(HPos::Right, VPos::Center)),
-            ))
-            .map_err(err)?;
+            main.draw(&Text::new(name.clone(), (px - 6, py), style.pos(Pos::new(HPos::Right, VPos::Center))))
+                .map_err(err)?;
         }
         colour_bar(&bar, lo, hi)
     }
@@ -639,21 +510,12 @@ fn colour_bar<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, lo: f64, hi: f6
         .right_y_label_area_size(50)
         .build_cartesian_2d(0.0..1.0, lo..hi)
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .disable_x_axis()
-        .label_style(font(12.0))
-        .draw()
-        .map_err(err)?;
+    chart.configure_mesh().disable_mesh().disable_x_axis().label_style(font(12.0)).draw().map_err(err)?;
     let steps = 64;
     let step = (hi - lo) / steps as f64;
     let strips = (0..steps).map(|i| {
         let v = lo + i as f64 * step;
-        Rectangle::new(
-            [(0.0, v), (1.0, v + step)],
-            jet((i as f64 + 0.5) / steps as f64).filled(),
-        )
+        Rectangle::new([(0.0, v), (1.0, v + step)], jet((i as f64 + 0.5) / steps as f64).filled())
     });
     chart.draw_series(strips).map_err(err)?;
     Ok(())
@@ -673,16 +535,11 @@ mod tests {
     use image::RgbImage;
 
     fn decode(png: &[u8]) -> RgbImage {
-        image::load_from_memory_with_format(png, image::ImageFormat::Png)
-            .expect("a valid PNG")
-            .to_rgb8()
+        image::load_from_memory_with_format(png, image::ImageFormat::Png).expect("a valid PNG").to_rgb8()
     }
 
     fn colours(img: &RgbImage) -> usize {
-        img.pixels()
-            .map(|p| p.0)
-            .collect::<std::collections::HashSet<_>>()
-            .len()
+        img.pixels().map(|p| p.0).collect::<std::collections::HashSet<_>>().len()
     }
 
     fn has_colour(img: &RgbImage, c: RGBColor) -> bool {
@@ -717,10 +574,7 @@ mod tests {
     fn line_plot_renders_png_and_summary_or_svg_on_request() {
         let out = curve().render();
         assert!(out.data().contains_key("image/png"));
-        assert_eq!(
-            out.data()["text/plain"],
-            "line plot 'inspectability' (2 series)"
-        );
+        assert_eq!(out.data()["text/plain"], "line plot 'inspectability' (2 series)");
         let out = curve().svg_output().render();
         assert!(out.data().contains_key("image/svg+xml") && !out.data().contains_key("image/png"));
     }
@@ -747,10 +601,7 @@ mod tests {
 
     #[test]
     fn empty_and_flat_plots_still_draw() {
-        assert_eq!(
-            decode(&LinePlot::new("nothing").png()).dimensions(),
-            (640, 400)
-        );
+        assert_eq!(decode(&LinePlot::new("nothing").png()).dimensions(), (640, 400));
         let flat = LinePlot::new("flat").series_y("c", [2.0f32; 3]);
         assert!(has_colour(&decode(&flat.png()), palette(0)));
     }
@@ -767,17 +618,12 @@ mod tests {
         assert!(has_colour(&img, palette(0)) && has_colour(&img, palette(1)));
         let svg = chart.svg();
         assert!(svg.contains("<svg") && svg.contains("AUiC per layer") && svg.contains("layer2"));
-        assert!(chart.render().data()["text/plain"]
-            .as_str()
-            .unwrap()
-            .contains("3 categories × 2 groups"));
+        assert!(chart.render().data()["text/plain"].as_str().unwrap().contains("3 categories × 2 groups"));
     }
 
     #[test]
     fn scatter_plot_draws_points() {
-        let plot = ScatterPlot::new("mIoU vs channels")
-            .series("a", [1, 2, 3], [0.1, 0.4, 0.2])
-            .size(300, 300);
+        let plot = ScatterPlot::new("mIoU vs channels").series("a", [1, 2, 3], [0.1, 0.4, 0.2]).size(300, 300);
         let img = decode(&plot.png());
         assert_eq!(img.dimensions(), (300, 300));
         assert!(colours(&img) > 5);
@@ -786,12 +632,9 @@ mod tests {
 
     #[test]
     fn heatmap_draws_cells_and_colour_bar() {
-        let map = Heatmap::from_tensor(
-            "overlap",
-            &Tensor::arange(12, (Kind::Float, tch::Device::Cpu)).view([3, 4]),
-        )
-        .row_names(["a", "b", "c"])
-        .size(480, 320);
+        let map = Heatmap::from_tensor("overlap", &Tensor::arange(12, (Kind::Float, tch::Device::Cpu)).view([3, 4]))
+            .row_names(["a", "b", "c"])
+            .size(480, 320);
         assert_eq!(map.shape(), (3, 4));
         let img = decode(&map.png());
         assert_eq!(img.dimensions(), (480, 320));

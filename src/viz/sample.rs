@@ -36,10 +36,7 @@ pub fn sample(
 
 /// [`sample`] shown in the notebook; a failure becomes the cell's `DataError`.
 pub fn show_sample(data: &(impl ConceptDataset + ?Sized), n: usize, category: Option<&str>, columns: usize) {
-    let shown = category
-        .map(str::parse::<Category>)
-        .transpose()
-        .and_then(|c| sample(data, n, c, columns));
+    let shown = category.map(str::parse::<Category>).transpose().and_then(|c| sample(data, n, c, columns));
     match shown {
         Ok((images, maps)) => {
             display::show(&images);

@@ -7,7 +7,12 @@ use super::{Action, ReplView, EVCXR_COMMANDS, REGISTRY};
 pub static HELP: CommandSpec = CommandSpec {
     name: "help",
     summary: "Lists the commands, or shows how to use one (also `?COMMAND`).",
-    args: &[ArgSpec { name: "COMMAND", kind: ArgKind::Command, required: false, help: "a command name, without the colon" }],
+    args: &[ArgSpec {
+        name: "COMMAND",
+        kind: ArgKind::Command,
+        required: false,
+        help: "a command name, without the colon",
+    }],
     flags: &[],
     run: help,
 };
@@ -90,9 +95,7 @@ fn time(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
 
 fn seed(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
     let raw = &inv.args[0];
-    let n: u64 = raw
-        .parse()
-        .map_err(|_| UsageError(format!(":seed expects a non-negative integer, got `{raw}`")))?;
+    let n: u64 = raw.parse().map_err(|_| UsageError(format!(":seed expects a non-negative integer, got `{raw}`")))?;
     Ok(Action::Rust(format!("glassbox::seed::set({n});")))
 }
 
@@ -103,10 +106,8 @@ mod tests {
 
     #[test]
     fn vars_describes_tensors_by_their_values() {
-        let view = ReplView {
-            variables: vec![("x".into(), "Tensor".into()), ("n".into(), "i64".into())],
-            timing: false,
-        };
+        let view =
+            ReplView { variables: vec![("x".into(), "Tensor".into()), ("n".into(), "i64".into())], timing: false };
         let Action::Rust(code) = run(":vars", &view).unwrap() else { panic!() };
         assert_eq!(
             code,

@@ -7,7 +7,12 @@ use super::{Action, ReplView};
 pub static SHOW: CommandSpec = CommandSpec {
     name: "show",
     summary: "Shows the first images of a data set and, under them, their label maps of one concept category.",
-    args: &[ArgSpec { name: "DATA", kind: ArgKind::Dataset, required: true, help: "a variable holding a concept data set" }],
+    args: &[ArgSpec {
+        name: "DATA",
+        kind: ArgKind::Dataset,
+        required: true,
+        help: "a variable holding a concept data set",
+    }],
     flags: &[
         FlagSpec { name: "n", kind: FlagKind::Int, help: "how many images (default 8)" },
         FlagSpec {

@@ -20,10 +20,37 @@ pub static REGISTRY: &[&CommandSpec] =
 /// evcxr's own commands, passed through untouched (glassbox's `:help` and `:vars` replace
 /// evcxr's versions).
 pub const EVCXR_COMMANDS: &[&str] = &[
-    "internal_debug", "load_config", "version", "type", "t", "preserve_vars_on_panic", "clear",
-    "restart", "dep", "show_deps", "last_compile_dir", "opt", "fmt", "types", "efmt", "toolchain",
-    "offline", "allow_static_linking", "quit", "timing", "time_passes", "sccache", "cache",
-    "clear_cache", "linker", "codegen_backend", "explain", "build_env", "env", "last_error_json", "doc",
+    "internal_debug",
+    "load_config",
+    "version",
+    "type",
+    "t",
+    "preserve_vars_on_panic",
+    "clear",
+    "restart",
+    "dep",
+    "show_deps",
+    "last_compile_dir",
+    "opt",
+    "fmt",
+    "types",
+    "efmt",
+    "toolchain",
+    "offline",
+    "allow_static_linking",
+    "quit",
+    "timing",
+    "time_passes",
+    "sccache",
+    "cache",
+    "clear_cache",
+    "linker",
+    "codegen_backend",
+    "explain",
+    "build_env",
+    "env",
+    "last_error_json",
+    "doc",
 ];
 
 /// What the REPL knows that commands may use: its variables and settings.
@@ -138,7 +165,12 @@ impl LiveValues for NoLiveValues {
 
 /// Completions for a command line at `cursor` (a byte offset into `line`): the replaced
 /// range within the line and the candidates. `None` when the line is not a command.
-pub fn complete(line: &str, cursor: usize, view: &ReplView, live: &mut dyn LiveValues) -> Option<(usize, usize, Vec<String>)> {
+pub fn complete(
+    line: &str,
+    cursor: usize,
+    view: &ReplView,
+    live: &mut dyn LiveValues,
+) -> Option<(usize, usize, Vec<String>)> {
     let before = &line[..cursor];
     if !before.trim_start().starts_with(':') {
         return None;

@@ -45,10 +45,7 @@ mod tests {
     use super::*;
 
     fn view() -> ReplView {
-        ReplView {
-            variables: vec![("net".into(), "TappedNet".into()), ("n".into(), "i64".into())],
-            timing: false,
-        }
+        ReplView { variables: vec![("net".into(), "TappedNet".into()), ("n".into(), "i64".into())], timing: false }
     }
 
     struct Stages;

@@ -129,13 +129,17 @@ fn convert(name: &str, kind: FlagKind, raw: &str) -> Result<Value, UsageError> {
         FlagKind::Int => Value::Int(raw.parse().map_err(|_| wrong())?),
         FlagKind::Float => Value::Float(raw.parse().map_err(|_| wrong())?),
         FlagKind::Text => Value::Text(raw.to_owned()),
-        FlagKind::List | FlagKind::Stages => Value::List(raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
+        FlagKind::List | FlagKind::Stages => {
+            Value::List(raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+        }
         FlagKind::Choice(choices) => {
             if !choices.contains(&raw) {
                 return Err(UsageError(format!(
                     "--{name} must be one of {}, got `{raw}`{}",
                     choices.join(", "),
-                    suggest(raw, choices.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+                    suggest(raw, choices.iter().copied())
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default()
                 )));
             }
             Value::Text(raw.to_owned())
@@ -146,9 +150,8 @@ fn convert(name: &str, kind: FlagKind, raw: &str) -> Result<Value, UsageError> {
 
 fn unknown_flag(spec: &CommandSpec, name: &str) -> UsageError {
     let allowed: Vec<String> = spec.flags.iter().map(|f| format!("--{}", f.name)).collect();
-    let hint = suggest(name, spec.flags.iter().map(|f| f.name))
-        .map(|s| format!(" Did you mean --{s}?"))
-        .unwrap_or_default();
+    let hint =
+        suggest(name, spec.flags.iter().map(|f| f.name)).map(|s| format!(" Did you mean --{s}?")).unwrap_or_default();
     let allowed = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
     UsageError(format!(":{} has no flag --{name}.{hint} Allowed: {allowed}.", spec.name))
 }
