@@ -15,6 +15,7 @@ pub mod prelude;
 pub mod progress;
 pub mod runtime;
 pub mod seed;
+pub mod suggest;
 pub mod vars;
 pub mod viz;
 
@@ -26,6 +27,7 @@ pub mod kernel;
 pub use tch;
 
 pub use device::device;
+pub use models::zoo;
 
 /// The crate version, as shown in the kernel banner and `glassbox --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

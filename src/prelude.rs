@@ -1,16 +1,18 @@
 //! What every notebook gets with `use glassbox::prelude::*;` (the kernel runs it at start).
 
 pub use crate::data::{
-    Category, ColorMnist, ColorMnistConfig, ConceptDataset, ConceptScenes, Factor, Mnist, SceneConfig, Vocabulary,
+    Broden, BrodenConfig, Category, Cityscapes, CityscapesConfig, ColorMnist, ColorMnistConfig, ConceptDataset,
+    ConceptScenes, Factor, Mnist, SceneConfig, Split, Vocabulary,
 };
 pub use crate::device::{describe as describe_device, device};
 pub use crate::display::{self, EvcxrDisplay, Output, Render};
 pub use crate::interrupt::{Interrupted, Watch};
 pub use crate::models::{
-    self, BlockKind, Edit, Examples, Insertion, LeNet, LeNetConfig, ModelError, Optim, ResNetConfig, ScriptModel,
-    Stage, Tapped, TappedNet, Task, TrainConfig,
+    self, fit, score, BlockKind, Edit, Examples, Insertion, LeNet, LeNetConfig, ModelError, Optim, ResNetConfig,
+    ScriptModel, Stage, Tapped, TappedNet, Task, TaskData, TrainConfig,
 };
 pub use crate::progress::Progress;
 pub use crate::runtime::input;
 pub use crate::tch::{self, nn, nn::Module, nn::ModuleT, nn::OptimizerConfig, Device, Kind, Tensor};
 pub use crate::viz::{self, BarChart, Grid, Heatmap, LinePlot, ScatterPlot};
+pub use crate::zoo::{self, Zoo};

@@ -132,6 +132,12 @@ pub fn raise(ename: &str, evalue: &str) -> ! {
     std::panic::panic_any(RaisedError)
 }
 
+/// The value of `result`, or else the cell fails with `ename` and the error's message: how
+/// the code that `:commands` generate reports a library error.
+pub fn or_raise<T, E: std::fmt::Display>(result: Result<T, E>, ename: &str) -> T {
+    result.unwrap_or_else(|e| raise(ename, &e.to_string()))
+}
+
 /// The panic payload of [`raise`]: the hook knows the error was already reported.
 struct RaisedError;
 

@@ -1,4 +1,5 @@
 """The :command language, completion, inspection, stdin and comms, through the real kernel."""
+import re
 from conftest import collect, run
 
 
@@ -128,3 +129,58 @@ def test_show_draws_a_data_set_with_its_label_maps(kc):
     wrong = run(kc, ":show kept_value")
     assert wrong.reply["content"]["ename"] == "UsageError"
     assert "scenes" in wrong.reply["content"]["evalue"]
+
+
+def percent(text, label):
+    """The figure after `label` in a score line: `accuracy 91.20%` -> 0.912."""
+    return float(re.search(label + r" ([0-9.]+)%", text).group(1)) / 100
+
+
+def test_zoo_models_load_with_their_scores_and_checkpoints(kc):
+    listing = run(kc, ":model").result()
+    assert "scenes-resnet" in listing and "colormnist-lenet" in listing
+    # The first load trains the model (a few seconds here) and caches it; the card reports
+    # the test scores.
+    r = run(kc, ":model colormnist-lenet", timeout=900)
+    assert r.reply["content"]["status"] == "ok", r.reply["content"]
+    card = r.result()
+    assert percent(card, "test: loss [0-9.]+, accuracy") > 0.8
+    r = run(kc, ":model colormnist-lenet@0 --as untrained")
+    assert r.reply["content"]["status"] == "ok", r.reply["content"]
+    assert "training on first use" not in r.stdout()
+    run(kc, ":data colormnist --n 300 --split test --seed 9 --as held_out")
+    trained = percent(run(kc, ":eval colormnist_lenet --data held_out").result(), "accuracy")
+    untrained = percent(run(kc, ":eval untrained --data held_out").result(), "accuracy")
+    assert trained > 0.8 and untrained < 0.3, (trained, untrained)
+    # The zoo in the prelude loads the same weights.
+    same = run(kc, "let again: LeNet = zoo.load(\"colormnist-lenet\").unwrap();\n"
+                   "glassbox::models::score(&again, &held_out).unwrap().accuracy")
+    assert abs(float(same.result()) - trained) < 1e-3
+    wrong = run(kc, ":model colormnist-lenet@7")
+    assert wrong.reply["content"]["ename"] == "UsageError"
+    assert "checkpoints are at steps 0, " in wrong.reply["content"]["evalue"]
+
+
+def test_data_train_and_eval_a_small_net(kc):
+    r = run(kc, ":data scenes --n 96 --size 32 --seed 3 --as small_scenes")
+    assert r.reply["content"]["status"] == "ok", r.reply["content"]
+    assert r.result().startswith("96 images of 32×32")
+    run(kc, ":seed 0\nlet seg = TappedNet::new(ResNetConfig { widths: vec![8, 16], depths: vec![1, 1], "
+            "strides: vec![1, 2], stem_width: 8, ..ResNetConfig::small(Task::Segmentation, "
+            "Vocabulary::scenes().names(Category::Object).len() as i64) }, device).unwrap();")
+    before = run(kc, ":eval seg --data small_scenes").result()
+    r = run(kc, ":train seg --data small_scenes --epochs 4 --lr 0.05 --seed 0")
+    assert r.reply["content"]["status"] == "ok", r.reply["content"]
+    first, last = map(float, re.search(r"epoch loss ([0-9.]+) -> ([0-9.]+)", r.result()).groups())
+    assert last < first
+    curves = [m for m in r.of("display_data") + r.of("update_display_data")
+              if m["content"]["data"].get("text/plain", "").startswith("line plot")]
+    assert curves and all("image/png" in m["content"]["data"] for m in curves)
+    after = run(kc, ":eval seg --data small_scenes").result()
+    assert percent(after, "accuracy") > percent(after, "majority baseline") + 0.1, (before, after)
+    # A task mismatch is the library's error; the model is still there.
+    run(kc, ":data colormnist --n 10 --as few_digits")
+    bad = run(kc, ":train seg --data few_digits")
+    assert bad.reply["content"]["ename"] == "ModelError"
+    assert "classification" in bad.reply["content"]["evalue"]
+    assert run(kc, ":eval seg --data small_scenes").reply["content"]["status"] == "ok"

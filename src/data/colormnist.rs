@@ -273,6 +273,22 @@ impl ColorMnist {
     }
 }
 
+/// Shows as its size and its factors.
+impl crate::display::Render for ColorMnist {
+    fn render(&self) -> crate::display::Output {
+        let side = self.images.size().last().copied().unwrap_or(0);
+        let mut counts = [0usize; 10];
+        for d in Vec::<i64>::try_from(&self.digits).unwrap_or_default() {
+            counts[d.clamp(0, 9) as usize] += 1;
+        }
+        crate::display::Output::text(format!(
+            "{} ColorMNIST digits of {side}×{side}; factors: digit (per class {counts:?}), foreground colour, \
+             background colour",
+            self.len()
+        ))
+    }
+}
+
 fn pool(mnist: &Mnist, config: &ColorMnistConfig) -> Result<Vec<usize>, DataError> {
     if config.size < 8 {
         return Err(DataError::InvalidConfig(format!("ColorMNIST size {} is too small; use 8 or more", config.size)));

@@ -144,3 +144,23 @@ impl<D: ConceptDataset + ?Sized> Iterator for Batches<'_, D> {
         Some(self.dataset.batch(range))
     }
 }
+
+/// A data set shows as its summary: size, and the concepts of each category.
+impl<D: ConceptDataset> crate::display::Render for D {
+    fn render(&self) -> crate::display::Output {
+        let vocab = self.vocabulary();
+        let (h, w) = self.image_size();
+        let head = format!("{} images of {h}×{w}", self.len());
+        let rows: Vec<(Category, usize, String)> =
+            vocab.categories().into_iter().map(|c| (c, vocab.names(c).len(), vocab.names(c).join(", "))).collect();
+        let text: Vec<String> = std::iter::once(head.clone())
+            .chain(rows.iter().map(|(c, n, names)| format!("{c} ({n}): {names}")))
+            .collect();
+        let html: String =
+            rows.iter().map(|(c, n, names)| format!("<tr><td>{c}</td><td>{n}</td><td>{names}</td></tr>")).collect();
+        crate::display::Output::html(format!(
+            "<p>{head}</p><table><tr><th>category</th><th>concepts</th><th>names</th></tr>{html}</table>"
+        ))
+        .and(crate::display::Output::text(text.join("\n")))
+    }
+}

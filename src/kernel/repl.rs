@@ -125,7 +125,12 @@ struct Session {
 }
 
 /// Restores what the prelude put in the child, after evcxr had to start a new one.
-const CHILD_PRELUDE: &str = "glassbox::runtime::install();\nlet device = glassbox::device();";
+/// `zoo` lists the model zoo and loads from it on request: nothing trains at start-up.
+const CHILD_PRELUDE: &str =
+    "glassbox::runtime::install();\nlet device = glassbox::device();\nlet zoo = glassbox::zoo::Zoo::new(device);";
+
+/// The variables [`CHILD_PRELUDE`] defines: a restart restores them, so they are never lost.
+const PRELUDE_VARIABLES: &[&str] = &["device", "zoo"];
 
 impl Session {
     fn start(config: &ReplConfig, sink: Sink, interrupter: Interrupter) -> Result<Session, String> {
@@ -322,7 +327,7 @@ fn text_media(text: &str) -> Option<Media> {
 fn interrupted(result: &CellResult, before: &[String]) -> CellError {
     let restarted = matches!(result, Err(e) if e.ename == "ReplRestarted");
     if restarted {
-        let lost: Vec<&str> = before.iter().map(String::as_str).filter(|n| *n != "device").collect();
+        let lost: Vec<&str> = before.iter().map(String::as_str).filter(|n| !PRELUDE_VARIABLES.contains(n)).collect();
         let lost = if lost.is_empty() { "none".to_string() } else { lost.join(", ") };
         CellError::new(
             "KeyboardInterrupt",

@@ -13,13 +13,16 @@ use std::str::FromStr;
 
 use tch::{nn, Device, Tensor};
 
+pub mod fit;
 pub mod lenet;
 pub mod report;
 pub mod resnet;
 pub mod script;
 pub mod train;
 pub mod weights;
+pub mod zoo;
 
+pub use fit::{fit, score, TaskData};
 pub use lenet::{LeNet, LeNetConfig};
 pub use report::stage_names_json;
 pub use resnet::{BlockKind, Edit, Insertion, ResNetConfig, TappedNet};
@@ -116,7 +119,7 @@ impl FromStr for Stage {
 }
 
 /// What a model trains for; decides the head, the loss and the score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Task {
     /// One label per image: global average pool + linear head, cross-entropy, accuracy.
     Classification,

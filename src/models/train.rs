@@ -338,7 +338,7 @@ pub fn train_with(
 }
 
 /// A model's score on examples.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Score {
     pub task: Task,
     /// Mean cross-entropy over the (labelled) examples or pixels.
@@ -347,6 +347,8 @@ pub struct Score {
     pub accuracy: f64,
     /// Mean IoU over the classes present in labels or predictions (segmentation only).
     pub miou: Option<f64>,
+    /// The share of the most frequent label: the accuracy of always answering it.
+    pub majority: f64,
 }
 
 impl fmt::Display for Score {
@@ -355,7 +357,7 @@ impl fmt::Display for Score {
         if let Some(miou) = self.miou {
             write!(f, ", mIoU {:.2}%", 100.0 * miou)?;
         }
-        Ok(())
+        write!(f, " (majority baseline {:.2}%)", 100.0 * self.majority)
     }
 }
 
@@ -379,7 +381,9 @@ pub fn evaluate(model: &impl Tapped, data: &Examples, batch_size: usize) -> Resu
         }
     });
     let correct = confusion.diagonal(0, 0, 1).sum(Kind::Int64).int64_value(&[]);
+    let most_frequent = confusion.sum_dim_intlist(1, false, Kind::Int64).max().int64_value(&[]);
     Ok(Score {
+        majority: most_frequent as f64 / labelled.max(1) as f64,
         task: data.task,
         loss: loss_sum / labelled.max(1) as f64,
         accuracy: correct as f64 / labelled.max(1) as f64,

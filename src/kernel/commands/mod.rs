@@ -14,8 +14,19 @@ pub use parse::{Invocation, UsageError};
 use spec::CommandSpec;
 
 /// Every glassbox command.
-pub static REGISTRY: &[&CommandSpec] =
-    &[&builtin::HELP, &builtin::DEVICE, &builtin::VARS, &builtin::TIME, &builtin::SEED, &models::LAYERS, &data::SHOW];
+pub static REGISTRY: &[&CommandSpec] = &[
+    &builtin::HELP,
+    &builtin::DEVICE,
+    &builtin::VARS,
+    &builtin::TIME,
+    &builtin::SEED,
+    &data::DATA,
+    &data::SHOW,
+    &models::MODEL,
+    &models::LAYERS,
+    &models::TRAIN,
+    &models::EVAL,
+];
 
 /// evcxr's own commands, passed through untouched (glassbox's `:help` and `:vars` replace
 /// evcxr's versions).
@@ -223,6 +234,9 @@ fn complete_argument(
                     let head = if done.is_empty() { String::new() } else { format!("{done},") };
                     stages.into_iter().filter(|s| s.starts_with(last)).map(|s| format!("{head}{s}")).collect()
                 }
+                spec::FlagKind::Data => {
+                    variables_of(view, TRAINING_DATA_TYPES).into_iter().filter(|v| v.starts_with(word)).collect()
+                }
                 _ => Vec::new(),
             };
         }
@@ -236,6 +250,8 @@ fn complete_argument(
         Some(spec::ArgKind::Command) => REGISTRY.iter().map(|c| c.name.to_string()).collect(),
         Some(spec::ArgKind::Model) => variables_of(view, MODEL_TYPES),
         Some(spec::ArgKind::Dataset) => variables_of(view, DATASET_TYPES),
+        Some(spec::ArgKind::Zoo) => crate::zoo::names(),
+        Some(spec::ArgKind::Choice(names)) => names.iter().map(|n| n.to_string()).collect(),
         Some(spec::ArgKind::Value) | None => Vec::new(),
     };
     out.retain(|n| n.starts_with(word));
@@ -279,6 +295,19 @@ pub const MODEL_TYPES: &[&str] = &["TappedNet", "LeNet"];
 
 /// Types `:show` understands (the library's `ConceptDataset`s).
 pub const DATASET_TYPES: &[&str] = &["ConceptScenes", "Broden", "Cityscapes"];
+
+/// Types `:train` and `:eval` take as data (the library's `TaskData`).
+pub const TRAINING_DATA_TYPES: &[&str] = &["ConceptScenes", "Broden", "Cityscapes", "ColorMnist", "Examples"];
+
+/// Checks a name the user gives a new variable (`--as`): a Rust identifier, not a keyword.
+pub fn identifier(name: &str) -> Result<&str, UsageError> {
+    match syn::parse_str::<syn::Ident>(name) {
+        Ok(_) if name != "_" => Ok(name),
+        _ => Err(UsageError(format!(
+            "`{name}` cannot name a variable: use letters, digits and `_`, not starting with a digit, and no Rust keyword"
+        ))),
+    }
+}
 
 /// Usage of the command under the cursor, for `inspect_request`.
 pub fn inspect(line: &str) -> Option<String> {

@@ -1,8 +1,136 @@
-//! Commands about models: `:layers`.
+//! Commands about models: `:model`, `:layers`, `:train`, `:eval`.
 
 use super::parse::{Invocation, UsageError, Value};
 use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
 use super::{Action, ReplView};
+
+pub static MODEL: CommandSpec = CommandSpec {
+    name: "model",
+    summary: "Loads a zoo model into a variable: trained the first time (a minute or so on the CPU), \
+              from the disk cache after that. Without NAME, lists the zoo and what each model scores.",
+    args: &[ArgSpec {
+        name: "NAME",
+        kind: ArgKind::Zoo,
+        required: false,
+        help: "a zoo model; `NAME@STEP` for a training checkpoint",
+    }],
+    flags: &[FlagSpec {
+        name: "as",
+        kind: FlagKind::Text,
+        help: "the variable to bind (default: NAME with `_` for `-` and `@`)",
+    }],
+    run: model,
+};
+
+fn model(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
+    let Some(name) = inv.args.first() else {
+        return Ok(Action::Rust("glassbox::zoo::Zoo::new(glassbox::device())".into()));
+    };
+    let ty = crate::zoo::type_of(name).map_err(|e| UsageError(e.to_string()))?;
+    let default = name.replace(['-', '@'], "_");
+    let var = super::identifier(inv.text("as").unwrap_or(&default))?;
+    Ok(Action::Rust(format!(
+        "let {var}: glassbox::models::{ty} = glassbox::runtime::or_raise(glassbox::zoo::load({name:?}, glassbox::device()), \"ZooError\");\n\
+         glassbox::runtime::or_raise(glassbox::zoo::card({name:?}, glassbox::device()), \"ZooError\")"
+    )))
+}
+
+/// The flags of `:train` and `:eval` that name the data.
+const DATA_FLAG: FlagSpec =
+    FlagSpec { name: "data", kind: FlagKind::Data, help: "a variable holding the data (required)" };
+
+pub static TRAIN: CommandSpec = CommandSpec {
+    name: "train",
+    summary: "Trains a model on a data set under a live loss curve: SGD with momentum (or Adam), weight decay \
+              and the poly learning rate (SB paper sec. 3.1). Interrupting stops at the next step and keeps \
+              the weights.",
+    args: &[ArgSpec { name: "MODEL", kind: ArgKind::Model, required: true, help: "a variable holding a tapped model" }],
+    flags: &[
+        DATA_FLAG,
+        FlagSpec { name: "epochs", kind: FlagKind::Int, help: "passes over the data (default 10)" },
+        FlagSpec { name: "lr", kind: FlagKind::Float, help: "base learning rate (default 0.01)" },
+        FlagSpec { name: "batch", kind: FlagKind::Int, help: "examples per step (default 16)" },
+        FlagSpec { name: "optim", kind: FlagKind::Choice(&["sgd", "adam"]), help: "optimizer (default sgd)" },
+        FlagSpec { name: "momentum", kind: FlagKind::Float, help: "SGD momentum (default 0.9)" },
+        FlagSpec { name: "wd", kind: FlagKind::Float, help: "weight decay (default 5e-4)" },
+        FlagSpec {
+            name: "power",
+            kind: FlagKind::Float,
+            help: "poly learning-rate power; 0 keeps it constant (default 0.9)",
+        },
+        FlagSpec { name: "seed", kind: FlagKind::Int, help: "seeds the order of examples (default: the :seed)" },
+    ],
+    run: train,
+};
+
+pub static EVAL: CommandSpec = CommandSpec {
+    name: "eval",
+    summary: "Scores a model on a data set: accuracy, or mIoU and pixel accuracy for segmentation, with the \
+              majority-class baseline.",
+    args: &[ArgSpec { name: "MODEL", kind: ArgKind::Model, required: true, help: "a variable holding a tapped model" }],
+    flags: &[DATA_FLAG],
+    run: eval,
+};
+
+/// The model and data variables of `:train` and `:eval`, checked against the session.
+fn model_and_data<'a>(inv: &'a Invocation, view: &ReplView) -> Result<(&'a str, &'a str), UsageError> {
+    let model = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
+    let Some(data) = inv.text("data") else {
+        let have = super::variables_of(view, super::TRAINING_DATA_TYPES);
+        let have = if have.is_empty() { "none yet (make one with :data)".to_string() } else { have.join(", ") };
+        return Err(UsageError(format!(":{} needs --data DATA; the data sets in this session: {have}", inv.spec.name)));
+    };
+    let data = super::typed_variable(data, view, super::TRAINING_DATA_TYPES, "data set")?;
+    Ok((model, data))
+}
+
+fn train(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let (model, data) = model_and_data(inv, view)?;
+    let mut fields = vec![format!("label: \"{model} on {data}\".into()")];
+    for (flag, field) in [("epochs", "epochs"), ("batch", "batch_size")] {
+        if let Some(v) = inv.int(flag) {
+            if v < 1 {
+                return Err(UsageError(format!("--{flag} must be at least 1, got {v}")));
+            }
+            fields.push(format!("{field}: {v}"));
+        }
+    }
+    for (flag, field) in [("lr", "lr"), ("wd", "weight_decay"), ("power", "poly_power")] {
+        if let Some(v) = inv.float(flag) {
+            if v < 0.0 || (flag == "lr" && v == 0.0) {
+                return Err(UsageError(format!(
+                    "--{flag} must be {}, got {v}",
+                    if flag == "lr" { "positive" } else { "0 or more" }
+                )));
+            }
+            fields.push(format!("{field}: {v:?}"));
+        }
+    }
+    let momentum = inv.float("momentum").unwrap_or(0.9);
+    if !(0.0..1.0).contains(&momentum) {
+        return Err(UsageError(format!("--momentum must be in [0, 1), got {momentum}")));
+    }
+    match inv.text("optim") {
+        Some("adam") if inv.flags.contains_key("momentum") => {
+            return Err(UsageError("--momentum is for --optim sgd; Adam has its own moments".into()))
+        }
+        Some("adam") => fields.push("optimizer: glassbox::models::Optim::Adam".into()),
+        _ => fields.push(format!("optimizer: glassbox::models::Optim::Sgd {{ momentum: {momentum:?} }}")),
+    }
+    if let Some(seed) = inv.int("seed") {
+        let seed = u64::try_from(seed).map_err(|_| UsageError(format!("--seed must not be negative, got {seed}")))?;
+        fields.push(format!("seed: Some({seed})"));
+    }
+    Ok(Action::Rust(format!(
+        "glassbox::runtime::or_raise(glassbox::models::fit(&{model}, &{data}, &glassbox::models::TrainConfig {{ {}, ..Default::default() }}), \"ModelError\")",
+        fields.join(", ")
+    )))
+}
+
+fn eval(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let (model, data) = model_and_data(inv, view)?;
+    Ok(Action::Rust(format!("glassbox::runtime::or_raise(glassbox::models::score(&{model}, &{data}), \"ModelError\")")))
+}
 
 pub static LAYERS: CommandSpec = CommandSpec {
     name: "layers",
@@ -28,7 +156,7 @@ fn layers(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     Ok(Action::Rust(format!("glassbox::models::report::show_layers(&{model}, ({h}, {w}), &[{only}])")))
 }
 
-fn parse_size(text: &str) -> Result<(i64, i64), UsageError> {
+pub(super) fn parse_size(text: &str) -> Result<(i64, i64), UsageError> {
     let bad = || UsageError(format!("--size expects `H` or `HxW` with positive integers, got `{text}`"));
     let mut parts = text.split('x').map(|p| p.trim().parse::<i64>().map_err(|_| bad()));
     let h = parts.next().ok_or_else(bad)??;
@@ -63,6 +191,53 @@ mod tests {
         assert!(run(":layers n", &view()).unwrap_err().0.contains("not a tapped model"));
         assert!(run(":layers nett", &view()).unwrap_err().0.contains("the tapped models in this session: net"));
         assert!(run(":layers net --size 0", &view()).unwrap_err().0.contains("--size expects"));
+    }
+
+    #[test]
+    fn model_binds_a_typed_variable_and_checks_the_name() {
+        let Action::Rust(code) = run(":model scenes-resnet", &view()).unwrap() else { panic!() };
+        assert!(code.starts_with("let scenes_resnet: glassbox::models::TappedNet = "), "{code}");
+        assert!(code.contains(r#"glassbox::zoo::load("scenes-resnet""#), "{code}");
+        let Action::Rust(code) = run(":model colormnist-lenet@0 --as early", &view()).unwrap() else { panic!() };
+        assert!(code.starts_with("let early: glassbox::models::LeNet = "), "{code}");
+        let e = run(":model scenes-resnett", &view()).unwrap_err().0;
+        assert!(e.contains("did you mean `scenes-resnet`"), "{e}");
+        assert!(run(":model scenes-resnet --as 3d", &view()).unwrap_err().0.contains("cannot name a variable"));
+        assert!(run(":model scenes-resnet --as fn", &view()).unwrap_err().0.contains("cannot name a variable"));
+        let Action::Rust(code) = run(":model", &view()).unwrap() else { panic!() };
+        assert!(code.contains("Zoo::new"), "{code}");
+    }
+
+    #[test]
+    fn train_and_eval_build_a_config_from_flags() {
+        let mut view = view();
+        view.variables.push(("scenes".into(), "glassbox::data::ConceptScenes".into()));
+        let Action::Rust(code) =
+            run(":train net --data scenes --epochs 3 --lr 0.05 --optim adam --seed 4", &view).unwrap()
+        else {
+            panic!()
+        };
+        for part in
+            ["fit(&net, &scenes", "epochs: 3", "lr: 0.05", "Optim::Adam", "seed: Some(4)", "..Default::default()"]
+        {
+            assert!(code.contains(part), "{part} in {code}");
+        }
+        let Action::Rust(code) = run(":eval net --data scenes", &view).unwrap() else { panic!() };
+        assert!(code.contains("score(&net, &scenes)"), "{code}");
+        let e = run(":train net", &view).unwrap_err().0;
+        assert!(e.contains("needs --data") && e.contains("scenes"), "{e}");
+        assert!(run(":train net --data n", &view).unwrap_err().0.contains("not a data set"));
+        assert!(run(":train net --data scenes --lr 0", &view).unwrap_err().0.contains("positive"));
+        assert!(run(":train net --data scenes --lr inf", &view).unwrap_err().0.contains("expects a number"));
+        assert!(run(":train net --data scenes --momentum 1", &view).unwrap_err().0.contains("[0, 1)"));
+        assert!(run(":train net --data scenes --optim adam --momentum 0.5", &view).unwrap_err().0.contains("Adam"));
+        assert!(run(":train net --data scenes --epochs 0", &view).unwrap_err().0.contains("at least 1"));
+        let line = ":eval net --data sc";
+        let (_, _, m) = complete(line, line.len(), &view, &mut Stages).unwrap();
+        assert_eq!(m, ["scenes"]);
+        let line = ":model colormnist-lenet@";
+        let (_, _, m) = complete(line, line.len(), &view, &mut Stages).unwrap();
+        assert_eq!(m.len(), 11);
     }
 
     #[test]

@@ -34,6 +34,20 @@ impl Invocation {
         }
     }
 
+    pub fn float(&self, flag: &str) -> Option<f64> {
+        match self.flags.get(flag)? {
+            Value::Float(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn text(&self, flag: &str) -> Option<&str> {
+        match self.flags.get(flag)? {
+            Value::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
     pub fn switch(&self, flag: &str) -> bool {
         matches!(self.flags.get(flag), Some(Value::Switch))
     }
@@ -127,8 +141,8 @@ fn convert(name: &str, kind: FlagKind, raw: &str) -> Result<Value, UsageError> {
     let wrong = || UsageError(format!("--{name} expects {}, got `{raw}`", kind.describe()));
     Ok(match kind {
         FlagKind::Int => Value::Int(raw.parse().map_err(|_| wrong())?),
-        FlagKind::Float => Value::Float(raw.parse().map_err(|_| wrong())?),
-        FlagKind::Text => Value::Text(raw.to_owned()),
+        FlagKind::Float => Value::Float(raw.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(wrong)?),
+        FlagKind::Text | FlagKind::Data => Value::Text(raw.to_owned()),
         FlagKind::List | FlagKind::Stages => {
             Value::List(raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
         }
@@ -156,14 +170,7 @@ fn unknown_flag(spec: &CommandSpec, name: &str) -> UsageError {
     UsageError(format!(":{} has no flag --{name}.{hint} Allowed: {allowed}.", spec.name))
 }
 
-/// The closest name, if it is close enough to be a likely typo.
-pub fn suggest<'a>(wrong: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    names
-        .map(|n| (strsim::jaro_winkler(wrong, n), n))
-        .filter(|(score, _)| *score > 0.75)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, n)| n)
-}
+pub use crate::suggest::closest as suggest;
 
 #[cfg(test)]
 mod tests {

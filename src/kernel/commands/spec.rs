@@ -18,6 +18,8 @@ pub enum FlagKind {
     /// Comma-separated stage names of the model named by the command's first argument;
     /// completed from the live model.
     Stages,
+    /// A variable holding data a model trains on (see [`super::TRAINING_DATA_TYPES`]).
+    Data,
 }
 
 impl FlagKind {
@@ -30,6 +32,7 @@ impl FlagKind {
             FlagKind::List => "a comma-separated list".into(),
             FlagKind::Choice(c) => format!("one of {}", c.join(", ")),
             FlagKind::Stages => "a comma-separated list of the model's stages".into(),
+            FlagKind::Data => "a variable holding a data set".into(),
         }
     }
 
@@ -42,6 +45,7 @@ impl FlagKind {
             FlagKind::List => "A,B,..".into(),
             FlagKind::Choice(c) => c.join("|"),
             FlagKind::Stages => "STAGE,..".into(),
+            FlagKind::Data => "DATA".into(),
         }
     }
 }
@@ -64,6 +68,10 @@ pub enum ArgKind {
     Model,
     /// A variable of the session holding a concept data set.
     Dataset,
+    /// A name of the model zoo (checkpoints included).
+    Zoo,
+    /// One of a fixed set of names.
+    Choice(&'static [&'static str]),
 }
 
 #[derive(Debug, PartialEq)]
