@@ -168,12 +168,12 @@ pub struct Entry {
 pub static ENTRIES: &[Entry] = &[
     Entry {
         name: "scenes-resnet",
-        summary: "segmentation ResNet (basic blocks, 16-32-64) for the objects of concept scenes",
+        summary: "segments the objects of concept scenes (basic blocks, widths 16-32-64)",
         recipe: scenes_resnet,
     },
     Entry {
         name: "colormnist-lenet",
-        summary: "LeNet digit classifier on ColorMNIST, with checkpoints over its training",
+        summary: "classifies ColorMNIST digits; checkpoints over its training",
         recipe: colormnist_lenet,
     },
 ];
