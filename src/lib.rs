@@ -5,6 +5,7 @@
 //! that cells can depend on this crate with `default-features = false` and never compile
 //! the REPL into a cell.
 
+pub mod bottleneck;
 pub mod cache;
 pub mod data;
 pub mod device;

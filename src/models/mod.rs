@@ -28,7 +28,8 @@ pub use report::stage_names_json;
 pub use resnet::{BlockKind, Edit, Insertion, ResNetConfig, TappedNet};
 pub use script::ScriptModel;
 pub use train::{
-    accuracy, evaluate, miou, poly_lr, train, train_with, Examples, Optim, Score, StepInfo, TrainConfig, TrainReport,
+    accuracy, cross_entropy, evaluate, miou, optimize, poly_lr, train, train_with, Examples, Optim, Score, StepInfo,
+    TrainConfig, TrainReport, IGNORE,
 };
 
 /// What can go wrong building, editing, running, saving or training a model.
@@ -265,7 +266,7 @@ pub(crate) fn check_input(xs: &Tensor, in_channels: i64) -> Result<(), ModelErro
 /// Serialises the tests that draw from libtorch's generator (every net built), train
 /// (interrupts are process-wide) or must be reproducible.
 #[cfg(test)]
-pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     crate::interrupt::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 

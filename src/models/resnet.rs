@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tch::nn::{self, ModuleT};
@@ -312,6 +313,8 @@ struct Slot {
     stage: Stage,
     module: Box<dyn ModuleT>,
     out_channels: i64,
+    /// Set while a [`Frozen`] guard holds the stage: it runs in evaluation mode.
+    frozen: AtomicBool,
 }
 
 /// A ResNet whose stage outputs can be read ([`Tapped`]) and whose architecture can be
@@ -363,7 +366,7 @@ impl TappedNet {
                 }
                 Step::Insert(ins) => ((ins.build)(&(&root / ins.name.as_str()), channels), ins.out_channels),
             };
-            slots.push(Slot { stage: step.stage(), module, out_channels: out });
+            slots.push(Slot { stage: step.stage(), module, out_channels: out, frozen: AtomicBool::new(false) });
             channels = out;
         }
         let head = Head::new(&(&root / "head"), config.task, channels, config.num_classes);
@@ -431,6 +434,50 @@ impl TappedNet {
     /// Moves the weights to `device`.
     pub fn set_device(&mut self, device: Device) {
         self.vs.set_device(device);
+    }
+
+    /// Freezes every stage for which `trains` is false until the guard is dropped: its
+    /// variables stop requiring gradients, so trainers leave them alone, and it runs in
+    /// evaluation mode, so its batch-norm statistics stay as they were. This is how the
+    /// bottleneck trainers pick θ_Phase1, θ_Phase2 and θ of SB paper eq. 14, 15 and 21.
+    pub fn train_only(&self, trains: impl Fn(&Stage) -> bool) -> Frozen<'_> {
+        for slot in &self.slots {
+            slot.frozen.store(!trains(&slot.stage), Ordering::Relaxed);
+        }
+        let stage_of = |name: &str| {
+            let first = name.split('.').next().unwrap_or(name);
+            first.parse::<Stage>().unwrap_or_else(|_| Stage::Inserted(first.to_owned()))
+        };
+        set_requires_grad(&self.vs, |name| trains(&stage_of(name)));
+        Frozen { net: self }
+    }
+}
+
+/// Sets which trainable variables require gradients; buffers (batch-norm statistics) are
+/// never trainable and are left alone.
+fn set_requires_grad(vs: &nn::VarStore, on: impl Fn(&str) -> bool) {
+    let trainable: std::collections::HashSet<usize> =
+        vs.trainable_variables().iter().map(|t| t.data_ptr() as usize).collect();
+    for (name, var) in vs.variables() {
+        if trainable.contains(&(var.data_ptr() as usize)) {
+            let _ = var.set_requires_grad(on(&name));
+        }
+    }
+}
+
+/// Keeps some stages of a [`TappedNet`] frozen (see [`TappedNet::train_only`]); dropping it
+/// makes every stage trainable again.
+#[must_use = "the stages are frozen only while the guard lives"]
+pub struct Frozen<'a> {
+    net: &'a TappedNet,
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        for slot in &self.net.slots {
+            slot.frozen.store(false, Ordering::Relaxed);
+        }
+        set_requires_grad(&self.net.vs, |_| true);
     }
 }
 
@@ -557,7 +604,7 @@ impl Tapped for TappedNet {
         let mut out = Taps::new();
         let mut x = xs.shallow_clone();
         for slot in &self.slots {
-            x = slot.module.forward_t(&x, train);
+            x = slot.module.forward_t(&x, train && !slot.frozen.load(Ordering::Relaxed));
             if taps.contains(&slot.stage) {
                 out.insert(slot.stage.clone(), x.shallow_clone());
             }

@@ -90,6 +90,11 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The optimisation steps of training on `n` examples.
+    pub fn steps_for(&self, n: usize) -> usize {
+        self.epochs * n.div_ceil(self.batch_size.max(1))
+    }
+
     fn optimizer(&self, vs: &nn::VarStore) -> Result<nn::Optimizer, ModelError> {
         let opt = match self.optimizer {
             Optim::Sgd { momentum } => {
@@ -206,7 +211,7 @@ impl Examples {
     }
 
     /// Examples `indices`, on `device`.
-    fn take(&self, indices: &[i64], device: tch::Device) -> (Tensor, Tensor) {
+    pub fn take(&self, indices: &[i64], device: tch::Device) -> (Tensor, Tensor) {
         let index = Tensor::from_slice(indices).to_device(self.images.device());
         (self.images.index_select(0, &index).to_device(device), self.targets.index_select(0, &index).to_device(device))
     }
@@ -225,7 +230,7 @@ fn check_images(images: &Tensor) -> Result<(), ModelError> {
 
 /// The loss of `logits` against `targets`: cross-entropy, per pixel for segmentation,
 /// skipping [`IGNORE`]d pixels.
-fn loss(logits: &Tensor, targets: &Tensor, reduction: Reduction) -> Tensor {
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor, reduction: Reduction) -> Tensor {
     logits.cross_entropy_loss::<Tensor>(targets, None, reduction, IGNORE, 0.0)
 }
 
@@ -283,15 +288,38 @@ pub fn train_with(
     model: &impl Tapped,
     data: &Examples,
     config: &TrainConfig,
-    mut on_step: impl FnMut(&StepInfo),
+    on_step: impl FnMut(&StepInfo),
 ) -> Result<TrainReport, ModelError> {
     config.validate()?;
     data.check_fits(model)?;
+    let step_loss = |batch: &[i64], _step: usize| {
+        let (xs, ys) = data.take(batch, model.device());
+        Ok(cross_entropy(&model.forward_t(&xs, true), &ys, Reduction::Mean))
+    };
+    optimize(model.var_store(), data.len(), config, step_loss, on_step)
+}
+
+/// The optimisation loop every trainer shares (the task trainer above, the bottleneck and
+/// INN trainers): shuffles `n` examples into batches with the config's seed, sets the poly
+/// learning rate, and steps the optimizer over `vs`'s trainable variables on the loss that
+/// `step_loss(batch_indices, step)` returns. Shows a live progress, stops after the step in
+/// progress when the user interrupts, and refuses a loss that is not finite.
+pub fn optimize(
+    vs: &nn::VarStore,
+    n: usize,
+    config: &TrainConfig,
+    mut step_loss: impl FnMut(&[i64], usize) -> Result<Tensor, ModelError>,
+    mut on_step: impl FnMut(&StepInfo),
+) -> Result<TrainReport, ModelError> {
+    config.validate()?;
+    if n == 0 {
+        return Err(ModelError::BadInput("no examples".to_owned()));
+    }
     let started = Instant::now();
-    let mut opt = config.optimizer(model.var_store())?;
-    let mut order: Vec<i64> = (0..data.len() as i64).collect();
+    let mut opt = config.optimizer(vs)?;
+    let mut order: Vec<i64> = (0..n as i64).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed.unwrap_or_else(crate::seed::current));
-    let max_steps = config.epochs * data.len().div_ceil(config.batch_size);
+    let max_steps = config.steps_for(n);
     let mut progress = Progress::new(config.label.clone(), Some(max_steps as u64));
     let mut report = TrainReport {
         steps: 0,
@@ -308,8 +336,7 @@ pub fn train_with(
         for batch in order.chunks(config.batch_size) {
             let lr = poly_lr(config.lr, report.steps, max_steps, config.poly_power);
             opt.set_lr(lr);
-            let (xs, ys) = data.take(batch, model.device());
-            let loss = loss(&model.forward_t(&xs, true), &ys, Reduction::Mean);
+            let loss = step_loss(batch, report.steps)?;
             opt.backward_step(&loss);
             let value = loss.double_value(&[]);
             if !value.is_finite() {
@@ -330,7 +357,7 @@ pub fn train_with(
             }
         }
         report.epochs += 1;
-        report.epoch_losses.push(sum / data.len().div_ceil(config.batch_size) as f64);
+        report.epoch_losses.push(sum / n.div_ceil(config.batch_size) as f64);
     }
     progress.finish();
     report.seconds = started.elapsed().as_secs_f64();
@@ -375,7 +402,7 @@ pub fn evaluate(model: &impl Tapped, data: &Examples, batch_size: usize) -> Resu
         for batch in order.chunks(batch_size) {
             let (xs, ys) = data.take(batch, model.device());
             let logits = model.forward_t(&xs, false);
-            loss_sum += loss(&logits, &ys, Reduction::Sum).double_value(&[]);
+            loss_sum += cross_entropy(&logits, &ys, Reduction::Sum).double_value(&[]);
             labelled += ys.ge(0).sum(Kind::Int64).int64_value(&[]);
             confusion += confusion_matrix(&logits.argmax(1, false), &ys, k, IGNORE).to_device(tch::Device::Cpu);
         }

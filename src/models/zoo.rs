@@ -135,7 +135,7 @@ impl Recipe {
 
     /// The optimisation steps the recipe runs.
     pub fn max_steps(&self) -> usize {
-        self.train.epochs * self.train_len().div_ceil(self.train.batch_size)
+        self.train.steps_for(self.train_len())
     }
 
     /// The steps after which a checkpoint is kept (0 is the untrained model).
