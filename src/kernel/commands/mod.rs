@@ -4,6 +4,7 @@
 //! variables as the cell's Rust lines. `:` lines that are evcxr's own commands (`:dep`,
 //! `:opt`, ...) pass through to evcxr. Method commands of later issues join [`REGISTRY`].
 
+mod bottleneck;
 mod builtin;
 mod data;
 mod models;
@@ -26,6 +27,10 @@ pub static REGISTRY: &[&CommandSpec] = &[
     &models::LAYERS,
     &models::TRAIN,
     &models::EVAL,
+    &bottleneck::SSB,
+    &bottleneck::USB,
+    &bottleneck::SB_REPORT,
+    &bottleneck::SWEEP_USB,
 ];
 
 /// evcxr's own commands, passed through untouched (glassbox's `:help` and `:vars` replace
@@ -227,12 +232,11 @@ fn complete_argument(
                     choices.iter().filter(|c| c.starts_with(word)).map(|c| c.to_string()).collect()
                 }
                 spec::FlagKind::Stages => {
-                    // Complete the last name of the list; keep the ones before it.
-                    let (done, last) = word.rsplit_once(',').map_or(("", word), |(d, l)| (d, l));
                     let model = words.get(1).filter(|w| !w.starts_with("--"));
-                    let stages = model.map(|m| live.stages(m)).unwrap_or_default();
-                    let head = if done.is_empty() { String::new() } else { format!("{done},") };
-                    stages.into_iter().filter(|s| s.starts_with(last)).map(|s| format!("{head}{s}")).collect()
+                    complete_list(word, model.map(|m| live.stages(m)).unwrap_or_default())
+                }
+                spec::FlagKind::ChoiceList(choices) => {
+                    complete_list(word, choices.iter().map(|c| c.to_string()).collect())
                 }
                 spec::FlagKind::Data => {
                     variables_of(view, TRAINING_DATA_TYPES).into_iter().filter(|v| v.starts_with(word)).collect()
@@ -259,6 +263,14 @@ fn complete_argument(
         out.extend(spec.flags.iter().map(|f| format!("--{}", f.name)));
     }
     out
+}
+
+/// Completes the last item of a comma-separated `word` from `items`, keeping the ones
+/// before it.
+fn complete_list(word: &str, items: Vec<String>) -> Vec<String> {
+    let (done, last) = word.rsplit_once(',').unwrap_or(("", word));
+    let head = if done.is_empty() { String::new() } else { format!("{done},") };
+    items.into_iter().filter(|s| s.starts_with(last)).map(|s| format!("{head}{s}")).collect()
 }
 
 /// Whether evcxr's type name for a variable is one of `types` (paths and all).
@@ -291,7 +303,7 @@ pub fn typed_variable<'a>(name: &'a str, view: &ReplView, types: &[&str], what: 
 }
 
 /// Types whose values `:layers` and stage completion understand.
-pub const MODEL_TYPES: &[&str] = &["TappedNet", "LeNet"];
+pub const MODEL_TYPES: &[&str] = &["TappedNet", "LeNet", "SbNet"];
 
 /// Types `:show` understands (the library's `ConceptDataset`s).
 pub const DATASET_TYPES: &[&str] = &["ConceptScenes", "Broden", "Cityscapes"];
@@ -366,7 +378,7 @@ mod tests {
         let (_, _, m) = complete(":time o", 7, &view(), live).unwrap();
         assert!(m.is_empty());
         let (_, _, m) = complete(":help s", 7, &view(), live).unwrap();
-        assert_eq!(m, ["seed", "show"]);
+        assert_eq!(m, ["sb-report", "seed", "show", "ssb", "sweep-usb"]);
         assert!(complete("let x = 1;", 3, &view(), live).is_none());
     }
 

@@ -35,8 +35,8 @@ fn model(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
     )))
 }
 
-/// The flags of `:train` and `:eval` that name the data.
-const DATA_FLAG: FlagSpec =
+/// The flag of `:train`, `:eval` and the bottleneck commands that names the data.
+pub(super) const DATA_FLAG: FlagSpec =
     FlagSpec { name: "data", kind: FlagKind::Data, help: "a variable holding the data (required)" };
 
 pub static TRAIN: CommandSpec = CommandSpec {
@@ -75,37 +75,23 @@ pub static EVAL: CommandSpec = CommandSpec {
 /// The model and data variables of `:train` and `:eval`, checked against the session.
 fn model_and_data<'a>(inv: &'a Invocation, view: &ReplView) -> Result<(&'a str, &'a str), UsageError> {
     let model = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
+    Ok((model, data_flag(inv, view, super::TRAINING_DATA_TYPES)?))
+}
+
+/// The variable `--data` names, required and of one of `types`.
+pub(super) fn data_flag<'a>(inv: &'a Invocation, view: &ReplView, types: &[&str]) -> Result<&'a str, UsageError> {
     let Some(data) = inv.text("data") else {
-        let have = super::variables_of(view, super::TRAINING_DATA_TYPES);
+        let have = super::variables_of(view, types);
         let have = if have.is_empty() { "none yet (make one with :data)".to_string() } else { have.join(", ") };
         return Err(UsageError(format!(":{} needs --data DATA; the data sets in this session: {have}", inv.spec.name)));
     };
-    let data = super::typed_variable(data, view, super::TRAINING_DATA_TYPES, "data set")?;
-    Ok((model, data))
+    super::typed_variable(data, view, types, "data set")
 }
 
 fn train(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let (model, data) = model_and_data(inv, view)?;
-    let mut fields = vec![format!("label: \"{model} on {data}\".into()")];
-    for (flag, field) in [("epochs", "epochs"), ("batch", "batch_size")] {
-        if let Some(v) = inv.int(flag) {
-            if v < 1 {
-                return Err(UsageError(format!("--{flag} must be at least 1, got {v}")));
-            }
-            fields.push(format!("{field}: {v}"));
-        }
-    }
-    for (flag, field) in [("lr", "lr"), ("wd", "weight_decay"), ("power", "poly_power")] {
-        if let Some(v) = inv.float(flag) {
-            if v < 0.0 || (flag == "lr" && v == 0.0) {
-                return Err(UsageError(format!(
-                    "--{flag} must be {}, got {v}",
-                    if flag == "lr" { "positive" } else { "0 or more" }
-                )));
-            }
-            fields.push(format!("{field}: {v:?}"));
-        }
-    }
+    let mut fields = config_fields(inv, &TRAIN_FIELDS)?;
+    fields.push(format!("label: \"{model} on {data}\".into()"));
     let momentum = inv.float("momentum").unwrap_or(0.9);
     if !(0.0..1.0).contains(&momentum) {
         return Err(UsageError(format!("--momentum must be in [0, 1), got {momentum}")));
@@ -117,14 +103,70 @@ fn train(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         Some("adam") => fields.push("optimizer: glassbox::models::Optim::Adam".into()),
         _ => fields.push(format!("optimizer: glassbox::models::Optim::Sgd {{ momentum: {momentum:?} }}")),
     }
-    if let Some(seed) = inv.int("seed") {
-        let seed = u64::try_from(seed).map_err(|_| UsageError(format!("--seed must not be negative, got {seed}")))?;
-        fields.push(format!("seed: Some({seed})"));
-    }
     Ok(Action::Rust(format!(
-        "glassbox::runtime::or_raise(glassbox::models::fit(&{model}, &{data}, &glassbox::models::TrainConfig {{ {}, ..Default::default() }}), \"ModelError\")",
-        fields.join(", ")
+        "glassbox::runtime::or_raise(glassbox::models::fit(&{model}, &{data}, &{}), \"ModelError\")",
+        train_config(&fields, "Default::default()")
     )))
+}
+
+/// A `TrainConfig` field set from a flag, and what values it takes.
+pub(super) struct Field {
+    pub flag: &'static str,
+    pub field: &'static str,
+    pub kind: FieldKind,
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum FieldKind {
+    /// An integer of at least 1 (epochs, batch size).
+    Count,
+    /// A positive number (learning rate).
+    Positive,
+    /// A number of at least 0 (weight decay, poly power).
+    NonNegative,
+    /// A non-negative integer, as `Some(seed)`.
+    Seed,
+}
+
+const TRAIN_FIELDS: [Field; 6] = [
+    Field { flag: "epochs", field: "epochs", kind: FieldKind::Count },
+    Field { flag: "batch", field: "batch_size", kind: FieldKind::Count },
+    Field { flag: "lr", field: "lr", kind: FieldKind::Positive },
+    Field { flag: "wd", field: "weight_decay", kind: FieldKind::NonNegative },
+    Field { flag: "power", field: "poly_power", kind: FieldKind::NonNegative },
+    Field { flag: "seed", field: "seed", kind: FieldKind::Seed },
+];
+
+/// The `TrainConfig` fields that the flags present set, checked.
+pub(super) fn config_fields(inv: &Invocation, fields: &[Field]) -> Result<Vec<String>, UsageError> {
+    let mut out = Vec::new();
+    for f in fields {
+        let value = match f.kind {
+            FieldKind::Count | FieldKind::Seed => inv.int(f.flag).map(|v| v as f64),
+            FieldKind::Positive | FieldKind::NonNegative => inv.float(f.flag),
+        };
+        let Some(v) = value else { continue };
+        let (ok, wanted) = match f.kind {
+            FieldKind::Count => (v >= 1.0, "at least 1"),
+            FieldKind::Positive => (v > 0.0, "positive"),
+            FieldKind::NonNegative | FieldKind::Seed => (v >= 0.0, "0 or more"),
+        };
+        if !ok {
+            return Err(UsageError(format!("--{} must be {wanted}, got {v}", f.flag)));
+        }
+        out.push(match f.kind {
+            FieldKind::Count => format!("{}: {}", f.field, v as i64),
+            FieldKind::Seed => format!("{}: Some({})", f.field, v as i64),
+            _ => format!("{}: {v:?}", f.field),
+        });
+    }
+    Ok(out)
+}
+
+/// `glassbox::models::TrainConfig { FIELDS, ..base }`.
+pub(super) fn train_config(fields: &[String], base: &str) -> String {
+    let set = fields.iter().map(|f| format!("{f}, ")).collect::<String>();
+    format!("glassbox::models::TrainConfig {{ {set}..{base} }}")
 }
 
 fn eval(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {

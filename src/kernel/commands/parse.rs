@@ -146,20 +146,28 @@ fn convert(name: &str, kind: FlagKind, raw: &str) -> Result<Value, UsageError> {
         FlagKind::List | FlagKind::Stages => {
             Value::List(raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
         }
-        FlagKind::Choice(choices) => {
-            if !choices.contains(&raw) {
-                return Err(UsageError(format!(
-                    "--{name} must be one of {}, got `{raw}`{}",
-                    choices.join(", "),
-                    suggest(raw, choices.iter().copied())
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default()
-                )));
-            }
-            Value::Text(raw.to_owned())
-        }
+        FlagKind::Choice(choices) => Value::Text(choose(name, choices, raw)?.to_owned()),
+        FlagKind::ChoiceList(choices) => Value::List(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|item| choose(name, choices, item).map(String::from))
+                .collect::<Result<_, _>>()?,
+        ),
         FlagKind::Switch => Value::Switch,
     })
+}
+
+/// `raw` if it is one of `choices`, else an error naming them and the closest.
+fn choose<'a>(name: &str, choices: &[&str], raw: &'a str) -> Result<&'a str, UsageError> {
+    if choices.contains(&raw) {
+        return Ok(raw);
+    }
+    Err(UsageError(format!(
+        "--{name} must be one of {}, got `{raw}`{}",
+        choices.join(", "),
+        suggest(raw, choices.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+    )))
 }
 
 fn unknown_flag(spec: &CommandSpec, name: &str) -> UsageError {

@@ -15,6 +15,8 @@ pub enum FlagKind {
     List,
     /// One of a fixed set.
     Choice(&'static [&'static str]),
+    /// Comma-separated items of a fixed set: `--groups part,material`.
+    ChoiceList(&'static [&'static str]),
     /// Comma-separated stage names of the model named by the command's first argument;
     /// completed from the live model.
     Stages,
@@ -31,6 +33,7 @@ impl FlagKind {
             FlagKind::Switch => "nothing".into(),
             FlagKind::List => "a comma-separated list".into(),
             FlagKind::Choice(c) => format!("one of {}", c.join(", ")),
+            FlagKind::ChoiceList(c) => format!("a comma-separated list of {}", c.join(", ")),
             FlagKind::Stages => "a comma-separated list of the model's stages".into(),
             FlagKind::Data => "a variable holding a data set".into(),
         }
@@ -44,13 +47,14 @@ impl FlagKind {
             FlagKind::Switch => String::new(),
             FlagKind::List => "A,B,..".into(),
             FlagKind::Choice(c) => c.join("|"),
+            FlagKind::ChoiceList(c) => format!("{},..", c.join("|")),
             FlagKind::Stages => "STAGE,..".into(),
             FlagKind::Data => "DATA".into(),
         }
     }
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FlagSpec {
     pub name: &'static str,
     pub kind: FlagKind,

@@ -1,0 +1,412 @@
+//! Commands for semantic bottlenecks (SB paper sec. 3): `:ssb`, `:usb`, `:sb-report`,
+//! `:sweep-usb`. They compile to calls into `glassbox::bottleneck`.
+
+use super::models::{config_fields, data_flag, train_config, Field, FieldKind, DATA_FLAG};
+use super::parse::{Invocation, UsageError, Value};
+use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
+use super::{Action, ReplView};
+
+/// The categories an SSB group can be.
+const CATEGORIES: &[&str] = &["object", "part", "material", "colour"];
+
+const MODEL_ARG: ArgSpec =
+    ArgSpec { name: "MODEL", kind: ArgKind::Model, required: true, help: "a variable holding a TappedNet" };
+const AFTER: FlagSpec =
+    FlagSpec { name: "after", kind: FlagKind::Stages, help: "the stage the bottleneck follows (required)" };
+const TEST: FlagSpec = FlagSpec {
+    name: "test",
+    kind: FlagKind::Data,
+    help: "data to report on (default: the last fifth of --data, held out of training)",
+};
+const SEED: FlagSpec = FlagSpec { name: "seed", kind: FlagKind::Int, help: "seeds initialisation and example order" };
+const AS: FlagSpec =
+    FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default MODEL_ssb / MODEL_usb)" };
+
+/// Flags of the USB regulariser (eq. 19-20), shared by `:usb` and `:sweep-usb`.
+const REG_FLAGS: [FlagSpec; 6] = [
+    FlagSpec {
+        name: "reg",
+        kind: FlagKind::Choice(&["anneal", "entropy"]),
+        help: "temperature annealing (eq. 20, default) or entropy loss (eq. 19)",
+    },
+    FlagSpec { name: "t0", kind: FlagKind::Float, help: "annealing: first temperature (default 1)" },
+    FlagSpec { name: "t-end", kind: FlagKind::Float, help: "annealing: last temperature T_τ (default 0.01)" },
+    FlagSpec { name: "gamma", kind: FlagKind::Float, help: "annealing: decay power γ (default 10)" },
+    FlagSpec { name: "tau", kind: FlagKind::Int, help: "annealing: steps to reach T_τ (default: all)" },
+    FlagSpec { name: "lambda", kind: FlagKind::Float, help: "entropy loss weight λ (default 0.1)" },
+];
+
+pub static SSB: CommandSpec = CommandSpec {
+    name: "ssb",
+    summary: "Inserts a supervised semantic bottleneck after a stage (one 1x1 conv per concept group, SB paper \
+              eq. 9-13) and trains it in two phases: the SSB on the concept maps (eq. 14), then the later stages \
+              on the task (eq. 15). Shows the table row: task score before and after, per-group concept accuracy.",
+    args: &[MODEL_ARG],
+    flags: &[
+        AFTER,
+        FlagSpec {
+            name: "groups",
+            kind: FlagKind::ChoiceList(CATEGORIES),
+            help: "concept categories, one group each (default part,material as in the paper)",
+        },
+        DATA_FLAG,
+        TEST,
+        FlagSpec { name: "phase1-epochs", kind: FlagKind::Int, help: "phase 1 epochs (default 5)" },
+        FlagSpec { name: "phase1-lr", kind: FlagKind::Float, help: "phase 1 learning rate (default 0.01)" },
+        FlagSpec { name: "phase2-epochs", kind: FlagKind::Int, help: "phase 2 epochs (default 60)" },
+        FlagSpec { name: "phase2-lr", kind: FlagKind::Float, help: "phase 2 learning rate (default 0.002)" },
+        FlagSpec { name: "batch", kind: FlagKind::Int, help: "images per step (default 16)" },
+        SEED,
+        AS,
+    ],
+    run: ssb,
+};
+
+pub static USB: CommandSpec = CommandSpec {
+    name: "usb",
+    summary: "Inserts an unsupervised semantic bottleneck after a stage (N groups of K channels with a softmax \
+              each, SB paper eq. 16-18) and trains it with the later stages on the task (eq. 21), annealing the \
+              temperature (eq. 20) or adding the entropy loss (eq. 19). Shows softmax vs argmax scores and the \
+              active channels.",
+    args: &[MODEL_ARG],
+    flags: &[
+        AFTER,
+        FlagSpec { name: "groups", kind: FlagKind::Int, help: "N, parallel groups (default 1)" },
+        FlagSpec { name: "width", kind: FlagKind::Int, help: "K, channels per group, at least 2 (required)" },
+        DATA_FLAG,
+        TEST,
+        REG_FLAGS[0],
+        REG_FLAGS[1],
+        REG_FLAGS[2],
+        REG_FLAGS[3],
+        REG_FLAGS[4],
+        REG_FLAGS[5],
+        FlagSpec { name: "epochs", kind: FlagKind::Int, help: "epochs (default 10)" },
+        FlagSpec { name: "lr", kind: FlagKind::Float, help: "learning rate (default 0.01)" },
+        FlagSpec { name: "batch", kind: FlagKind::Int, help: "images per step (default 16)" },
+        SEED,
+        AS,
+    ],
+    run: usb,
+};
+
+pub static SB_REPORT: CommandSpec = CommandSpec {
+    name: "sb-report",
+    summary: "Shows the table row of a trained bottlenecked net (SB paper tables 3-5).",
+    args: &[ArgSpec { name: "NET", kind: ArgKind::Model, required: true, help: "a variable holding an SbNet" }],
+    flags: &[],
+    run: sb_report,
+};
+
+pub static SWEEP_USB: CommandSpec = CommandSpec {
+    name: "sweep-usb",
+    summary: "Trains one USB per N×K after a stage and plots the argmax score against N·K (SB paper fig. 5).",
+    args: &[MODEL_ARG],
+    flags: &[
+        AFTER,
+        FlagSpec { name: "n", kind: FlagKind::List, help: "group counts N (default 1,2)" },
+        FlagSpec { name: "k", kind: FlagKind::List, help: "group widths K (default 2,5,10,20)" },
+        DATA_FLAG,
+        TEST,
+        REG_FLAGS[0],
+        REG_FLAGS[1],
+        REG_FLAGS[2],
+        REG_FLAGS[3],
+        REG_FLAGS[4],
+        REG_FLAGS[5],
+        FlagSpec { name: "epochs", kind: FlagKind::Int, help: "epochs per USB (default 10)" },
+        FlagSpec { name: "lr", kind: FlagKind::Float, help: "learning rate (default 0.01)" },
+        SEED,
+    ],
+    run: sweep_usb,
+};
+
+/// The model, the stage after it, and the data and test variables of a bottleneck command.
+struct Common<'a> {
+    model: &'a str,
+    after: String,
+    data: &'a str,
+    /// `Some(&TEST)` or `None`, as Rust.
+    test: String,
+}
+
+fn common<'a>(inv: &'a Invocation, view: &ReplView) -> Result<Common<'a>, UsageError> {
+    let model = super::typed_variable(&inv.args[0], view, &["TappedNet"], "TappedNet")?;
+    let after = match inv.flags.get("after") {
+        Some(Value::List(stages)) if stages.len() == 1 => stages[0].clone(),
+        Some(_) => return Err(UsageError("--after takes one stage".into())),
+        None => {
+            return Err(UsageError(format!(":{} needs --after STAGE (Tab lists the model's stages)", inv.spec.name)))
+        }
+    };
+    let data = data_flag(inv, view, super::DATASET_TYPES)?;
+    let test = match inv.text("test") {
+        Some(test) => {
+            let test = super::typed_variable(test, view, super::DATASET_TYPES, "data set")?;
+            let type_of = |v: &str| view.variables.iter().find(|(n, _)| n == v).map(|(_, t)| t.rsplit("::").next());
+            if type_of(test) != type_of(data) {
+                return Err(UsageError(format!("--test must be the same kind of data set as --data ({data})")));
+            }
+            format!("Some(&{test})")
+        }
+        None => "None".into(),
+    };
+    Ok(Common { model, after, data, test })
+}
+
+fn bind(inv: &Invocation, model: &str, suffix: &str, call: String) -> Result<Action, UsageError> {
+    let default = format!("{model}_{suffix}");
+    let var = super::identifier(inv.text("as").unwrap_or(&default))?;
+    Ok(Action::Rust(format!(
+        "let {var}: glassbox::bottleneck::SbNet = glassbox::runtime::or_raise({call}, \"SbError\");\n\
+         glassbox::display::Render::render(&{var})"
+    )))
+}
+
+fn ssb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let c = common(inv, view)?;
+    let groups = match inv.flags.get("groups") {
+        Some(Value::List(g)) => g.clone(),
+        _ => vec!["part".into(), "material".into()],
+    };
+    let groups: Vec<String> = groups.iter().map(|g| format!("glassbox::data::Category::{}", capitalised(g))).collect();
+    let phase = |n: u8| -> Result<String, UsageError> {
+        let fields = [
+            Field {
+                flag: if n == 1 { "phase1-epochs" } else { "phase2-epochs" },
+                field: "epochs",
+                kind: FieldKind::Count,
+            },
+            Field { flag: if n == 1 { "phase1-lr" } else { "phase2-lr" }, field: "lr", kind: FieldKind::Positive },
+            Field { flag: "batch", field: "batch_size", kind: FieldKind::Count },
+            Field { flag: "seed", field: "seed", kind: FieldKind::Seed },
+        ];
+        Ok(train_config(
+            &config_fields(inv, &fields)?,
+            &format!("glassbox::bottleneck::SsbTraining::default().phase{n}"),
+        ))
+    };
+    let training = format!("glassbox::bottleneck::SsbTraining {{ phase1: {}, phase2: {} }}", phase(1)?, phase(2)?);
+    let call = format!(
+        "{{ {seed}glassbox::bottleneck::ssb(&{}, {:?}, &[{}], &{}, {}, &{training}) }}",
+        c.model,
+        c.after,
+        groups.join(", "),
+        c.data,
+        c.test,
+        seed = seed_statement(inv)?,
+    );
+    bind(inv, c.model, "ssb", call)
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|f| f.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+}
+
+/// Seeds libtorch before the bottleneck's weights are drawn, when `--seed` is given.
+fn seed_statement(inv: &Invocation) -> Result<String, UsageError> {
+    match inv.int("seed") {
+        Some(s) if s < 0 => Err(UsageError(format!("--seed must be 0 or more, got {s}"))),
+        Some(s) => Ok(format!("glassbox::tch::manual_seed({s}); ")),
+        None => Ok(String::new()),
+    }
+}
+
+/// The `Regularizer` the `--reg` flags describe, as Rust.
+fn regularizer(inv: &Invocation) -> Result<String, UsageError> {
+    let anneal_flags = ["t0", "t-end", "gamma", "tau"];
+    let float = |flag: &str, default: f64| -> Result<f64, UsageError> {
+        match inv.float(flag) {
+            Some(v) if v < 0.0 => Err(UsageError(format!("--{flag} must be 0 or more, got {v}"))),
+            v => Ok(v.unwrap_or(default)),
+        }
+    };
+    if inv.text("reg") == Some("entropy") {
+        if let Some(f) = anneal_flags.iter().find(|f| inv.flags.contains_key(*f)) {
+            return Err(UsageError(format!("--{f} sets the annealing; with --reg entropy, set --lambda")));
+        }
+        return Ok(format!("glassbox::bottleneck::Regularizer::Entropy {{ lambda: {:?} }}", float("lambda", 0.1)?));
+    }
+    if inv.flags.contains_key("lambda") {
+        return Err(UsageError("--lambda weighs the entropy loss; add --reg entropy".into()));
+    }
+    let (t0, t_end, gamma) = (float("t0", 1.0)?, float("t-end", 0.01)?, float("gamma", 10.0)?);
+    if !(t_end > 0.0 && t_end <= t0 && gamma > 0.0) {
+        return Err(UsageError(format!(
+            "annealing needs 0 < --t-end <= --t0 and --gamma > 0; got t0 {t0}, t-end {t_end}, gamma {gamma}"
+        )));
+    }
+    let tau = match inv.int("tau") {
+        Some(t) if t < 1 => return Err(UsageError(format!("--tau must be at least 1 step, got {t}"))),
+        Some(t) => format!("Some({t})"),
+        None => "None".into(),
+    };
+    Ok(format!(
+        "glassbox::bottleneck::Regularizer::Anneal {{ t0: {t0:?}, t_end: {t_end:?}, gamma: {gamma:?}, tau: {tau} }}"
+    ))
+}
+
+const USB_FIELDS: [Field; 4] = [
+    Field { flag: "epochs", field: "epochs", kind: FieldKind::Count },
+    Field { flag: "lr", field: "lr", kind: FieldKind::Positive },
+    Field { flag: "batch", field: "batch_size", kind: FieldKind::Count },
+    Field { flag: "seed", field: "seed", kind: FieldKind::Seed },
+];
+
+fn usb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let c = common(inv, view)?;
+    let n = inv.int("groups").unwrap_or(1);
+    let Some(k) = inv.int("width") else {
+        return Err(UsageError(":usb needs --width K, the channels per group (the paper uses 10 to 50)".into()));
+    };
+    if n < 1 || k < 2 {
+        return Err(UsageError(format!(
+            "a USB needs --groups of at least 1 and --width of at least 2 (a softmax over one channel is constant); got {n}×{k}"
+        )));
+    }
+    let config = train_config(&config_fields(inv, &USB_FIELDS)?, "glassbox::bottleneck::usb::default_training()");
+    let call = format!(
+        "{{ {seed}glassbox::bottleneck::Usb::new({n}, {k}).and_then(|u| glassbox::bottleneck::usb(&{}, {:?}, u.with({}), &{}, {}, &{config})) }}",
+        c.model,
+        c.after,
+        regularizer(inv)?,
+        c.data,
+        c.test,
+        seed = seed_statement(inv)?,
+    );
+    bind(inv, c.model, "usb", call)
+}
+
+fn sb_report(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let net = super::typed_variable(&inv.args[0], view, &["SbNet"], "bottlenecked net (SbNet)")?;
+    Ok(Action::Rust(format!("glassbox::runtime::or_raise(glassbox::bottleneck::report_of(&{net}), \"SbError\")")))
+}
+
+/// A `--n`/`--k` list of positive integers.
+fn sizes(inv: &Invocation, flag: &str, default: &[i64], least: i64) -> Result<Vec<i64>, UsageError> {
+    let Some(Value::List(items)) = inv.flags.get(flag) else { return Ok(default.to_vec()) };
+    items
+        .iter()
+        .map(|s| match s.parse::<i64>() {
+            Ok(v) if v >= least => Ok(v),
+            _ => Err(UsageError(format!("--{flag} takes integers of at least {least}, got `{s}`"))),
+        })
+        .collect()
+}
+
+fn sweep_usb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let c = common(inv, view)?;
+    let ns = sizes(inv, "n", &[1, 2], 1)?;
+    let ks = sizes(inv, "k", &[2, 5, 10, 20], 2)?;
+    let list = |v: &[i64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
+    let config = train_config(&config_fields(inv, &USB_FIELDS)?, "glassbox::bottleneck::usb::default_training()");
+    Ok(Action::Rust(format!(
+        "glassbox::runtime::or_raise(glassbox::bottleneck::sweep_usb(&{}, {:?}, &[{}], &[{}], {}, &{}, {}, &{config}), \"SbError\")",
+        c.model,
+        c.after,
+        list(&ns),
+        list(&ks),
+        regularizer(inv)?,
+        c.data,
+        c.test,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{complete, run, LiveValues};
+    use super::*;
+
+    fn view() -> ReplView {
+        ReplView {
+            variables: vec![
+                ("net".into(), "glassbox::models::TappedNet".into()),
+                ("scenes".into(), "ConceptScenes".into()),
+                ("held".into(), "ConceptScenes".into()),
+                ("digits".into(), "ColorMnist".into()),
+                ("sb".into(), "glassbox::bottleneck::SbNet".into()),
+            ],
+            timing: false,
+        }
+    }
+
+    struct Stages;
+    impl LiveValues for Stages {
+        fn stages(&mut self, _: &str) -> Vec<String> {
+            ["stem", "stage1", "stage2", "head"].map(String::from).to_vec()
+        }
+    }
+
+    fn code(line: &str) -> String {
+        match run(line, &view()) {
+            Ok(Action::Rust(code)) => code,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    fn error(line: &str) -> String {
+        run(line, &view()).unwrap_err().0
+    }
+
+    #[test]
+    fn ssb_and_usb_compile_to_the_library_with_their_flags() {
+        let c = code(":ssb net --after stage2 --groups material,colour --data scenes --phase1-epochs 3 --seed 1");
+        for part in [
+            "let net_ssb: glassbox::bottleneck::SbNet",
+            "manual_seed(1)",
+            "ssb(&net, \"stage2\", &[glassbox::data::Category::Material, glassbox::data::Category::Colour], &scenes, None",
+            "phase1: glassbox::models::TrainConfig { epochs: 3, seed: Some(1), ..glassbox::bottleneck::SsbTraining::default().phase1 }",
+        ] {
+            assert!(c.contains(part), "{part}\n{c}");
+        }
+        let c = code(
+            ":usb net --after stage2 --groups 2 --width 10 --data scenes --test held --reg entropy --lambda 0.2 --as u",
+        );
+        for part in ["let u: glassbox::bottleneck::SbNet", "Usb::new(2, 10)", "Entropy { lambda: 0.2 }", "Some(&held)"]
+        {
+            assert!(c.contains(part), "{part}\n{c}");
+        }
+        let c = code(":usb net --after stage1 --width 5 --data scenes --t-end 0.05 --tau 100 --epochs 2");
+        assert!(
+            c.contains("Anneal { t0: 1.0, t_end: 0.05, gamma: 10.0, tau: Some(100) }") && c.contains("epochs: 2"),
+            "{c}"
+        );
+        assert!(code(":sb-report sb").contains("report_of(&sb)"));
+        let c = code(":sweep-usb net --after stage2 --n 1 --k 2,4 --data scenes --epochs 1");
+        assert!(
+            c.contains("sweep_usb(&net, \"stage2\", &[1], &[2, 4], glassbox::bottleneck::Regularizer::Anneal"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn bottleneck_commands_refuse_bad_input_with_what_is_allowed() {
+        assert!(error(":usb net --after stage2 --width 1 --data scenes").contains("at least 2"));
+        assert!(error(":usb net --after stage2 --data scenes").contains("needs --width"));
+        assert!(error(":usb net --width 4 --data scenes").contains("needs --after"));
+        assert!(error(":usb net --after stage1,stage2 --width 4 --data scenes").contains("one stage"));
+        assert!(error(":usb net --after stage2 --width 4 --data digits").contains("not a data set"));
+        assert!(error(":usb net --after stage2 --width 4 --data scenes --reg entropy --t0 2").contains("--lambda"));
+        assert!(error(":usb net --after stage2 --width 4 --data scenes --lambda 2").contains("--reg entropy"));
+        assert!(error(":usb net --after stage2 --width 4 --data scenes --t-end 3").contains("t-end <= --t0"));
+        assert!(error(":ssb net --after stage2 --groups parts --data scenes").contains("did you mean `part`"));
+        assert!(error(":ssb scenes --after stage2 --data scenes").contains("not a TappedNet"));
+        assert!(error(":ssb net --after stage2 --data scenes --test digits").contains("not a data set"));
+        assert!(error(":sb-report net").contains("SbNet"));
+        assert!(error(":sweep-usb net --after stage2 --k 1,2 --data scenes").contains("at least 2"));
+    }
+
+    #[test]
+    fn stages_and_groups_complete() {
+        let line = ":usb net --after st";
+        let (_, _, m) = complete(line, line.len(), &view(), &mut Stages).unwrap();
+        assert_eq!(m, ["stage1", "stage2", "stem"]);
+        let line = ":ssb net --groups part,ma";
+        let (_, _, m) = complete(line, line.len(), &view(), &mut Stages).unwrap();
+        assert_eq!(m, ["part,material"]);
+        let line = ":ssb net --test h";
+        let (_, _, m) = complete(line, line.len(), &view(), &mut Stages).unwrap();
+        assert_eq!(m, ["held"]);
+    }
+}
