@@ -11,6 +11,7 @@ pub mod data;
 pub mod device;
 pub mod display;
 pub mod interrupt;
+pub mod metrics;
 pub mod models;
 pub mod prelude;
 pub mod progress;
