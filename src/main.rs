@@ -40,6 +40,8 @@ enum Command {
 enum BenchTarget {
     /// Round-trip latency of kernel_info, a trivial cell, `:vars` and a completion.
     Kernel,
+    /// One-pass AUiC against a per-threshold implementation, NetDissect and a plain read.
+    Auic,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -65,6 +67,10 @@ fn main() -> Result<()> {
         Command::Bench { what: BenchTarget::Kernel } => {
             let exe = std::env::current_exe()?;
             runtime()?.block_on(bench::kernel(&exe))
+        }
+        Command::Bench { what: BenchTarget::Auic } => {
+            println!("{}", glassbox::metrics::bench::report(Default::default(), glassbox::device()));
+            Ok(())
         }
         Command::Install { user: _, prefix } => {
             let target = prefix.map_or(install::Target::User, install::Target::Prefix);

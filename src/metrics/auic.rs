@@ -2,8 +2,6 @@
 //! NetDissect baseline (Bau et al. 2017, as the paper compares it in sec. 5.2), all from the
 //! [`Counts`] of one pass.
 
-use tch::{Kind, Tensor};
-
 use super::histogram::Counts;
 
 /// One channel's best concept by mIoU (eq. 22-24), its stability Ψ (eq. 26), and its best
@@ -32,33 +30,52 @@ pub const DISSECT_QUANTILE: f64 = 0.005;
 /// NetDissect counts a channel as a detector when its IoU exceeds this.
 pub const DISSECT_IOU: f64 = 0.04;
 
-/// `[.., B]` → `[.., B+1]`: entry `j` sums bins `j..B`, the last is 0.
-fn suffix(t: &Tensor) -> Tensor {
-    let reversed = t.flip([-1]).cumsum(-1, Kind::Double).flip([-1]);
-    let mut zero_shape = t.size();
-    *zero_shape.last_mut().expect("at least one dimension") = 1;
-    Tensor::cat(&[reversed, Tensor::zeros(&zero_shape, (Kind::Double, t.device()))], -1)
+/// `[B]` → `[B+1]`: entry `j` sums bins `j..B`, the last is 0.
+fn suffix(counts: &[u64]) -> Vec<f64> {
+    let mut out = vec![0.0; counts.len() + 1];
+    for j in (0..counts.len()).rev() {
+        out[j] = out[j + 1] + counts[j] as f64;
+    }
+    out
 }
 
-/// mIoU_{k,c}(X, θ_j) of eq. 22 for every concept and threshold index: `[C, B+1]`. Marked
-/// pixels at index `j` are those in bins `j..`; the IoU of the negatives uses the complements.
-pub fn miou_curves(counts: &Counts) -> Tensor {
-    let (marked, hits, labelled, n) = parts(counts);
-    let positive = &hits / (&marked + &labelled - &hits).clamp_min(1.0);
-    let negative = (n - &marked - &labelled + &hits) / (n - &hits).clamp_min(1.0);
-    (positive + negative) / 2.0
+/// What eq. 22 needs of one channel: marked pixels `|M|` per threshold index and the number
+/// of pixels.
+struct Marked {
+    marked: Vec<f64>,
+    n: f64,
 }
 
-/// `|M|` `[1, B+1]`, `|M ∩ L|` `[C, B+1]`, `|L|` `[C, 1]` and the number of pixels.
-fn parts(counts: &Counts) -> (Tensor, Tensor, Tensor, f64) {
-    let marked = suffix(&counts.total.to_kind(Kind::Double)).unsqueeze(0);
-    let hits = suffix(&counts.joint.to_kind(Kind::Double));
-    let labelled = counts.joint.to_kind(Kind::Double).sum_dim_intlist(1, true, Kind::Double);
-    let n = counts.total.sum(Kind::Double).double_value(&[]);
-    (marked, hits, labelled, n)
+impl Marked {
+    fn new(counts: &Counts) -> Self {
+        let marked = suffix(&counts.total);
+        Marked { n: marked[0], marked }
+    }
+
+    /// mIoU_{k,c}(X, θ_j) of eq. 22 for one concept at every threshold index: the mean of
+    /// the IoU of the marked pixels with the concept and of their complements.
+    fn miou_curve(&self, joint: &[u64]) -> Vec<f64> {
+        let hits = suffix(joint);
+        let area = hits[0];
+        self.marked
+            .iter()
+            .zip(&hits)
+            .map(|(&m, &tp)| {
+                let positive = tp / (m + area - tp).max(1.0);
+                let negative = (self.n - m - area + tp) / (self.n - tp).max(1.0);
+                (positive + negative) / 2.0
+            })
+            .collect()
+    }
 }
 
-/// The threshold at index `j`: below everything for 0, above everything for `B`.
+/// mIoU_{k,c}(X, θ_j) for every concept and threshold index: `[C][B+1]`.
+pub fn miou_curves(counts: &Counts) -> Vec<Vec<f64>> {
+    let marked = Marked::new(counts);
+    counts.joint.iter().map(|joint| marked.miou_curve(joint)).collect()
+}
+
+/// The threshold at index `j`: below everything for 0, above everything at the end.
 fn threshold(counts: &Counts, j: usize) -> f64 {
     match (counts.exact, j) {
         (_, j) if j >= counts.thresholds.len() + usize::from(counts.exact) => f64::INFINITY,
@@ -68,22 +85,27 @@ fn threshold(counts: &Counts, j: usize) -> f64 {
     }
 }
 
-/// Scores one channel against the concepts present in the data (`present[c]`).
-pub fn score_channel(channel: usize, counts: &Counts, present: &[bool]) -> ChannelScore {
-    let curves = miou_curves(counts);
-    let absent: Vec<bool> = present.iter().map(|p| !p).collect();
-    let absent = Tensor::from_slice(&absent).to_device(curves.device()).view([-1, 1]);
-    let curves = curves.masked_fill(&absent, f64::NEG_INFINITY);
-    let (best, at) = curves.max_dim(1, false);
-    let concept = best.argmax(0, false).int64_value(&[]);
-    let j = at.int64_value(&[concept]) as usize;
-    let miou = best.double_value(&[concept]);
-    let psi = stability(counts, &curves.get(concept), miou);
-    let (dissect_concept, dissect_iou, dissect_threshold) = dissect(counts, present);
+/// Scores one channel against the concepts that occur in the data.
+pub fn score_channel(channel: usize, counts: &Counts) -> ChannelScore {
+    let marked = Marked::new(counts);
+    let (mut concept, mut j, mut miou) = (0, 0, f64::NEG_INFINITY);
+    for (c, joint) in counts.joint.iter().enumerate() {
+        if joint.iter().all(|n| *n == 0) {
+            continue; // a concept absent from the data cannot be aligned with
+        }
+        let curve = marked.miou_curve(joint);
+        let (at, best) =
+            curve.iter().enumerate().fold((0, f64::NEG_INFINITY), |acc, (i, v)| if *v > acc.1 { (i, *v) } else { acc });
+        if best > miou {
+            (concept, j, miou) = (c, at, best);
+        }
+    }
+    let psi = if miou.is_finite() { stability(counts, &marked.miou_curve(&counts.joint[concept]), miou) } else { 0.0 };
+    let (dissect_concept, dissect_iou, dissect_threshold) = dissect(counts, &marked);
     ChannelScore {
         channel,
-        concept: concept as usize,
-        miou,
+        concept,
+        miou: miou.max(0.0),
         threshold: threshold(counts, j),
         psi,
         dissect_concept,
@@ -96,41 +118,38 @@ pub fn score_channel(channel: usize, counts: &Counts, present: &[bool]) -> Chann
 /// divided by its length. Exact counts integrate the step function between distinct values;
 /// binned ones average the bin edges inside the range. A constant channel has no range and
 /// keeps its one score.
-fn stability(counts: &Counts, curve: &Tensor, best: f64) -> f64 {
-    let values = Vec::<f64>::try_from(curve.to_device(tch::Device::Cpu)).unwrap_or_default();
+fn stability(counts: &Counts, curve: &[f64], best: f64) -> f64 {
     let (lo, hi) = counts.range;
-    let weights: Vec<f64> = if counts.exact {
-        let t = &counts.thresholds;
-        (0..values.len()).map(|j| if j >= 1 && j < t.len() { t[j] - t[j - 1] } else { 0.0 }).collect()
-    } else {
-        (0..values.len())
-            .map(|j| {
-                if j < counts.thresholds.len() && counts.thresholds[j] > lo && counts.thresholds[j] < hi {
-                    1.0
-                } else {
-                    0.0
-                }
-            })
-            .collect()
+    let t = &counts.thresholds;
+    let weight = |j: usize| -> f64 {
+        match counts.exact {
+            true if j >= 1 && j < t.len() => t[j] - t[j - 1],
+            false if j < t.len() && t[j] > lo && t[j] < hi => 1.0,
+            _ => 0.0,
+        }
     };
-    let total: f64 = weights.iter().sum();
+    let total: f64 = (0..curve.len()).map(weight).sum();
     if total <= 0.0 || hi <= lo {
         return best;
     }
-    values.iter().zip(&weights).map(|(v, w)| v * w).sum::<f64>() / total
+    curve.iter().enumerate().map(|(j, v)| v * weight(j)).sum::<f64>() / total
 }
 
 /// NetDissect for one channel: the threshold that marks the top [`DISSECT_QUANTILE`] of its
 /// activations, and the concept with the best plain IoU there.
-fn dissect(counts: &Counts, present: &[bool]) -> (usize, f64, f64) {
-    let (marked, hits, labelled, n) = parts(counts);
-    let marked = Vec::<f64>::try_from(marked.view([-1]).to_device(tch::Device::Cpu)).unwrap_or_default();
-    let j = marked.iter().position(|m| *m <= DISSECT_QUANTILE * n).unwrap_or(marked.len() - 1);
-    let iou = hits.select(1, j as i64) / (marked[j] + labelled.view([-1]) - hits.select(1, j as i64)).clamp_min(1.0);
-    let absent: Vec<bool> = present.iter().map(|p| !p).collect();
-    let iou = iou.masked_fill(&Tensor::from_slice(&absent).to_device(iou.device()), -1.0);
-    let c = iou.argmax(0, false).int64_value(&[]);
-    (c as usize, iou.double_value(&[c]).max(0.0), threshold(counts, j))
+fn dissect(counts: &Counts, marked: &Marked) -> (usize, f64, f64) {
+    let j = marked.marked.iter().position(|m| *m <= DISSECT_QUANTILE * marked.n).unwrap_or(marked.marked.len() - 1);
+    let m = marked.marked[j];
+    let (mut best, mut iou) = (0, 0.0);
+    for (c, joint) in counts.joint.iter().enumerate() {
+        let tp: f64 = joint[j.min(joint.len())..].iter().sum::<u64>() as f64;
+        let area: f64 = joint.iter().sum::<u64>() as f64;
+        let value = tp / (m + area - tp).max(1.0);
+        if area > 0.0 && value > iou {
+            (best, iou) = (c, value);
+        }
+    }
+    (best, iou, threshold(counts, j))
 }
 
 /// AUiC of eq. 25 in closed form: `2/K Σ_k max(0, mIoU*_k − ½)`.

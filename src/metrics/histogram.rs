@@ -6,64 +6,67 @@
 //! Binned mode streams: bins are `2^e` wide on a grid aligned to multiples of their width,
 //! and a channel whose values leave its range doubles its width (merging bins exactly) until
 //! they fit. The layout therefore depends only on the range of all values seen, never on the
-//! order of batches: streaming equals one big batch, bin for bin. Exact mode keeps every
-//! value, so that every distinct activation is a candidate threshold.
+//! order of batches: streaming equals one big batch, bin for bin. On the CPU the counting is
+//! a plain loop over each channel's values, one thread per core; on a GPU it is `bincount`
+//! on the device. Exact mode keeps every value, so that every distinct activation is a
+//! candidate threshold.
 
 use tch::{Device, Kind, Tensor};
 
-/// Per-channel counts over thresholds: what the alignment scores are computed from.
-#[derive(Debug)]
+/// One channel's counts over thresholds: what its alignment scores are computed from.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Counts {
-    /// `[B]` candidate thresholds, ascending: index `j` means "positive if in bin `j` or
-    /// above", so `j = 0` marks every pixel and `j = B` none.
+    /// `[B]` thresholds, ascending (see [`Counts::exact`]).
     pub thresholds: Vec<f64>,
     /// `[B]` pixels per bin.
-    pub total: Tensor,
-    /// `[C, B]` pixels of each concept per bin.
-    pub joint: Tensor,
+    pub total: Vec<u64>,
+    /// `[C][B]` pixels of each concept per bin.
+    pub joint: Vec<Vec<u64>>,
     /// The smallest and largest activation seen.
     pub range: (f64, f64),
-    /// One bin per distinct value (thresholds are the values) rather than fixed bins
-    /// (thresholds are the bins' lower edges).
+    /// One bin per distinct value, thresholds being the values (index `j` marks values above
+    /// `thresholds[j-1]`), rather than fixed bins whose thresholds are their lower edges
+    /// (index `j` marks bins `j..`).
     pub exact: bool,
 }
 
 /// Streaming binned histograms of `K` channels against `C` concepts.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Binned {
-    bins: i64,
-    concepts: i64,
-    /// Per channel: log2 of the bin width and the grid origin (a multiple of the width).
-    exponent: Vec<i32>,
-    origin: Vec<f64>,
-    lo: Vec<f64>,
-    hi: Vec<f64>,
-    /// `[K, B]` and `[K, C, B]` int64 on the device the activations come on.
-    total: Option<Tensor>,
-    joint: Option<Tensor>,
+    bins: usize,
+    concepts: usize,
+    channels: Vec<Channel>,
 }
 
-/// The smallest bin width is this fraction of the channel's magnitude, so that a constant
-/// channel still gets a layout that depends only on its value.
+/// One channel's layout and counts.
+#[derive(Debug, Clone, PartialEq)]
+struct Channel {
+    /// log2 of the bin width; the grid origin is a multiple of the width.
+    exponent: i32,
+    origin: f64,
+    lo: f64,
+    hi: f64,
+    total: Vec<u64>,
+    /// `C × B`, concept-major.
+    joint: Vec<u64>,
+}
+
+/// The smallest bin width is this many halvings below the channel's magnitude, so that a
+/// constant channel still gets a layout that depends only on its value.
 const RESOLUTION: i32 = 24;
 
 impl Binned {
     pub fn new(bins: i64, concepts: i64) -> Self {
         assert!(bins >= 2, "at least two bins");
-        Binned {
-            bins,
-            concepts,
-            exponent: Vec::new(),
-            origin: Vec::new(),
-            lo: Vec::new(),
-            hi: Vec::new(),
-            total: None,
-            joint: None,
-        }
+        Binned { bins: bins as usize, concepts: concepts as usize, channels: Vec::new() }
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels.len()
     }
 
     /// The canonical layout for values in `[lo, hi]`: the smallest power-of-two width (no
-    /// finer than magnitude · 2^-24) whose aligned grid of `B` bins covers the range.
+    /// finer than magnitude · 2^-24, no finer than `at_least`) whose aligned grid covers it.
     fn layout(&self, lo: f64, hi: f64, at_least: i32) -> (i32, f64) {
         let magnitude = lo.abs().max(hi.abs()).max(1e-30);
         let mut e = (magnitude.log2().ceil() as i32 - RESOLUTION).max(at_least);
@@ -81,91 +84,170 @@ impl Binned {
     /// concept indices in `0..C` or `-1`, one row per label map (a pixel has one label per
     /// concept category).
     pub fn add(&mut self, acts: &Tensor, labels: &Tensor) {
-        let (k, p) = (acts.size()[0], acts.size()[1]);
+        let (k, p) = (acts.size()[0] as usize, acts.size()[1] as usize);
         if p == 0 {
             return;
         }
-        let device = acts.device();
-        let acts = acts.to_kind(Kind::Double);
-        let (lo, hi) = (acts.amin(&[1i64][..], false), acts.amax(&[1i64][..], false));
-        let (lo, hi) = (
-            Vec::<f64>::try_from(lo.to_device(Device::Cpu)).unwrap(),
-            Vec::<f64>::try_from(hi.to_device(Device::Cpu)).unwrap(),
-        );
-        if self.total.is_none() {
-            self.total = Some(Tensor::zeros([k, self.bins], (Kind::Int64, device)));
-            self.joint = Some(Tensor::zeros([k, self.concepts, self.bins], (Kind::Int64, device)));
-            for c in 0..k as usize {
-                let (e, o) = self.layout(lo[c], hi[c], i32::MIN);
-                self.exponent.push(e);
-                self.origin.push(o);
-                self.lo.push(lo[c]);
-                self.hi.push(hi[c]);
-            }
+        let on_cpu = acts.device() == Device::Cpu;
+        let acts = if on_cpu { acts.to_kind(Kind::Float).contiguous() } else { acts.shallow_clone() };
+        let (lo, hi) = if on_cpu {
+            let values = cpu_values(&acts);
+            values
+                .chunks(p)
+                .map(|v| {
+                    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &a| (l.min(a as f64), h.max(a as f64)))
+                })
+                .unzip()
+        } else {
+            let column = |t: Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu)).unwrap();
+            (column(acts.amin(&[1i64][..], false)), column(acts.amax(&[1i64][..], false)))
+        };
+        if self.channels.is_empty() {
+            let empty = || Channel {
+                exponent: i32::MIN,
+                origin: 0.0,
+                lo: f64::INFINITY,
+                hi: f64::NEG_INFINITY,
+                total: Vec::new(),
+                joint: Vec::new(),
+            };
+            self.channels = (0..k).map(|_| empty()).collect();
         }
-        for c in 0..k as usize {
-            self.lo[c] = self.lo[c].min(lo[c]);
-            self.hi[c] = self.hi[c].max(hi[c]);
-            self.grow(c, self.lo[c], self.hi[c]);
+        for (c, ch) in self.channels.iter_mut().enumerate() {
+            ch.lo = ch.lo.min(lo[c]);
+            ch.hi = ch.hi.max(hi[c]);
         }
-        let origin = Tensor::from_slice(&self.origin).to_device(device).view([k, 1]);
-        let width: Vec<f64> = self.exponent.iter().map(|e| 2f64.powi(*e)).collect();
-        let width = Tensor::from_slice(&width).to_device(device).view([k, 1]);
-        let bins = ((acts - origin) / width).floor().to_kind(Kind::Int64).clamp(0, self.bins - 1);
-        let channel = Tensor::arange(k, (Kind::Int64, device)).view([k, 1]);
-        let flat = (&channel * self.bins + &bins).view([-1]);
-        let total = self.total.as_mut().expect("allocated");
-        *total += flat.bincount::<Tensor>(None, k * self.bins).view([k, self.bins]);
-        let joint = self.joint.as_mut().expect("allocated");
-        for row in 0..labels.size()[0] {
-            let map = labels.get(row).to_device(device);
-            let labelled = map.ge(0);
-            if !bool::try_from(labelled.any()).unwrap_or(false) {
-                continue;
-            }
-            let concept = map.masked_select(&labelled).view([1, -1]);
-            let bin = bins.index_select(1, &labelled.nonzero().view([-1]));
-            let index = ((&channel * self.concepts + concept) * self.bins + bin).view([-1]);
-            *joint += index.bincount::<Tensor>(None, k * self.concepts * self.bins).view([k, self.concepts, self.bins]);
+        for c in 0..k {
+            self.grow(c);
+        }
+        if on_cpu {
+            self.count_on_cpu(cpu_values(&acts), labels, p);
+        } else {
+            self.count_on_device(&acts, labels);
         }
     }
 
-    /// Widens channel `c`'s bins until `[lo, hi]` fits, merging counts exactly.
-    fn grow(&mut self, c: usize, lo: f64, hi: f64) {
-        let (e, o) = self.layout(lo, hi, self.exponent[c]);
-        if e == self.exponent[c] && o == self.origin[c] {
+    /// Widens channel `c`'s bins until its range fits, merging counts exactly.
+    fn grow(&mut self, c: usize) {
+        let (b, concepts) = (self.bins, self.concepts);
+        let ch = &self.channels[c];
+        let (e, o) = self.layout(ch.lo, ch.hi, ch.exponent);
+        let ch = &mut self.channels[c];
+        if ch.total.is_empty() {
+            *ch = Channel { exponent: e, origin: o, total: vec![0; b], joint: vec![0; concepts * b], ..ch.clone() };
             return;
         }
-        let w_old = 2f64.powi(self.exponent[c]);
-        let shift = ((self.origin[c] - o) / w_old).round() as i64;
-        let merge = e - self.exponent[c];
-        let target = (Tensor::arange(self.bins, (Kind::Int64, Device::Cpu)) + shift).floor_divide_scalar(1i64 << merge);
-        let target = target.clamp(0, self.bins - 1);
-        for t in [self.total.as_mut(), self.joint.as_mut()].into_iter().flatten() {
-            let mut row = t.get(c as i64);
-            let moved = row.zeros_like().index_add(-1, &target.to_device(row.device()), &row);
-            row.copy_(&moved);
+        if e == ch.exponent && o == ch.origin {
+            return;
         }
-        self.exponent[c] = e;
-        self.origin[c] = o;
+        let shift = ((ch.origin - o) / 2f64.powi(ch.exponent)).round() as usize;
+        let merge = (e - ch.exponent) as u32;
+        let target = |i: usize| ((i + shift) >> merge).min(b - 1);
+        let remap = |counts: &[u64]| {
+            let mut out = vec![0; b];
+            for (i, n) in counts.iter().enumerate() {
+                out[target(i)] += n;
+            }
+            out
+        };
+        ch.total = remap(&ch.total);
+        ch.joint = ch.joint.chunks(b).flat_map(remap).collect();
+        ch.exponent = e;
+        ch.origin = o;
+    }
+
+    /// Counts with a loop per channel, the channels split over the cores. Each channel's bins
+    /// are computed once; each label row then adds them up in one sequential sweep.
+    fn count_on_cpu(&mut self, acts: &[f32], labels: &Tensor, p: usize) {
+        let labels = to_vec::<i32>(&labels.to_kind(Kind::Int));
+        let rows: Vec<&[i32]> = labels.chunks(p).collect();
+        let b = self.bins;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_thread = self.channels.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            for (t, group) in self.channels.chunks_mut(per_thread).enumerate() {
+                let rows = &rows;
+                scope.spawn(move || {
+                    let mut bins = vec![0u32; p];
+                    for (i, ch) in group.iter_mut().enumerate() {
+                        let values = &acts[(t * per_thread + i) * p..][..p];
+                        let (origin, scale, last) = (ch.origin, 2f64.powi(-ch.exponent), (b - 1) as f64);
+                        for (bin, &a) in bins.iter_mut().zip(values) {
+                            *bin = ((a as f64 - origin) * scale).min(last) as u32;
+                        }
+                        for &bin in &bins {
+                            ch.total[bin as usize] += 1;
+                        }
+                        for row in rows {
+                            for (&concept, &bin) in row.iter().zip(&bins) {
+                                if concept >= 0 {
+                                    ch.joint[concept as usize * b + bin as usize] += 1;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    /// Counts with `bincount` on the activations' device.
+    fn count_on_device(&mut self, acts: &Tensor, labels: &Tensor) {
+        let (k, b, c) = (self.channels.len() as i64, self.bins as i64, self.concepts as i64);
+        let device = acts.device();
+        let column = |f: fn(&Channel) -> f64| {
+            Tensor::from_slice(&self.channels.iter().map(f).collect::<Vec<_>>()).to_device(device).view([k, 1])
+        };
+        let (origin, scale) = (column(|ch| ch.origin), column(|ch| 2f64.powi(-ch.exponent)));
+        let bins = ((acts.to_kind(Kind::Double) - origin) * scale).floor().to_kind(Kind::Int64).clamp(0, b - 1);
+        let channel = Tensor::arange(k, (Kind::Int64, device)).view([k, 1]);
+        let total = (&channel * b + &bins).view([-1]).bincount::<Tensor>(None, k * b);
+        let mut joint = Tensor::zeros([k * c * b], (Kind::Int64, device));
+        for row in 0..labels.size()[0] {
+            let map = labels.get(row).to_device(device);
+            let labelled = map.ge(0).nonzero().view([-1]);
+            let concept = map.index_select(0, &labelled).view([1, -1]);
+            let index = (&channel * c + concept) * b + bins.index_select(1, &labelled);
+            joint += index.view([-1]).bincount::<Tensor>(None, k * c * b);
+        }
+        let to_vec = |t: Tensor| Vec::<i64>::try_from(t.to_device(Device::Cpu)).unwrap();
+        let (total, joint) = (to_vec(total), to_vec(joint));
+        for (i, ch) in self.channels.iter_mut().enumerate() {
+            let (b, c) = (b as usize, c as usize);
+            ch.total.iter_mut().zip(&total[i * b..]).for_each(|(x, n)| *x += *n as u64);
+            ch.joint.iter_mut().zip(&joint[i * c * b..]).for_each(|(x, n)| *x += *n as u64);
+        }
     }
 
     /// The counts of channel `c`: thresholds at the lower edges of the bins.
     pub fn counts(&self, c: usize) -> Option<Counts> {
-        let (total, joint) = (self.total.as_ref()?, self.joint.as_ref()?);
-        let w = 2f64.powi(self.exponent[c]);
+        let ch = self.channels.get(c)?;
+        let w = 2f64.powi(ch.exponent);
         Some(Counts {
-            thresholds: (0..self.bins).map(|j| self.origin[c] + j as f64 * w).collect(),
-            total: total.get(c as i64),
-            joint: joint.get(c as i64),
-            range: (self.lo[c], self.hi[c]),
+            thresholds: (0..self.bins).map(|j| ch.origin + j as f64 * w).collect(),
+            total: ch.total.clone(),
+            joint: ch.joint.chunks(self.bins).map(<[u64]>::to_vec).collect(),
+            range: (ch.lo, ch.hi),
             exact: false,
         })
     }
+}
 
-    pub fn channels(&self) -> usize {
-        self.exponent.len()
-    }
+/// The elements of a contiguous CPU float tensor, without copying them.
+fn cpu_values(t: &Tensor) -> &[f32] {
+    assert!(t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous());
+    // SAFETY: the tensor is a contiguous CPU f32 buffer of `numel` elements, and the slice
+    // borrows the tensor, so the buffer outlives it.
+    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) }
+}
+
+/// A CPU tensor's elements by one memory copy (`Vec::try_from` goes element by element).
+fn to_vec<T: tch::kind::Element + Default + Clone>(t: &Tensor) -> Vec<T> {
+    let t = t.contiguous();
+    let n = t.numel();
+    let mut out = vec![T::default(); n];
+    t.copy_data(&mut out, n);
+    out
 }
 
 /// Every value of every channel, for exact thresholds.
@@ -197,16 +279,18 @@ impl Exact {
         let labels = Tensor::cat(&self.labels, 1);
         let (unique, inverse, _) = values.unique_dim(0, true, true, false);
         let u = unique.size()[0];
-        let mut joint = Tensor::zeros([self.concepts, u], (Kind::Int64, Device::Cpu));
+        let mut joint = Tensor::zeros([self.concepts * u], (Kind::Int64, Device::Cpu));
         for row in 0..labels.size()[0] {
             let map = labels.get(row);
             let labelled = map.ge(0);
             let index = map.masked_select(&labelled) * u + inverse.masked_select(&labelled);
-            joint += index.bincount::<Tensor>(None, self.concepts * u).view([self.concepts, u]);
+            joint += index.bincount::<Tensor>(None, self.concepts * u);
         }
         let thresholds = Vec::<f64>::try_from(&unique).ok()?;
         let range = (*thresholds.first()?, *thresholds.last()?);
-        Some(Counts { thresholds, total: inverse.bincount::<Tensor>(None, u), joint, range, exact: true })
+        let to_u64 = |t: &Tensor| Vec::<i64>::try_from(t).unwrap().into_iter().map(|n| n as u64).collect::<Vec<_>>();
+        let joint = to_u64(&joint).chunks(u as usize).map(<[u64]>::to_vec).collect();
+        Some(Counts { thresholds, total: to_u64(&inverse.bincount::<Tensor>(None, u)), joint, range, exact: true })
     }
 }
 
@@ -226,11 +310,26 @@ mod tests {
         for (start, len) in [(0, 10), (10, 290), (300, 300)] {
             parts.add(&acts.narrow(1, start, len), &labels.narrow(1, start, len));
         }
-        for c in 0..3 {
-            let (a, b) = (whole.counts(c).unwrap(), parts.counts(c).unwrap());
-            assert_eq!(a.thresholds, b.thresholds);
-            assert!(a.total.equal(&b.total) && a.joint.equal(&b.joint), "channel {c}");
-            assert_eq!(a.total.sum(Kind::Int64).int64_value(&[]), 600);
-        }
+        assert_eq!(whole, parts);
+        assert_eq!(whole.counts(0).unwrap().total.iter().sum::<u64>(), 600);
+    }
+
+    /// The device path (bincount) counts what the CPU loop counts; on a machine without a GPU
+    /// it runs on the CPU through the same tensor code.
+    #[test]
+    fn the_tensor_path_counts_like_the_loop() {
+        tch::manual_seed(4);
+        let acts = Tensor::randn([5, 1000], (Kind::Float, Device::Cpu));
+        let labels = Tensor::randint(7, [2, 1000], (Kind::Int64, Device::Cpu)) - 1;
+        let mut looped = Binned::new(128, 6);
+        looped.add(&acts, &labels);
+        let mut tensors = Binned::new(128, 6);
+        tensors.channels = looped
+            .channels
+            .iter()
+            .map(|c| Channel { total: vec![0; 128], joint: vec![0; 6 * 128], ..c.clone() })
+            .collect();
+        tensors.count_on_device(&acts, &labels);
+        assert_eq!(looped, tensors);
     }
 }

@@ -11,16 +11,19 @@ use std::ops::Range;
 use tch::{Kind, Tensor};
 
 use crate::data::{Category, ConceptDataset, DataError, Vocabulary};
-use crate::display::{Output, Render};
+use crate::display::{self, Output, Render};
 use crate::interrupt::Interrupted;
 use crate::models::{ModelError, Tapped};
 use crate::progress::Progress;
 use crate::viz::{BarChart, LinePlot};
 
 pub mod auic;
+pub mod bench;
 pub mod histogram;
+pub mod pictures;
 
 pub use auic::ChannelScore;
+pub use pictures::{channel_overlay, top_channels};
 
 /// What can go wrong computing a metric.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +128,7 @@ pub fn inspect<D: ConceptDataset + ?Sized>(
     data: &D,
     config: &InspectConfig,
 ) -> Result<Inspectability, MetricError> {
-    let stage = model.stage(stage)?;
+    let stage = resolve_layer(model, stage)?;
     let concepts = ConceptSet::new(data.vocabulary(), config.categories.as_deref())?;
     if data.is_empty() || config.batch_size == 0 || config.bins < 2 {
         return Err(MetricError::Invalid(
@@ -152,18 +155,65 @@ pub fn inspect<D: ConceptDataset + ?Sized>(
     let mut channels = Vec::with_capacity(k);
     for channel in 0..k {
         let counts = if config.exact { exact.counts(channel) } else { binned.counts(channel) }.expect("counted");
-        let present: Vec<bool> =
-            Vec::<i64>::try_from(counts.joint.sum_dim_intlist(1, false, Kind::Int64).to_device(tch::Device::Cpu))
-                .unwrap_or_default()
-                .iter()
-                .map(|n| *n > 0)
-                .collect();
-        channels.push(auic::score_channel(channel, &counts, &present));
+        channels.push(auic::score_channel(channel, &counts));
     }
     Ok(Inspectability::new(stage.to_string(), concepts.names, channels, config.exact, data.len()))
 }
 
+/// A stage of `model` by name; `sb` names a bottlenecked net's bottleneck (`ssb` or `usb`).
+pub fn resolve_layer(model: &impl Tapped, name: &str) -> Result<crate::models::Stage, MetricError> {
+    if name == "sb" {
+        let sb = model.stages().into_iter().map(|s| s.stage).find(|s| matches!(s.to_string().as_str(), "ssb" | "usb"));
+        return sb.ok_or_else(|| MetricError::Invalid("`sb` names a bottleneck, and this model has none".into()));
+    }
+    Ok(model.stage(name)?)
+}
+
 impl Inspectability {
+    /// NetDissect's view (Bau et al. 2017): channels by their best plain IoU at the top-0.5%
+    /// threshold, beside the mIoU assignment (SB paper table 6).
+    pub fn dissection(&self) -> Output {
+        let mut ranked: Vec<&ChannelScore> = self.channels.iter().collect();
+        ranked.sort_by(|a, b| b.dissect_iou.total_cmp(&a.dissect_iou));
+        let head = format!(
+            "{}: NetDissect {} of {} channels are detectors (IoU > {}); AUiC {:.3}",
+            self.layer,
+            self.detectors,
+            self.channels.len(),
+            auic::DISSECT_IOU,
+            self.auic
+        );
+        let rows: Vec<String> = ranked
+            .iter()
+            .take(20)
+            .map(|c| {
+                format!(
+                    "ch {:>4}  IoU {:.3} {:<24} θ {:.4}  | mIoU {:.3} {}",
+                    c.channel,
+                    c.dissect_iou,
+                    self.concepts[c.dissect_concept],
+                    c.dissect_threshold,
+                    c.miou,
+                    self.concepts[c.concept]
+                )
+            })
+            .collect();
+        let html: String = ranked
+            .iter()
+            .take(20)
+            .map(|c| {
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{:.3}</td></tr>",
+                    c.channel, self.concepts[c.dissect_concept], c.dissect_iou, self.concepts[c.concept], c.miou
+                )
+            })
+            .collect();
+        Output::html(format!(
+            "<p>{head}</p><table><tr><th>channel</th><th>IoU assignment</th><th>IoU</th><th>mIoU assignment</th><th>mIoU</th></tr>{html}</table>"
+        ))
+        .and(Output::text(std::iter::once(head).chain(rows).collect::<Vec<_>>().join("\n")))
+    }
+
     fn new(layer: String, concepts: Vec<String>, channels: Vec<ChannelScore>, exact: bool, images: usize) -> Self {
         let mious: Vec<f64> = channels.iter().map(|c| c.miou).collect();
         let psis: Vec<f64> = channels.iter().map(|c| c.psi).collect();
@@ -228,20 +278,29 @@ impl Inspectability {
 impl Render for Inspectability {
     fn render(&self) -> Output {
         let (text, html) = self.table(20);
-        let plot = curves(&[self]).render();
+        let plot = curves(&[(self.layer.as_str(), self)]).render();
         Output::html(html).and(Output::text(text)).with("image/png", plot.data()["image/png"].clone())
     }
 }
 
 /// Inspectability curves of several results in one plot (SB paper fig. 6, right).
-pub fn curves(results: &[&Inspectability]) -> LinePlot {
+pub fn curves(results: &[(&str, &Inspectability)]) -> LinePlot {
     let mut plot =
         LinePlot::new("inspectability").x_label("mIoU threshold ξ").y_label("fraction of channels").size(520, 300);
-    for r in results {
+    for (name, r) in results {
         let (xis, fractions) = r.curve();
-        plot = plot.series(format!("{} (AUiC {:.3})", r.layer, r.auic), xis, fractions);
+        plot = plot.series(format!("{name} (AUiC {:.3})", r.auic), xis, fractions);
     }
     plot
+}
+
+/// Several results side by side: their inspectability curves, and AUiC and stability as
+/// bars (figs. 6 and 10).
+pub fn compare(results: &[(&str, &Inspectability)]) -> Output {
+    display::show(&curves(results));
+    let text: Vec<String> =
+        results.iter().map(|(n, r)| format!("{n}: AUiC {:.3}, S {:.3}", r.auic, r.stability)).collect();
+    auic_bars(results).render().with("text/plain", text.join("\n").into())
 }
 
 /// AUiC per result as bars (SB paper fig. 10).

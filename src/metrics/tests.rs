@@ -46,12 +46,12 @@ fn one_pass_matches_a_brute_force_reference_at_every_threshold() {
     for concept in 0..3 {
         for (j, theta) in std::iter::once(f64::NEG_INFINITY).chain(c.thresholds.iter().copied()).enumerate() {
             let want = brute_miou(&a, &l, concept, theta);
-            let got = curves.double_value(&[concept, j as i64]);
+            let got = curves[concept as usize][j];
             assert!((want - got).abs() < 1e-9, "concept {concept} θ {theta}: {want} vs {got}");
             best[concept as usize] = best[concept as usize].max(want);
         }
     }
-    let score = score_channel(1, &c, &[true, true, true]);
+    let score = score_channel(1, &c);
     let top = best.iter().cloned().fold(f64::MIN, f64::max);
     assert!((score.miou - top).abs() < 1e-9);
     assert!((brute_miou(&a, &l, score.concept as i64, score.threshold) - score.miou).abs() < 1e-9);
@@ -64,9 +64,9 @@ fn a_channel_equal_to_a_mask_scores_one_and_a_constant_one_zero() {
     let constant = Tensor::full([8], 3.0, (Kind::Double, Device::Cpu));
     let acts = Tensor::stack(&[mask * 5.0, constant], 0);
     for exact in [true, false] {
-        let s = score_channel(0, &counts(&acts, &labels, 2, exact, 0), &[true, true]);
+        let s = score_channel(0, &counts(&acts, &labels, 2, exact, 0));
         assert_eq!((s.concept, s.miou, s.psi), (1, 1.0, 1.0), "exact {exact}");
-        let flat = score_channel(1, &counts(&acts, &labels, 2, exact, 1), &[true, true]);
+        let flat = score_channel(1, &counts(&acts, &labels, 2, exact, 1));
         assert!(flat.miou <= 0.5, "exact {exact}: {flat:?}");
         assert_eq!(auic(&[flat.miou]), 0.0);
     }
@@ -81,8 +81,8 @@ fn monotone_rescaling_leaves_the_alignment_unchanged() {
     let labels = acts.gt(0.8).to_kind(Kind::Int64) - 1; // concept 0 where high
     let noisy = (&acts + Tensor::randn([1, 500], (Kind::Double, Device::Cpu)) * 0.5).view([1, 500]);
     let rescaled = (noisy.exp() * 7.0) + 3.0;
-    let a = score_channel(0, &counts(&noisy, &labels, 1, true, 0), &[true]);
-    let b = score_channel(0, &counts(&rescaled, &labels, 1, true, 0), &[true]);
+    let a = score_channel(0, &counts(&noisy, &labels, 1, true, 0));
+    let b = score_channel(0, &counts(&rescaled, &labels, 1, true, 0));
     assert!((a.miou - b.miou).abs() < 1e-12 && a.miou > 0.6, "{a:?} {b:?}");
 }
 
@@ -106,8 +106,8 @@ fn rare_concepts_are_not_penalised_by_area() {
     );
     let acts = Tensor::stack(&[&noise + rare.to_kind(Kind::Double), &noise + common.to_kind(Kind::Double)], 0);
     let labels = Tensor::stack(&[rare - 1, common * 2 - 1], 0); // concept 0 = rare, concept 1 = common
-    let r = score_channel(0, &counts(&acts, &labels, 2, true, 0), &[true, true]);
-    let c = score_channel(1, &counts(&acts, &labels, 2, true, 1), &[true, true]);
+    let r = score_channel(0, &counts(&acts, &labels, 2, true, 0));
+    let c = score_channel(1, &counts(&acts, &labels, 2, true, 1));
     assert_eq!((r.concept, c.concept), (0, 1));
     assert!(r.miou > 0.99 && c.miou > 0.99, "{r:?} {c:?}");
     assert!(c.dissect_iou < 0.05 && r.dissect_iou > 0.3, "{r:?} {c:?}");

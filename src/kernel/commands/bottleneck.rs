@@ -199,7 +199,7 @@ fn ssb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     bind(inv, c.model, "ssb", call)
 }
 
-fn capitalised(word: &str) -> String {
+pub(super) fn capitalised(word: &str) -> String {
     let mut chars = word.chars();
     chars.next().map(|f| f.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
 }

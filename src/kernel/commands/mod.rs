@@ -7,6 +7,7 @@
 mod bottleneck;
 mod builtin;
 mod data;
+mod metrics;
 mod models;
 pub mod parse;
 pub mod spec;
@@ -31,6 +32,10 @@ pub static REGISTRY: &[&CommandSpec] = &[
     &bottleneck::USB,
     &bottleneck::SB_REPORT,
     &bottleneck::SWEEP_USB,
+    &metrics::AUIC,
+    &metrics::DISSECT,
+    &metrics::INSPECT_CURVE,
+    &metrics::TOP_CHANNELS,
 ];
 
 /// evcxr's own commands, passed through untouched (glassbox's `:help` and `:vars` replace

@@ -1,0 +1,231 @@
+//! Commands for inspectability metrics (SB paper sec. 4): `:auic`, `:dissect`,
+//! `:inspect-curve`, `:top-channels`. They compile to calls into `glassbox::metrics`.
+
+use super::models::data_flag;
+use super::parse::{Invocation, UsageError, Value};
+use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
+use super::{Action, ReplView};
+
+const NET: ArgSpec =
+    ArgSpec { name: "NET", kind: ArgKind::Model, required: true, help: "a variable holding a tapped model" };
+const LAYER: FlagSpec =
+    FlagSpec { name: "layer", kind: FlagKind::Stages, help: "the stage to align (required); `sb` for a bottleneck" };
+const DATA: FlagSpec =
+    FlagSpec { name: "data", kind: FlagKind::Data, help: "a concept data set with pixel annotations (required)" };
+
+/// The flags that configure the alignment pass, shared by `:auic` and `:dissect`.
+const PASS_FLAGS: [FlagSpec; 5] = [
+    FlagSpec {
+        name: "categories",
+        kind: FlagKind::ChoiceList(&["object", "part", "material", "colour"]),
+        help: "concept categories to align with (default: all the data set has)",
+    },
+    FlagSpec {
+        name: "exact",
+        kind: FlagKind::Switch,
+        help: "every distinct activation a threshold (keeps all values)",
+    },
+    FlagSpec { name: "bins", kind: FlagKind::Int, help: "histogram bins per channel (default 1024)" },
+    FlagSpec {
+        name: "feature-res",
+        kind: FlagKind::Switch,
+        help: "compare at the layer's resolution, not the annotations'",
+    },
+    FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default NET_LAYER_auic)" },
+];
+
+pub static AUIC: CommandSpec = CommandSpec {
+    name: "auic",
+    summary: "Aligns every channel of a layer with the data set's concepts in one pass (SB paper eq. 22-24) and \
+              shows AUiC (eq. 25), stability S (eq. 27), the best channels (concept, mIoU, θ*, Ψ) and the \
+              inspectability curve; binds the result.",
+    args: &[NET],
+    flags: &[LAYER, DATA, PASS_FLAGS[0], PASS_FLAGS[1], PASS_FLAGS[2], PASS_FLAGS[3], PASS_FLAGS[4]],
+    run: auic,
+};
+
+pub static DISSECT: CommandSpec = CommandSpec {
+    name: "dissect",
+    summary: "The NetDissect baseline on a layer: top-0.5% quantile thresholds, IoU per concept, detectors at \
+              IoU > 0.04, beside the mIoU assignment (SB paper table 6); binds the result.",
+    args: &[NET],
+    flags: &[LAYER, DATA, PASS_FLAGS[0], PASS_FLAGS[1], PASS_FLAGS[2], PASS_FLAGS[3], PASS_FLAGS[4]],
+    run: dissect,
+};
+
+pub static INSPECT_CURVE: CommandSpec = CommandSpec {
+    name: "inspect-curve",
+    summary: "Plots the inspectability curves of alignment results together, with their AUiC and stability as \
+              bars (SB paper figs. 6 and 10).",
+    args: &[ArgSpec {
+        name: "RESULTS",
+        kind: ArgKind::Value,
+        required: true,
+        help: "comma-separated variables bound by :auic",
+    }],
+    flags: &[],
+    run: inspect_curve,
+};
+
+pub static TOP_CHANNELS: CommandSpec = CommandSpec {
+    name: "top-channels",
+    summary: "Colours images by the best-aligned channels of an :auic result, each where it exceeds its θ* \
+              (SB paper figs. 11-12); with --channel, one channel's activation and mask (fig. 13).",
+    args: &[NET],
+    flags: &[
+        FlagSpec { name: "from", kind: FlagKind::Text, help: "the :auic result for NET (required)" },
+        DATA,
+        FlagSpec { name: "n", kind: FlagKind::Int, help: "how many channels (default 20)" },
+        FlagSpec { name: "images", kind: FlagKind::Int, help: "how many images (default 6)" },
+        FlagSpec { name: "channel", kind: FlagKind::Int, help: "show this channel alone" },
+    ],
+    run: top_channels,
+};
+
+/// The `glassbox::metrics::inspect(..)` call of `:auic` and `:dissect`, and the default name.
+fn pass(inv: &Invocation, view: &ReplView) -> Result<(String, String), UsageError> {
+    let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
+    let layer = match inv.flags.get("layer") {
+        Some(Value::List(l)) if l.len() == 1 => l[0].clone(),
+        Some(_) => return Err(UsageError("--layer takes one stage".into())),
+        None => return Err(UsageError(format!(":{} needs --layer STAGE (Tab lists the stages)", inv.spec.name))),
+    };
+    let data = data_flag(inv, view, super::DATASET_TYPES)?;
+    let mut fields = Vec::new();
+    if let Some(Value::List(c)) = inv.flags.get("categories") {
+        let names: Vec<String> =
+            c.iter().map(|c| format!("glassbox::data::Category::{}", super::bottleneck::capitalised(c))).collect();
+        fields.push(format!("categories: Some(vec![{}])", names.join(", ")));
+    }
+    if inv.switch("exact") {
+        fields.push("exact: true".into());
+    }
+    match inv.int("bins") {
+        Some(b) if b < 2 => return Err(UsageError(format!("--bins must be at least 2, got {b}"))),
+        Some(b) => fields.push(format!("bins: {b}")),
+        None => {}
+    }
+    if inv.switch("feature-res") {
+        fields.push("resolution: glassbox::metrics::Resolution::Feature".into());
+    }
+    let set: String = fields.iter().map(|f| format!("{f}, ")).collect();
+    let call = format!(
+        "glassbox::runtime::or_raise(glassbox::metrics::inspect(&{net}, {layer:?}, &{data}, &glassbox::metrics::InspectConfig {{ {set}..Default::default() }}), \"MetricError\")"
+    );
+    Ok((call, format!("{net}_{layer}_auic")))
+}
+
+fn bind(inv: &Invocation, call: String, default: String, show: &str) -> Result<Action, UsageError> {
+    let var = super::identifier(inv.text("as").unwrap_or(&default))?;
+    Ok(Action::Rust(format!("let {var}: glassbox::metrics::Inspectability = {call};\n{}", show.replace("VAR", var))))
+}
+
+fn auic(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let (call, default) = pass(inv, view)?;
+    bind(inv, call, default, "glassbox::display::Render::render(&VAR)")
+}
+
+fn dissect(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let (call, default) = pass(inv, view)?;
+    bind(inv, call, default, "VAR.dissection()")
+}
+
+/// Types an alignment result has.
+const RESULT_TYPES: &[&str] = &["Inspectability"];
+
+fn inspect_curve(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let names: Vec<&str> = inv.args[0].split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let checked: Vec<String> = names
+        .iter()
+        .map(|n| super::typed_variable(n, view, RESULT_TYPES, "alignment result").map(|n| format!("({n:?}, &{n})")))
+        .collect::<Result<_, _>>()?;
+    Ok(Action::Rust(format!("glassbox::metrics::compare(&[{}])", checked.join(", "))))
+}
+
+fn top_channels(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
+    let Some(from) = inv.text("from") else {
+        return Err(UsageError(":top-channels needs --from RESULT, an :auic result for the net".into()));
+    };
+    let from = super::typed_variable(from, view, RESULT_TYPES, "alignment result")?;
+    let data = data_flag(inv, view, super::DATASET_TYPES)?;
+    let positive = |flag: &str, default: i64| match inv.int(flag).unwrap_or(default) {
+        v if v >= 1 => Ok(v),
+        v => Err(UsageError(format!("--{flag} must be at least 1, got {v}"))),
+    };
+    let (n, images) = (positive("n", 20)?, positive("images", 6)?);
+    let call = match inv.int("channel") {
+        Some(c) if c < 0 => return Err(UsageError(format!("--channel must be 0 or more, got {c}"))),
+        Some(c) => format!("glassbox::metrics::channel_overlay(&{net}, &{from}, &{data}, {c}, {images})"),
+        None => format!("glassbox::metrics::top_channels(&{net}, &{from}, &{data}, {n}, {images})"),
+    };
+    Ok(Action::Rust(format!("glassbox::runtime::or_raise({call}, \"MetricError\")")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::run;
+    use super::*;
+
+    fn view() -> ReplView {
+        ReplView {
+            variables: vec![
+                ("net".into(), "TappedNet".into()),
+                ("scenes".into(), "ConceptScenes".into()),
+                ("a".into(), "glassbox::metrics::Inspectability".into()),
+                ("b".into(), "Inspectability".into()),
+            ],
+            timing: false,
+        }
+    }
+
+    fn code(line: &str) -> String {
+        match run(line, &view()) {
+            Ok(Action::Rust(code)) => code,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn metric_commands_compile_to_the_library() {
+        let c = code(":auic net --layer stage2 --data scenes --categories part,material --exact");
+        for part in [
+            "let net_stage2_auic: glassbox::metrics::Inspectability",
+            "inspect(&net, \"stage2\", &scenes",
+            "Category::Part, glassbox::data::Category::Material",
+            "exact: true",
+            "Render::render(&net_stage2_auic)",
+        ] {
+            assert!(c.contains(part), "{part}\n{c}");
+        }
+        let c = code(":dissect net --layer sb --data scenes --as d --bins 256 --feature-res");
+        assert!(
+            c.contains("let d:")
+                && c.contains("bins: 256")
+                && c.contains("Resolution::Feature")
+                && c.ends_with("d.dissection()"),
+            "{c}"
+        );
+        assert_eq!(code(":inspect-curve a,b"), r#"glassbox::metrics::compare(&[("a", &a), ("b", &b)])"#);
+        assert!(
+            code(":top-channels net --from a --data scenes --n 5").contains("top_channels(&net, &a, &scenes, 5, 6)")
+        );
+        assert!(code(":top-channels net --from a --data scenes --channel 3")
+            .contains("channel_overlay(&net, &a, &scenes, 3, 6)"));
+    }
+
+    #[test]
+    fn metric_commands_refuse_bad_input() {
+        let err = |line: &str| run(line, &view()).unwrap_err().0;
+        assert!(err(":auic net --data scenes").contains("needs --layer"));
+        assert!(err(":auic net --layer stage2").contains("needs --data"));
+        assert!(err(":auic net --layer stage2 --data scenes --bins 1").contains("at least 2"));
+        assert!(err(":auic net --layer stage2 --data scenes --categories colors").contains("did you mean `colour`"));
+        assert!(
+            err(":inspect-curve a,net").contains("not a alignment result")
+                || err(":inspect-curve a,net").contains("alignment result")
+        );
+        assert!(err(":top-channels net --data scenes").contains("needs --from"));
+        assert!(err(":top-channels net --from a --data scenes --n 0").contains("at least 1"));
+    }
+}

@@ -1,0 +1,175 @@
+//! `glassbox bench auic`: the one-pass alignment against a straightforward implementation
+//! that passes over the data once per threshold, on the same activations in the same run,
+//! with NetDissect's pass and one plain read of the activations (the memory-bandwidth floor)
+//! beside them.
+
+use std::time::Instant;
+
+use tch::{Device, Kind, Tensor};
+
+use super::auic::{self, score_channel};
+use super::histogram::Binned;
+
+/// The sizes of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Size {
+    pub channels: i64,
+    pub pixels: i64,
+    pub concepts: i64,
+    pub thresholds: i64,
+    pub batches: i64,
+}
+
+impl Default for Size {
+    /// 32 channels over 100 images of 64×64 against 40 concepts in two label maps.
+    fn default() -> Self {
+        Size { channels: 32, pixels: 100 * 64 * 64, concepts: 40, thresholds: 100, batches: 10 }
+    }
+}
+
+/// Seconds of each way, on the same data.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub plain_read: f64,
+    pub one_pass: f64,
+    pub per_threshold: f64,
+    pub netdissect: f64,
+    pub auic: f64,
+    pub auic_per_threshold: f64,
+}
+
+fn seconds(f: impl FnOnce()) -> f64 {
+    let started = Instant::now();
+    f();
+    started.elapsed().as_secs_f64()
+}
+
+/// Runs every way once on random activations with structure (each channel follows one
+/// concept plus noise), on `device`.
+pub fn run(size: Size, device: Device) -> Timing {
+    tch::manual_seed(0);
+    let Size { channels: k, pixels: p, concepts: c, thresholds: t, batches } = size;
+    // An object-like map labelling every pixel, and a part-like one labelling about half.
+    let parts = Tensor::randint(2 * (c - c / 2), [p], (Kind::Int64, device)) + c / 2;
+    let parts = parts.masked_fill(&parts.ge(c), -1);
+    let labels = Tensor::stack(&[Tensor::randint(c / 2, [p], (Kind::Int64, device)), parts], 0);
+    let follows = Tensor::arange(k, (Kind::Int64, device)).remainder(c / 2).view([k, 1]);
+    let acts = (labels.get(0).view([1, p]).eq_tensor(&follows).to_kind(Kind::Float)
+        + Tensor::randn([k, p], (Kind::Float, device)) * 0.7)
+        .contiguous();
+    let mut sink = 0.0;
+    let plain_read = seconds(|| sink += acts.sum(Kind::Float).double_value(&[]));
+    let mut scores = Vec::new();
+    let one_pass = seconds(|| {
+        let mut binned = Binned::new(1024, c);
+        let chunk = (p + batches - 1) / batches;
+        for start in (0..p).step_by(chunk as usize) {
+            let len = chunk.min(p - start);
+            binned.add(&acts.narrow(1, start, len), &labels.narrow(1, start, len));
+        }
+        for ch in 0..k as usize {
+            let counts = binned.counts(ch).expect("counted");
+            scores.push(score_channel(ch, &counts).miou);
+        }
+    });
+    let onehot = labels_onehot(&labels, c);
+    let n = p as f64;
+    let area = onehot.sum_dim_intlist(0, false, Kind::Float).view([1, c]);
+    let mut best = Tensor::full([k, c], -1.0, (Kind::Float, device));
+    let per_threshold = seconds(|| {
+        let (lo, hi) = (acts.amin(&[1i64][..], true), acts.amax(&[1i64][..], true));
+        for i in 0..t {
+            let theta = &lo + (&hi - &lo) * (i as f64 / t as f64);
+            let marked = acts.gt_tensor(&theta).to_kind(Kind::Float);
+            let hits = marked.matmul(&onehot);
+            let m = marked.sum_dim_intlist(1, true, Kind::Float);
+            let pos = &hits / (&m + &area - &hits).clamp_min(1.0);
+            let neg = (n - &m - &area + &hits) / (n - &hits).clamp_min(1.0);
+            best = best.maximum(&((pos + neg) / 2.0));
+        }
+        sink += best.sum(Kind::Float).double_value(&[]);
+    });
+    let netdissect = seconds(|| {
+        let q = acts.quantile_scalar(1.0 - auic::DISSECT_QUANTILE, 1, true, "linear");
+        let marked = acts.gt_tensor(&q).to_kind(Kind::Float);
+        let hits = marked.matmul(&onehot);
+        let iou = &hits / (marked.sum_dim_intlist(1, true, Kind::Float) + &area - &hits).clamp_min(1.0);
+        sink += iou.amax(&[1i64][..], false).sum(Kind::Float).double_value(&[]);
+    });
+    assert!(sink.is_finite());
+    let per_threshold_mious =
+        Vec::<f64>::try_from(best.amax(&[1i64][..], false).to_kind(Kind::Double).to_device(Device::Cpu))
+            .unwrap_or_default();
+    Timing {
+        plain_read,
+        one_pass,
+        per_threshold,
+        netdissect,
+        auic: auic::auic(&scores),
+        auic_per_threshold: auic::auic(&per_threshold_mious),
+    }
+}
+
+/// `[P, C]` float: 1 where a pixel carries a concept in any label row.
+fn labels_onehot(labels: &Tensor, c: i64) -> Tensor {
+    let p = labels.size()[1];
+    let mut onehot = Tensor::zeros([p, c], (Kind::Float, labels.device()));
+    for row in 0..labels.size()[0] {
+        let map = labels.get(row);
+        let valid = map.ge(0);
+        let index = valid.nonzero().view([-1]);
+        let _ = onehot.index_put_(
+            &[Some(index.shallow_clone()), Some(map.index_select(0, &index))],
+            &Tensor::ones([index.size()[0]], (Kind::Float, labels.device())),
+            false,
+        );
+    }
+    onehot
+}
+
+/// The report `glassbox bench auic` prints.
+pub fn report(size: Size, device: Device) -> String {
+    let t = run(size, device);
+    let ms = |s: f64| format!("{:>9.1} ms", 1000.0 * s);
+    [
+        format!(
+            "AUiC on {} channels × {} pixels, {} concepts, {} batches, on {:?}",
+            size.channels, size.pixels, size.concepts, size.batches, device
+        ),
+        format!("plain read of the activations  {}   (floor)", ms(t.plain_read)),
+        format!("one-pass AUiC (1024 bins)      {}   {:.1}× the plain read", ms(t.one_pass), t.one_pass / t.plain_read),
+        format!(
+            "per-threshold AUiC ({} θ)     {}   {:.1}× slower than one pass",
+            size.thresholds,
+            ms(t.per_threshold),
+            t.per_threshold / t.one_pass
+        ),
+        format!("NetDissect pass                {}", ms(t.netdissect)),
+        format!("AUiC one pass {:.4}, per threshold {:.4}", t.auic, t.auic_per_threshold),
+    ]
+    .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bench_runs_and_both_ways_agree() {
+        let size = Size { channels: 4, pixels: 4096, concepts: 6, thresholds: 200, batches: 3 };
+        let t = run(size, Device::Cpu);
+        assert!((t.auic - t.auic_per_threshold).abs() < 0.02, "{t:?}");
+        assert!(t.auic > 0.1, "{t:?}");
+        assert!(report(size, Device::Cpu).contains("one-pass AUiC"));
+    }
+}
+
+#[cfg(test)]
+mod full {
+    /// `cargo test --release --lib metrics::bench::full -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn default_size() {
+        println!("{}", super::report(Default::default(), tch::Device::Cpu));
+    }
+}
