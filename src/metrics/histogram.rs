@@ -47,8 +47,9 @@ struct Channel {
     lo: f64,
     hi: f64,
     total: Vec<u64>,
-    /// `C × B`, concept-major.
-    joint: Vec<u64>,
+    /// `C × B`, concept-major; 32 bits keep a channel's counts in cache while a batch is
+    /// counted (a bin of one concept would need 4 billion pixels to overflow).
+    joint: Vec<u32>,
 }
 
 /// The smallest bin width is this many halvings below the channel's magnitude, so that a
@@ -143,30 +144,43 @@ impl Binned {
         let shift = ((ch.origin - o) / 2f64.powi(ch.exponent)).round() as usize;
         let merge = (e - ch.exponent) as u32;
         let target = |i: usize| ((i + shift) >> merge).min(b - 1);
-        let remap = |counts: &[u64]| {
-            let mut out = vec![0; b];
+        fn remap<T: Copy + Default + std::ops::AddAssign>(
+            counts: &[T],
+            b: usize,
+            target: impl Fn(usize) -> usize,
+        ) -> Vec<T> {
+            let mut out = vec![T::default(); b];
             for (i, n) in counts.iter().enumerate() {
-                out[target(i)] += n;
+                out[target(i)] += *n;
             }
             out
-        };
-        ch.total = remap(&ch.total);
-        ch.joint = ch.joint.chunks(b).flat_map(remap).collect();
+        }
+        ch.total = remap(&ch.total, b, target);
+        ch.joint = ch.joint.chunks(b).flat_map(|c| remap(c, b, target)).collect();
         ch.exponent = e;
         ch.origin = o;
     }
 
-    /// Counts with a loop per channel, the channels split over the cores. Each channel's bins
-    /// are computed once; each label row then adds them up in one sequential sweep.
+    /// Counts with a loop per channel, the channels split over the cores. The pixels are
+    /// first grouped by concept (once per batch, shared by every channel), so that each
+    /// channel adds up one concept's histogram at a time: the counts being written stay in
+    /// the core's first-level cache.
     fn count_on_cpu(&mut self, acts: &[f32], labels: &Tensor, p: usize) {
         let labels = to_vec::<i32>(&labels.to_kind(Kind::Int));
-        let rows: Vec<&[i32]> = labels.chunks(p).collect();
+        let mut by_concept: Vec<Vec<u32>> = vec![Vec::new(); self.concepts];
+        for row in labels.chunks(p) {
+            for (pixel, &concept) in row.iter().enumerate() {
+                if concept >= 0 {
+                    by_concept[concept as usize].push(pixel as u32);
+                }
+            }
+        }
         let b = self.bins;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per_thread = self.channels.len().div_ceil(threads).max(1);
         std::thread::scope(|scope| {
             for (t, group) in self.channels.chunks_mut(per_thread).enumerate() {
-                let rows = &rows;
+                let by_concept = &by_concept;
                 scope.spawn(move || {
                     let mut bins = vec![0u32; p];
                     for (i, ch) in group.iter_mut().enumerate() {
@@ -178,11 +192,9 @@ impl Binned {
                         for &bin in &bins {
                             ch.total[bin as usize] += 1;
                         }
-                        for row in rows {
-                            for (&concept, &bin) in row.iter().zip(&bins) {
-                                if concept >= 0 {
-                                    ch.joint[concept as usize * b + bin as usize] += 1;
-                                }
+                        for (counts, pixels) in ch.joint.chunks_mut(b).zip(by_concept) {
+                            for &pixel in pixels {
+                                counts[bins[pixel as usize] as usize] += 1;
                             }
                         }
                     }
@@ -215,7 +227,7 @@ impl Binned {
         for (i, ch) in self.channels.iter_mut().enumerate() {
             let (b, c) = (b as usize, c as usize);
             ch.total.iter_mut().zip(&total[i * b..]).for_each(|(x, n)| *x += *n as u64);
-            ch.joint.iter_mut().zip(&joint[i * c * b..]).for_each(|(x, n)| *x += *n as u64);
+            ch.joint.iter_mut().zip(&joint[i * c * b..]).for_each(|(x, n)| *x += *n as u32);
         }
     }
 
@@ -226,7 +238,7 @@ impl Binned {
         Some(Counts {
             thresholds: (0..self.bins).map(|j| ch.origin + j as f64 * w).collect(),
             total: ch.total.clone(),
-            joint: ch.joint.chunks(self.bins).map(<[u64]>::to_vec).collect(),
+            joint: ch.joint.chunks(self.bins).map(|c| c.iter().map(|n| *n as u64).collect()).collect(),
             range: (ch.lo, ch.hi),
             exact: false,
         })
