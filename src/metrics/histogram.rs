@@ -67,13 +67,17 @@ impl Binned {
     }
 
     /// The canonical layout for values in `[lo, hi]`: the smallest power-of-two width (no
-    /// finer than magnitude · 2^-24, no finer than `at_least`) whose aligned grid covers it.
+    /// finer than magnitude · 2^-24, no finer than `at_least`) whose grid, starting at a
+    /// multiple of half its span, covers it.
     fn layout(&self, lo: f64, hi: f64, at_least: i32) -> (i32, f64) {
         let magnitude = lo.abs().max(hi.abs()).max(1e-30);
         let mut e = (magnitude.log2().ceil() as i32 - RESOLUTION).max(at_least);
         loop {
             let w = 2f64.powi(e);
-            let origin = (lo / w).floor() * w;
+            // The origin snaps to multiples of half the grid, not of one bin, so that a
+            // range creeping downwards moves it (and remaps the counts) rarely.
+            let snap = (self.bins / 2) as f64 * w;
+            let origin = (lo / snap).floor() * snap;
             if origin + self.bins as f64 * w > hi {
                 return (e, origin);
             }
