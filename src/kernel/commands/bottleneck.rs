@@ -3,7 +3,7 @@
 
 use super::models::{config_fields, data_flag, train_config, Field, FieldKind, DATA_FLAG};
 use super::parse::{Invocation, UsageError, Value};
-use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
+use super::spec::{concat, ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
 use super::{Action, ReplView};
 
 /// The categories an SSB group can be.
@@ -22,8 +22,11 @@ const SEED: FlagSpec = FlagSpec { name: "seed", kind: FlagKind::Int, help: "seed
 const AS: FlagSpec =
     FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default MODEL_ssb / MODEL_usb)" };
 
-/// Flags of the USB regulariser (eq. 19-20), shared by `:usb` and `:sweep-usb`.
-const REG_FLAGS: [FlagSpec; 6] = [
+/// What `:usb` and `:sweep-usb` both take: the data, the regulariser (eq. 19-20) and the
+/// training policy.
+const USB_TRAINING: [FlagSpec; 11] = [
+    DATA_FLAG,
+    TEST,
     FlagSpec {
         name: "reg",
         kind: FlagKind::Choice(&["anneal", "entropy"]),
@@ -34,7 +37,31 @@ const REG_FLAGS: [FlagSpec; 6] = [
     FlagSpec { name: "gamma", kind: FlagKind::Float, help: "annealing: decay power γ (default 10)" },
     FlagSpec { name: "tau", kind: FlagKind::Int, help: "annealing: steps to reach T_τ (default: all)" },
     FlagSpec { name: "lambda", kind: FlagKind::Float, help: "entropy loss weight λ (default 0.1)" },
+    FlagSpec { name: "epochs", kind: FlagKind::Int, help: "epochs per USB (default 10)" },
+    FlagSpec { name: "lr", kind: FlagKind::Float, help: "learning rate (default 0.01)" },
+    SEED,
 ];
+
+const USB_FLAGS: [FlagSpec; 16] = concat(
+    concat::<3, 11, 14>(
+        [
+            AFTER,
+            FlagSpec { name: "groups", kind: FlagKind::Int, help: "N, parallel groups (default 1)" },
+            FlagSpec { name: "width", kind: FlagKind::Int, help: "K, channels per group, at least 2 (required)" },
+        ],
+        USB_TRAINING,
+    ),
+    [FlagSpec { name: "batch", kind: FlagKind::Int, help: "images per step (default 16)" }, AS],
+);
+
+const SWEEP_FLAGS: [FlagSpec; 14] = concat(
+    [
+        AFTER,
+        FlagSpec { name: "n", kind: FlagKind::List, help: "group counts N (default 1,2)" },
+        FlagSpec { name: "k", kind: FlagKind::List, help: "group widths K (default 2,5,10,20)" },
+    ],
+    USB_TRAINING,
+);
 
 pub static SSB: CommandSpec = CommandSpec {
     name: "ssb",
@@ -69,24 +96,7 @@ pub static USB: CommandSpec = CommandSpec {
               temperature (eq. 20) or adding the entropy loss (eq. 19). Shows softmax vs argmax scores and the \
               active channels.",
     args: &[MODEL_ARG],
-    flags: &[
-        AFTER,
-        FlagSpec { name: "groups", kind: FlagKind::Int, help: "N, parallel groups (default 1)" },
-        FlagSpec { name: "width", kind: FlagKind::Int, help: "K, channels per group, at least 2 (required)" },
-        DATA_FLAG,
-        TEST,
-        REG_FLAGS[0],
-        REG_FLAGS[1],
-        REG_FLAGS[2],
-        REG_FLAGS[3],
-        REG_FLAGS[4],
-        REG_FLAGS[5],
-        FlagSpec { name: "epochs", kind: FlagKind::Int, help: "epochs (default 10)" },
-        FlagSpec { name: "lr", kind: FlagKind::Float, help: "learning rate (default 0.01)" },
-        FlagSpec { name: "batch", kind: FlagKind::Int, help: "images per step (default 16)" },
-        SEED,
-        AS,
-    ],
+    flags: &USB_FLAGS,
     run: usb,
 };
 
@@ -102,22 +112,7 @@ pub static SWEEP_USB: CommandSpec = CommandSpec {
     name: "sweep-usb",
     summary: "Trains one USB per N×K after a stage and plots the argmax score against N·K (SB paper fig. 5).",
     args: &[MODEL_ARG],
-    flags: &[
-        AFTER,
-        FlagSpec { name: "n", kind: FlagKind::List, help: "group counts N (default 1,2)" },
-        FlagSpec { name: "k", kind: FlagKind::List, help: "group widths K (default 2,5,10,20)" },
-        DATA_FLAG,
-        TEST,
-        REG_FLAGS[0],
-        REG_FLAGS[1],
-        REG_FLAGS[2],
-        REG_FLAGS[3],
-        REG_FLAGS[4],
-        REG_FLAGS[5],
-        FlagSpec { name: "epochs", kind: FlagKind::Int, help: "epochs per USB (default 10)" },
-        FlagSpec { name: "lr", kind: FlagKind::Float, help: "learning rate (default 0.01)" },
-        SEED,
-    ],
+    flags: &SWEEP_FLAGS,
     run: sweep_usb,
 };
 

@@ -3,7 +3,7 @@
 
 use super::models::data_flag;
 use super::parse::{Invocation, UsageError, Value};
-use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
+use super::spec::{concat, ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
 use super::{Action, ReplView};
 
 const NET: ArgSpec =
@@ -13,26 +13,29 @@ const LAYER: FlagSpec =
 const DATA: FlagSpec =
     FlagSpec { name: "data", kind: FlagKind::Data, help: "a concept data set with pixel annotations (required)" };
 
-/// The flags that configure the alignment pass, shared by `:auic` and `:dissect`.
-const PASS_FLAGS: [FlagSpec; 5] = [
-    FlagSpec {
-        name: "categories",
-        kind: FlagKind::ChoiceList(&["object", "part", "material", "colour"]),
-        help: "concept categories to align with (default: all the data set has)",
-    },
-    FlagSpec {
-        name: "exact",
-        kind: FlagKind::Switch,
-        help: "every distinct activation a threshold (keeps all values)",
-    },
-    FlagSpec { name: "bins", kind: FlagKind::Int, help: "histogram bins per channel (default 1024)" },
-    FlagSpec {
-        name: "feature-res",
-        kind: FlagKind::Switch,
-        help: "compare at the layer's resolution, not the annotations'",
-    },
-    FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default NET_LAYER_auic)" },
-];
+/// The flags of the alignment pass, shared by `:auic` and `:dissect`.
+const PASS_FLAGS: [FlagSpec; 7] = concat(
+    [LAYER, DATA],
+    [
+        FlagSpec {
+            name: "categories",
+            kind: FlagKind::ChoiceList(&["object", "part", "material", "colour"]),
+            help: "concept categories to align with (default: all the data set has)",
+        },
+        FlagSpec {
+            name: "exact",
+            kind: FlagKind::Switch,
+            help: "every distinct activation a threshold (keeps all values)",
+        },
+        FlagSpec { name: "bins", kind: FlagKind::Int, help: "histogram bins per channel (default 1024)" },
+        FlagSpec {
+            name: "feature-res",
+            kind: FlagKind::Switch,
+            help: "compare at the layer's resolution, not the annotations'",
+        },
+        FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default NET_LAYER_auic)" },
+    ],
+);
 
 pub static AUIC: CommandSpec = CommandSpec {
     name: "auic",
@@ -40,7 +43,7 @@ pub static AUIC: CommandSpec = CommandSpec {
               shows AUiC (eq. 25), stability S (eq. 27), the best channels (concept, mIoU, θ*, Ψ) and the \
               inspectability curve; binds the result.",
     args: &[NET],
-    flags: &[LAYER, DATA, PASS_FLAGS[0], PASS_FLAGS[1], PASS_FLAGS[2], PASS_FLAGS[3], PASS_FLAGS[4]],
+    flags: &PASS_FLAGS,
     run: auic,
 };
 
@@ -49,7 +52,7 @@ pub static DISSECT: CommandSpec = CommandSpec {
     summary: "The NetDissect baseline on a layer: top-0.5% quantile thresholds, IoU per concept, detectors at \
               IoU > 0.04, beside the mIoU assignment (SB paper table 6); binds the result.",
     args: &[NET],
-    flags: &[LAYER, DATA, PASS_FLAGS[0], PASS_FLAGS[1], PASS_FLAGS[2], PASS_FLAGS[3], PASS_FLAGS[4]],
+    flags: &PASS_FLAGS,
     run: dissect,
 };
 

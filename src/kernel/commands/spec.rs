@@ -61,6 +61,22 @@ pub struct FlagSpec {
     pub help: &'static str,
 }
 
+/// `a` then `b`, at compile time: commands that share a block of flags list it once.
+/// `C` must be `A + B` (checked when the constant is evaluated).
+pub const fn concat<const A: usize, const B: usize, const C: usize>(
+    a: [FlagSpec; A],
+    b: [FlagSpec; B],
+) -> [FlagSpec; C] {
+    assert!(A + B == C, "concat: the result must hold exactly both lists");
+    let mut out = [FlagSpec { name: "", kind: FlagKind::Switch, help: "" }; C];
+    let mut i = 0;
+    while i < C {
+        out[i] = if i < A { a[i] } else { b[i - A] };
+        i += 1;
+    }
+    out
+}
+
 /// What a positional argument names, which decides how it is completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArgKind {
