@@ -56,9 +56,12 @@ struct Channel {
 /// constant channel still gets a layout that depends only on its value.
 const RESOLUTION: i32 = 24;
 
+/// Bins are counted through 16-bit indices.
+pub const MAX_BINS: i64 = 1 << 16;
+
 impl Binned {
     pub fn new(bins: i64, concepts: i64) -> Self {
-        assert!(bins >= 2, "at least two bins");
+        assert!((2..=MAX_BINS).contains(&bins), "2 to {MAX_BINS} bins");
         Binned { bins: bins as usize, concepts: concepts as usize, channels: Vec::new() }
     }
 
@@ -66,156 +69,72 @@ impl Binned {
         self.channels.len()
     }
 
-    /// The canonical layout for values in `[lo, hi]`: the smallest power-of-two width (no
-    /// finer than magnitude · 2^-24, no finer than `at_least`) whose grid, starting at a
-    /// multiple of half its span, covers it.
-    fn layout(&self, lo: f64, hi: f64, at_least: i32) -> (i32, f64) {
-        let magnitude = lo.abs().max(hi.abs()).max(1e-30);
-        let mut e = (magnitude.log2().ceil() as i32 - RESOLUTION).max(at_least);
-        loop {
-            let w = 2f64.powi(e);
-            // The origin snaps to multiples of half the grid, not of one bin, so that a
-            // range creeping downwards moves it (and remaps the counts) rarely.
-            let snap = (self.bins / 2) as f64 * w;
-            let origin = (lo / snap).floor() * snap;
-            if origin + self.bins as f64 * w > hi {
-                return (e, origin);
-            }
-            e += 1;
-        }
-    }
-
     /// Adds one batch: `acts` `[K, P]` (any float kind, any device), `labels` `[L, P]` int64
     /// concept indices in `0..C` or `-1`, one row per label map (a pixel has one label per
     /// concept category).
     pub fn add(&mut self, acts: &Tensor, labels: &Tensor) {
         let (k, p) = (acts.size()[0] as usize, acts.size()[1] as usize);
-        if p == 0 {
+        if p == 0 || k == 0 {
             return;
         }
-        let on_cpu = acts.device() == Device::Cpu;
-        let acts = if on_cpu { acts.to_kind(Kind::Float).contiguous() } else { acts.shallow_clone() };
-        let (lo, hi) = if on_cpu {
-            let values = cpu_values(&acts);
-            values
-                .chunks(p)
-                .map(|v| {
-                    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &a| (l.min(a as f64), h.max(a as f64)))
-                })
-                .unzip()
-        } else {
-            let column = |t: Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu)).unwrap();
-            (column(acts.amin(&[1i64][..], false)), column(acts.amax(&[1i64][..], false)))
-        };
         if self.channels.is_empty() {
-            let empty = || Channel {
-                exponent: i32::MIN,
-                origin: 0.0,
-                lo: f64::INFINITY,
-                hi: f64::NEG_INFINITY,
-                total: Vec::new(),
-                joint: Vec::new(),
-            };
-            self.channels = (0..k).map(|_| empty()).collect();
+            self.channels = vec![Channel::EMPTY; k];
         }
-        for (c, ch) in self.channels.iter_mut().enumerate() {
-            ch.lo = ch.lo.min(lo[c]);
-            ch.hi = ch.hi.max(hi[c]);
-        }
-        for c in 0..k {
-            self.grow(c);
-        }
-        if on_cpu {
-            self.count_on_cpu(cpu_values(&acts), labels, p);
+        if acts.device() == Device::Cpu {
+            self.add_on_cpu(acts, labels);
         } else {
-            self.count_on_device(&acts, labels);
+            self.add_on_device(acts, labels);
         }
     }
 
-    /// Widens channel `c`'s bins until its range fits, merging counts exactly.
-    fn grow(&mut self, c: usize) {
-        let (b, concepts) = (self.bins, self.concepts);
-        let ch = &self.channels[c];
-        let (e, o) = self.layout(ch.lo, ch.hi, ch.exponent);
-        let ch = &mut self.channels[c];
-        if ch.total.is_empty() {
-            *ch = Channel { exponent: e, origin: o, total: vec![0; b], joint: vec![0; concepts * b], ..ch.clone() };
-            return;
-        }
-        if e == ch.exponent && o == ch.origin {
-            return;
-        }
-        let shift = ((ch.origin - o) / 2f64.powi(ch.exponent)).round() as usize;
-        let merge = (e - ch.exponent) as u32;
-        let target = |i: usize| ((i + shift) >> merge).min(b - 1);
-        fn remap<T: Copy + Default + std::ops::AddAssign>(
-            counts: &[T],
-            b: usize,
-            target: impl Fn(usize) -> usize,
-        ) -> Vec<T> {
-            let mut out = vec![T::default(); b];
-            for (i, n) in counts.iter().enumerate() {
-                out[target(i)] += *n;
-            }
-            out
-        }
-        ch.total = remap(&ch.total, b, target);
-        ch.joint = ch.joint.chunks(b).flat_map(|c| remap(c, b, target)).collect();
-        ch.exponent = e;
-        ch.origin = o;
-    }
-
-    /// Counts with a loop per channel, the channels split over the cores. The pixels are
-    /// first grouped by concept (once per batch, shared by every channel), so that each
-    /// channel adds up one concept's histogram at a time: the counts being written stay in
-    /// the core's first-level cache.
-    fn count_on_cpu(&mut self, acts: &[f32], labels: &Tensor, p: usize) {
-        let labels = to_vec::<i32>(&labels.to_kind(Kind::Int));
-        let mut by_concept: Vec<Vec<u32>> = vec![Vec::new(); self.concepts];
-        for row in labels.chunks(p) {
-            for (pixel, &concept) in row.iter().enumerate() {
-                if concept >= 0 {
-                    by_concept[concept as usize].push(pixel as u32);
-                }
-            }
-        }
-        let b = self.bins;
+    /// One read of each channel's values does everything: its range, the layout that covers
+    /// it, and its counts; the channels are split over the cores. The pixels are first grouped
+    /// by concept (once per batch, shared by every channel), so that a channel adds up one
+    /// concept's histogram at a time and the counts being written stay in the first-level
+    /// cache.
+    fn add_on_cpu(&mut self, acts: &Tensor, labels: &Tensor) {
+        let acts = Rows::<f32>::new(acts);
+        let rows = acts.rows();
+        let groups = ConceptGroups::new(labels, self.concepts);
+        let (bins, concepts) = (self.bins, self.concepts);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per_thread = self.channels.len().div_ceil(threads).max(1);
         std::thread::scope(|scope| {
             for (t, group) in self.channels.chunks_mut(per_thread).enumerate() {
-                let by_concept = &by_concept;
+                let (rows, groups) = (&rows, &groups);
                 scope.spawn(move || {
-                    let mut bins = vec![0u32; p];
+                    let mut scratch = vec![0u16; rows[0].len()];
                     for (i, ch) in group.iter_mut().enumerate() {
-                        let values = &acts[(t * per_thread + i) * p..][..p];
-                        let (origin, scale, last) = (ch.origin, 2f64.powi(-ch.exponent), (b - 1) as f64);
-                        for (bin, &a) in bins.iter_mut().zip(values) {
-                            *bin = ((a as f64 - origin) * scale).min(last) as u32;
-                        }
-                        for &bin in &bins {
-                            ch.total[bin as usize] += 1;
-                        }
-                        for (counts, pixels) in ch.joint.chunks_mut(b).zip(by_concept) {
-                            for &pixel in pixels {
-                                counts[bins[pixel as usize] as usize] += 1;
-                            }
-                        }
+                        let values = rows[t * per_thread + i];
+                        ch.add(values, groups, &mut scratch, bins, concepts);
                     }
                 });
             }
         });
     }
 
+    /// The device path: the range by reductions on the device, then `bincount` there.
+    fn add_on_device(&mut self, acts: &Tensor, labels: &Tensor) {
+        let column = |t: Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu)).unwrap();
+        let (lo, hi) = (column(acts.amin(&[1i64][..], false)), column(acts.amax(&[1i64][..], false)));
+        let (bins, concepts) = (self.bins, self.concepts);
+        for (c, ch) in self.channels.iter_mut().enumerate() {
+            ch.observe(lo[c], hi[c], bins, concepts);
+        }
+        self.count_on_device(acts, labels);
+    }
+
     /// Counts with `bincount` on the activations' device.
     fn count_on_device(&mut self, acts: &Tensor, labels: &Tensor) {
         let (k, b, c) = (self.channels.len() as i64, self.bins as i64, self.concepts as i64);
         let device = acts.device();
-        let column = |f: fn(&Channel) -> f64| {
-            Tensor::from_slice(&self.channels.iter().map(f).collect::<Vec<_>>()).to_device(device).view([k, 1])
-        };
-        let (origin, scale) = (column(|ch| ch.origin), column(|ch| 2f64.powi(-ch.exponent)));
-        let bins = ((acts.to_kind(Kind::Double) - origin) * scale).floor().to_kind(Kind::Int64).clamp(0, b - 1);
+        let grids: Vec<(f32, f32, f32)> = self.channels.iter().map(|ch| ch.grid(b as usize)).collect();
+        let column = |values: Vec<f32>| Tensor::from_slice(&values).to_device(device).view([k, 1]);
+        let origin = column(grids.iter().map(|g| g.0).collect());
+        let scale = column(grids.iter().map(|g| g.1).collect());
+        // The same f32 arithmetic as the CPU loop, so that both paths bin alike.
+        let bins =
+            ((acts.to_kind(Kind::Float) - origin) * scale).clamp(0.0, (b - 1) as f64).floor().to_kind(Kind::Int64);
         let channel = Tensor::arange(k, (Kind::Int64, device)).view([k, 1]);
         let total = (&channel * b + &bins).view([-1]).bincount::<Tensor>(None, k * b);
         let mut joint = Tensor::zeros([k * c * b], (Kind::Int64, device));
@@ -249,21 +168,184 @@ impl Binned {
     }
 }
 
-/// The elements of a contiguous CPU float tensor, without copying them.
-fn cpu_values(t: &Tensor) -> &[f32] {
-    assert!(t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous());
-    // SAFETY: the tensor is a contiguous CPU f32 buffer of `numel` elements, and the slice
-    // borrows the tensor, so the buffer outlives it.
-    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) }
+impl Channel {
+    const EMPTY: Channel = Channel {
+        exponent: i32::MIN,
+        origin: 0.0,
+        lo: f64::INFINITY,
+        hi: f64::NEG_INFINITY,
+        total: Vec::new(),
+        joint: Vec::new(),
+    };
+
+    /// The grid as [`bin_and_range`] takes it: origin, bins per unit, last bin.
+    fn grid(&self, bins: usize) -> (f32, f32, f32) {
+        (self.origin as f32, 2f32.powi(-self.exponent.max(-126)), (bins - 1) as f32)
+    }
+
+    /// Adds one batch of this channel's `values` (one per pixel). They are binned on the
+    /// current grid while their range is taken, and binned again only when the range has
+    /// outgrown the grid, so that they are read from memory once.
+    fn add(&mut self, values: &[f32], groups: &ConceptGroups, scratch: &mut [u16], bins: usize, concepts: usize) {
+        let (origin, scale, last) = self.grid(bins);
+        let (lo, hi) = bin_and_range(values, scratch, origin, scale, last);
+        if self.observe(lo, hi, bins, concepts) {
+            let (origin, scale, last) = self.grid(bins);
+            bin_and_range(values, scratch, origin, scale, last);
+        }
+        self.count(groups, scratch, bins);
+    }
+
+    /// Widens the range to `[lo, hi]` and the bins until the range fits, merging counts
+    /// exactly; whether the grid changed.
+    fn observe(&mut self, lo: f64, hi: f64, bins: usize, concepts: usize) -> bool {
+        self.lo = self.lo.min(lo);
+        self.hi = self.hi.max(hi);
+        let (e, o) = layout(bins, self.lo, self.hi, self.exponent);
+        if self.total.is_empty() {
+            (self.exponent, self.origin) = (e, o);
+            self.total = vec![0; bins];
+            self.joint = vec![0; concepts * bins];
+            return true;
+        }
+        if e == self.exponent && o == self.origin {
+            return false;
+        }
+        let shift = ((self.origin - o) / 2f64.powi(self.exponent)).round() as usize;
+        let merge = (e - self.exponent) as u32;
+        let target = |i: usize| ((i + shift) >> merge).min(bins - 1);
+        fn remap<T: Copy + Default + std::ops::AddAssign>(
+            counts: &[T],
+            b: usize,
+            target: impl Fn(usize) -> usize,
+        ) -> Vec<T> {
+            let mut out = vec![T::default(); b];
+            for (i, n) in counts.iter().enumerate() {
+                out[target(i)] += *n;
+            }
+            out
+        }
+        self.total = remap(&self.total, bins, target);
+        self.joint = self.joint.chunks(bins).flat_map(|c| remap(c, bins, target)).collect();
+        (self.exponent, self.origin) = (e, o);
+        true
+    }
+
+    /// Counts one batch's bins (one per pixel) into the histograms.
+    fn count(&mut self, groups: &ConceptGroups, scratch: &[u16], bins: usize) {
+        // Two interleaved tables, so that runs of equal bins (smooth, upsampled maps) do not
+        // wait on each other's stores.
+        let mut pair = vec![0u32; 2 * bins];
+        let (even, odd) = pair.split_at_mut(bins);
+        for two in scratch.chunks(2) {
+            even[two[0] as usize] += 1;
+            if let Some(&b) = two.get(1) {
+                odd[b as usize] += 1;
+            }
+        }
+        for ((t, e), o) in self.total.iter_mut().zip(&*even).zip(&*odd) {
+            *t += (*e + *o) as u64;
+        }
+        for (counts, pixels) in self.joint.chunks_mut(bins).zip(&groups.pixels) {
+            for &pixel in pixels {
+                counts[scratch[pixel as usize] as usize] += 1;
+            }
+        }
+    }
 }
 
-/// A CPU tensor's elements by one memory copy (`Vec::try_from` goes element by element).
-fn to_vec<T: tch::kind::Element + Default + Clone>(t: &Tensor) -> Vec<T> {
-    let t = t.contiguous();
-    let n = t.numel();
-    let mut out = vec![T::default(); n];
-    t.copy_data(&mut out, n);
-    out
+/// The canonical layout for values in `[lo, hi]` over `bins` bins: the smallest
+/// power-of-two width (no finer than magnitude · 2^-24, no finer than `at_least`) whose grid,
+/// starting at a multiple of half its span, covers it.
+fn layout(bins: usize, lo: f64, hi: f64, at_least: i32) -> (i32, f64) {
+    let magnitude = lo.abs().max(hi.abs()).max(1e-30);
+    let mut e = (magnitude.log2().ceil() as i32 - RESOLUTION).max(at_least);
+    loop {
+        let w = 2f64.powi(e);
+        // The origin snaps to multiples of half the grid, not of one bin, so that a range
+        // creeping downwards moves it (and remaps the counts) rarely.
+        let snap = (bins / 2) as f64 * w;
+        let origin = (lo / snap).floor() * snap;
+        if origin + bins as f64 * w > hi {
+            return (e, origin);
+        }
+        e += 1;
+    }
+}
+
+/// Bins `values` into `out` on the grid `(origin, scale)` (`(v − origin) · scale`, floored,
+/// clamped to `0..=last`), and returns their smallest and largest value, ignoring NaN. One
+/// read does both, in eight lanes so that it vectorises.
+fn bin_and_range(values: &[f32], out: &mut [u16], origin: f32, scale: f32, last: f32) -> (f64, f64) {
+    let (mut lo, mut hi) = ([f32::INFINITY; 8], [f32::NEG_INFINITY; 8]);
+    let bin = |v: f32| ((v - origin) * scale).clamp(0.0, last) as u16;
+    let split = values.len() / 8 * 8;
+    let (whole, tail) = out[..values.len()].split_at_mut(split);
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder().iter().zip(tail);
+    for (chunk, bins) in chunks.zip(whole.chunks_exact_mut(8)) {
+        for i in 0..8 {
+            lo[i] = if chunk[i] < lo[i] { chunk[i] } else { lo[i] };
+            hi[i] = if chunk[i] > hi[i] { chunk[i] } else { hi[i] };
+            bins[i] = bin(chunk[i]);
+        }
+    }
+    for (&v, b) in rest {
+        lo[0] = if v < lo[0] { v } else { lo[0] };
+        hi[0] = if v > hi[0] { v } else { hi[0] };
+        *b = bin(v);
+    }
+    (lo.iter().fold(f32::INFINITY, |m, &v| m.min(v)) as f64, hi.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64)
+}
+
+/// A `[R, P]` CPU tensor's rows as slices of `T`, read in place when the tensor already
+/// holds `T` with contiguous rows: converting would start libtorch's thread pool, whose
+/// spinning workers then compete with the counting threads for the cores.
+struct Rows<T> {
+    tensor: Tensor,
+    stride: usize,
+    len: usize,
+    element: std::marker::PhantomData<T>,
+}
+
+impl<T: tch::kind::Element> Rows<T> {
+    fn new(t: &Tensor) -> Self {
+        let in_place = t.kind() == T::KIND && t.stride()[1] == 1;
+        let tensor = if in_place { t.shallow_clone() } else { t.to_kind(T::KIND).contiguous() };
+        let (stride, len) = (tensor.stride()[0] as usize, tensor.size()[1] as usize);
+        Rows { tensor, stride, len, element: std::marker::PhantomData }
+    }
+
+    fn rows(&self) -> Vec<&[T]> {
+        let base = self.tensor.data_ptr() as *const T;
+        (0..self.tensor.size()[0] as usize)
+            // SAFETY: a CPU tensor of `T` whose rows are contiguous (`stride[1] == 1`) holds
+            // row `r`'s `len` values from `r · stride`; the slices borrow `self`, which owns
+            // the tensor.
+            .map(|r| unsafe { std::slice::from_raw_parts(base.add(r * self.stride), self.len) })
+            .collect()
+    }
+}
+
+/// A batch's pixels grouped by concept: `pixels[c]` lists, ascending, the pixels labelled
+/// `c` in any label row.
+struct ConceptGroups {
+    pixels: Vec<Vec<u32>>,
+}
+
+impl ConceptGroups {
+    fn new(labels: &Tensor, concepts: usize) -> Self {
+        let labels = Rows::<i64>::new(labels);
+        let mut pixels: Vec<Vec<u32>> = vec![Vec::new(); concepts];
+        for row in labels.rows() {
+            for (pixel, &concept) in row.iter().enumerate() {
+                if concept >= 0 {
+                    pixels[concept as usize].push(pixel as u32);
+                }
+            }
+        }
+        ConceptGroups { pixels }
+    }
 }
 
 /// Every value of every channel, for exact thresholds.

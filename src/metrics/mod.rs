@@ -130,10 +130,11 @@ pub fn inspect<D: ConceptDataset + ?Sized>(
 ) -> Result<Inspectability, MetricError> {
     let stage = resolve_layer(model, stage)?;
     let concepts = ConceptSet::new(data.vocabulary(), config.categories.as_deref())?;
-    if data.is_empty() || config.batch_size == 0 || config.bins < 2 {
-        return Err(MetricError::Invalid(
-            "needs at least one image, a batch size of 1 or more and 2 bins or more".into(),
-        ));
+    if data.is_empty() || config.batch_size == 0 || !(2..=histogram::MAX_BINS).contains(&config.bins) {
+        return Err(MetricError::Invalid(format!(
+            "needs at least one image, a batch size of 1 or more and 2 to {} bins",
+            histogram::MAX_BINS
+        )));
     }
     let c = concepts.names.len() as i64;
     let mut binned = histogram::Binned::new(config.bins, c);

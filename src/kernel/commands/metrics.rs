@@ -104,7 +104,12 @@ fn pass(inv: &Invocation, view: &ReplView) -> Result<(String, String), UsageErro
         fields.push("exact: true".into());
     }
     match inv.int("bins") {
-        Some(b) if b < 2 => return Err(UsageError(format!("--bins must be at least 2, got {b}"))),
+        Some(b) if !(2..=crate::metrics::histogram::MAX_BINS).contains(&b) => {
+            return Err(UsageError(format!(
+                "--bins must be from 2 to {}, got {b}",
+                crate::metrics::histogram::MAX_BINS
+            )))
+        }
         Some(b) => fields.push(format!("bins: {b}")),
         None => {}
     }
@@ -222,7 +227,7 @@ mod tests {
         let err = |line: &str| run(line, &view()).unwrap_err().0;
         assert!(err(":auic net --data scenes").contains("needs --layer"));
         assert!(err(":auic net --layer stage2").contains("needs --data"));
-        assert!(err(":auic net --layer stage2 --data scenes --bins 1").contains("at least 2"));
+        assert!(err(":auic net --layer stage2 --data scenes --bins 1").contains("from 2 to 65536"));
         assert!(err(":auic net --layer stage2 --data scenes --categories colors").contains("did you mean `colour`"));
         assert!(
             err(":inspect-curve a,net").contains("not a alignment result")
