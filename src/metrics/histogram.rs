@@ -47,8 +47,9 @@ struct Channel {
     lo: f64,
     hi: f64,
     total: Vec<u64>,
-    /// `C × B`, concept-major; 32 bits keep a channel's counts in cache while a batch is
-    /// counted (a bin of one concept would need 4 billion pixels to overflow).
+    /// `(C + 1) × B`, concept-major, the last row the unlabelled pixels' (see
+    /// [`LabelSlots`]); 32 bits keep a channel's counts in cache while a batch is counted (a
+    /// bin of one concept would need 4 billion pixels to overflow).
     joint: Vec<u32>,
 }
 
@@ -87,26 +88,26 @@ impl Binned {
         }
     }
 
-    /// One read of each channel's values does everything: its range, the layout that covers
-    /// it, and its counts; the channels are split over the cores. The pixels are first grouped
-    /// by concept (once per batch, shared by every channel), so that a channel adds up one
-    /// concept's histogram at a time and the counts being written stay in the first-level
-    /// cache.
+    /// One read of each channel's values from memory does everything: its range, the layout
+    /// that covers it, and its counts; the channels are split over the cores. Each pixel's
+    /// labels are first turned into offsets into the concept-major counts (once per batch,
+    /// shared by every channel), so that counting a pixel is one sequential read and one
+    /// increment per label map.
     fn add_on_cpu(&mut self, acts: &Tensor, labels: &Tensor) {
         let acts = Rows::<f32>::new(acts);
         let rows = acts.rows();
-        let groups = ConceptGroups::new(labels, self.concepts);
+        let slots = LabelSlots::new(labels, self.concepts, self.bins);
         let (bins, concepts) = (self.bins, self.concepts);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per_thread = self.channels.len().div_ceil(threads).max(1);
         std::thread::scope(|scope| {
             for (t, group) in self.channels.chunks_mut(per_thread).enumerate() {
-                let (rows, groups) = (&rows, &groups);
+                let (rows, slots) = (&rows, &slots);
                 scope.spawn(move || {
                     let mut scratch = vec![0u16; rows[0].len()];
                     for (i, ch) in group.iter_mut().enumerate() {
                         let values = rows[t * per_thread + i];
-                        ch.add(values, groups, &mut scratch, bins, concepts);
+                        ch.add(values, slots, &mut scratch, bins, concepts);
                     }
                 });
             }
@@ -137,20 +138,21 @@ impl Binned {
             ((acts.to_kind(Kind::Float) - origin) * scale).clamp(0.0, (b - 1) as f64).floor().to_kind(Kind::Int64);
         let channel = Tensor::arange(k, (Kind::Int64, device)).view([k, 1]);
         let total = (&channel * b + &bins).view([-1]).bincount::<Tensor>(None, k * b);
-        let mut joint = Tensor::zeros([k * c * b], (Kind::Int64, device));
+        // Rows of C + 1 concepts, the last the unlabelled pixels', as on the CPU.
+        let rows = c + 1;
+        let mut joint = Tensor::zeros([k * rows * b], (Kind::Int64, device));
         for row in 0..labels.size()[0] {
             let map = labels.get(row).to_device(device);
-            let labelled = map.ge(0).nonzero().view([-1]);
-            let concept = map.index_select(0, &labelled).view([1, -1]);
-            let index = (&channel * c + concept) * b + bins.index_select(1, &labelled);
-            joint += index.view([-1]).bincount::<Tensor>(None, k * c * b);
+            let concept = map.masked_fill(&map.lt(0), c).view([1, -1]);
+            let index = (&channel * rows + concept) * b + &bins;
+            joint += index.view([-1]).bincount::<Tensor>(None, k * rows * b);
         }
         let to_vec = |t: Tensor| Vec::<i64>::try_from(t.to_device(Device::Cpu)).unwrap();
         let (total, joint) = (to_vec(total), to_vec(joint));
+        let (b, per_channel) = (b as usize, (rows * b) as usize);
         for (i, ch) in self.channels.iter_mut().enumerate() {
-            let (b, c) = (b as usize, c as usize);
-            ch.total.iter_mut().zip(&total[i * b..]).for_each(|(x, n)| *x += *n as u64);
-            ch.joint.iter_mut().zip(&joint[i * c * b..]).for_each(|(x, n)| *x += *n as u32);
+            ch.total.iter_mut().zip(&total[i * b..][..b]).for_each(|(x, n)| *x += *n as u64);
+            ch.joint.iter_mut().zip(&joint[i * per_channel..][..per_channel]).for_each(|(x, n)| *x += *n as u32);
         }
     }
 
@@ -161,7 +163,12 @@ impl Binned {
         Some(Counts {
             thresholds: (0..self.bins).map(|j| ch.origin + j as f64 * w).collect(),
             total: ch.total.clone(),
-            joint: ch.joint.chunks(self.bins).map(|c| c.iter().map(|n| *n as u64).collect()).collect(),
+            joint: ch
+                .joint
+                .chunks(self.bins)
+                .take(self.concepts)
+                .map(|c| c.iter().map(|n| *n as u64).collect())
+                .collect(),
             range: (ch.lo, ch.hi),
             exact: false,
         })
@@ -186,14 +193,14 @@ impl Channel {
     /// Adds one batch of this channel's `values` (one per pixel). They are binned on the
     /// current grid while their range is taken, and binned again only when the range has
     /// outgrown the grid, so that they are read from memory once.
-    fn add(&mut self, values: &[f32], groups: &ConceptGroups, scratch: &mut [u16], bins: usize, concepts: usize) {
+    fn add(&mut self, values: &[f32], slots: &LabelSlots, scratch: &mut [u16], bins: usize, concepts: usize) {
         let (origin, scale, last) = self.grid(bins);
         let (lo, hi) = bin_and_range(values, scratch, origin, scale, last);
         if self.observe(lo, hi, bins, concepts) {
             let (origin, scale, last) = self.grid(bins);
             bin_and_range(values, scratch, origin, scale, last);
         }
-        self.count(groups, scratch, bins);
+        self.count(slots, scratch, bins);
     }
 
     /// Widens the range to `[lo, hi]` and the bins until the range fits, merging counts
@@ -205,7 +212,7 @@ impl Channel {
         if self.total.is_empty() {
             (self.exponent, self.origin) = (e, o);
             self.total = vec![0; bins];
-            self.joint = vec![0; concepts * bins];
+            self.joint = vec![0; (concepts + 1) * bins];
             return true;
         }
         if e == self.exponent && o == self.origin {
@@ -232,7 +239,7 @@ impl Channel {
     }
 
     /// Counts one batch's bins (one per pixel) into the histograms.
-    fn count(&mut self, groups: &ConceptGroups, scratch: &[u16], bins: usize) {
+    fn count(&mut self, slots: &LabelSlots, scratch: &[u16], bins: usize) {
         // Two interleaved tables, so that runs of equal bins (smooth, upsampled maps) do not
         // wait on each other's stores.
         let mut pair = vec![0u32; 2 * bins];
@@ -246,9 +253,9 @@ impl Channel {
         for ((t, e), o) in self.total.iter_mut().zip(&*even).zip(&*odd) {
             *t += (*e + *o) as u64;
         }
-        for (counts, pixels) in self.joint.chunks_mut(bins).zip(&groups.pixels) {
-            for &pixel in pixels {
-                counts[scratch[pixel as usize] as usize] += 1;
+        for row in &slots.rows {
+            for (&slot, &bin) in row.iter().zip(scratch) {
+                self.joint[slot as usize + bin as usize] += 1;
             }
         }
     }
@@ -327,24 +334,18 @@ impl<T: tch::kind::Element> Rows<T> {
     }
 }
 
-/// A batch's pixels grouped by concept: `pixels[c]` lists, ascending, the pixels labelled
-/// `c` in any label row.
-struct ConceptGroups {
-    pixels: Vec<Vec<u32>>,
+/// A batch's labels as offsets into a channel's concept-major counts: `rows[r][p]` is
+/// `c · B` for the concept `c` of pixel `p` in label map `r`, or `C · B`, a spare row that
+/// takes unlabelled pixels so that the counting loop needs no branch.
+struct LabelSlots {
+    rows: Vec<Vec<u32>>,
 }
 
-impl ConceptGroups {
-    fn new(labels: &Tensor, concepts: usize) -> Self {
+impl LabelSlots {
+    fn new(labels: &Tensor, concepts: usize, bins: usize) -> Self {
         let labels = Rows::<i64>::new(labels);
-        let mut pixels: Vec<Vec<u32>> = vec![Vec::new(); concepts];
-        for row in labels.rows() {
-            for (pixel, &concept) in row.iter().enumerate() {
-                if concept >= 0 {
-                    pixels[concept as usize].push(pixel as u32);
-                }
-            }
-        }
-        ConceptGroups { pixels }
+        let slot = |c: i64| (if c >= 0 { c as usize } else { concepts } * bins) as u32;
+        LabelSlots { rows: labels.rows().iter().map(|row| row.iter().map(|&c| slot(c)).collect()).collect() }
     }
 }
 
@@ -425,7 +426,7 @@ mod tests {
         tensors.channels = looped
             .channels
             .iter()
-            .map(|c| Channel { total: vec![0; 128], joint: vec![0; 6 * 128], ..c.clone() })
+            .map(|c| Channel { total: vec![0; 128], joint: vec![0; 7 * 128], ..c.clone() })
             .collect();
         tensors.count_on_device(&acts, &labels);
         assert_eq!(looped, tensors);
