@@ -31,6 +31,9 @@ impl Default for Size {
 #[derive(Debug, Clone)]
 pub struct Timing {
     pub plain_read: f64,
+    /// One count per activation into one histogram per channel, on every core: the least any
+    /// histogram method does, before concepts.
+    pub bare_histogram: f64,
     pub one_pass: f64,
     pub per_threshold: f64,
     pub netdissect: f64,
@@ -59,6 +62,7 @@ pub fn run(size: Size, device: Device) -> Timing {
         .contiguous();
     let mut sink = 0.0;
     let plain_read = seconds(|| sink += acts.sum(Kind::Float).double_value(&[]));
+    let bare_histogram = seconds(|| sink += bare_histogram(&acts) as f64);
     let mut scores = Vec::new();
     let one_pass = seconds(|| {
         let mut binned = Binned::new(1024, c);
@@ -102,12 +106,43 @@ pub fn run(size: Size, device: Device) -> Timing {
             .unwrap_or_default();
     Timing {
         plain_read,
+        bare_histogram,
         one_pass,
         per_threshold,
         netdissect,
         auic: auic::auic(&scores),
         auic_per_threshold: auic::auic(&per_threshold_mious),
     }
+}
+
+/// Counts each channel's values into 1024 bins over their range, the channels split over the
+/// cores; returns a checksum.
+fn bare_histogram(acts: &Tensor) -> u64 {
+    let acts = acts.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+    let p = acts.size()[1] as usize;
+    // SAFETY: a contiguous CPU f32 tensor of `numel` values, borrowed while `acts` lives.
+    let values = unsafe { std::slice::from_raw_parts(acts.data_ptr() as *const f32, acts.numel()) };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = values.len().div_ceil(p).div_ceil(threads).max(1) * p;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = values
+            .chunks(per_thread)
+            .map(|rows| {
+                scope.spawn(move || {
+                    let mut hist = vec![0u32; 1024];
+                    for row in rows.chunks(p) {
+                        let (lo, hi) = row.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+                        let scale = 1023.0 / (hi - lo).max(f32::MIN_POSITIVE);
+                        for &v in row {
+                            hist[((v - lo) * scale) as usize] += 1;
+                        }
+                    }
+                    hist.iter().map(|&n| n as u64).sum::<u64>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("counting thread")).sum()
+    })
 }
 
 /// `[P, C]` float: 1 where a pixel carries a concept in any label row.
@@ -137,6 +172,11 @@ pub fn report(size: Size, device: Device) -> String {
             size.channels, size.pixels, size.concepts, size.batches, device
         ),
         format!("plain read of the activations  {}   (floor)", ms(t.plain_read)),
+        format!(
+            "bare histogram, no concepts    {}   {:.1}× the plain read",
+            ms(t.bare_histogram),
+            t.bare_histogram / t.plain_read
+        ),
         format!("one-pass AUiC (1024 bins)      {}   {:.1}× the plain read", ms(t.one_pass), t.one_pass / t.plain_read),
         format!(
             "per-threshold AUiC ({} θ)     {}   {:.1}× slower than one pass",
