@@ -10,6 +10,7 @@ pub mod cache;
 pub mod data;
 pub mod device;
 pub mod display;
+pub mod inn;
 pub mod interrupt;
 pub mod metrics;
 pub mod models;

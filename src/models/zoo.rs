@@ -50,7 +50,7 @@ pub enum ZooError {
     Data(#[from] DataError),
 }
 
-fn cache_error(path: &Path, e: impl fmt::Display) -> ZooError {
+pub(crate) fn cache_error(path: &Path, e: impl fmt::Display) -> ZooError {
     ZooError::Cache { path: path.display().to_string(), message: e.to_string() }
 }
 
@@ -81,7 +81,8 @@ pub enum DataRecipe {
 }
 
 impl DataRecipe {
-    fn examples(&self) -> Result<(Examples, Examples), ZooError> {
+    /// The training and test examples.
+    pub(crate) fn examples(&self) -> Result<(Examples, Examples), ZooError> {
         match self {
             DataRecipe::Scenes { train, test, config } => {
                 let scenes = |n: usize, seed: u64| -> Result<Examples, ZooError> {
@@ -102,7 +103,8 @@ impl DataRecipe {
         }
     }
 
-    fn describe(&self) -> String {
+    /// `8000 ColorMNIST digits at 32×32`.
+    pub(crate) fn describe(&self) -> String {
         match self {
             DataRecipe::Scenes { train, config, .. } => {
                 format!("{train} concept scenes at {0}×{0}", config.size)
@@ -147,13 +149,19 @@ impl Recipe {
         }
     }
 
-    /// A stable hash of the recipe (FNV-1a over its debug form): the cache key.
+    /// A stable hash of the recipe: the cache key.
     fn fingerprint(&self) -> String {
-        let hash = format!("{self:?}")
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-        format!("{:08x}", hash >> 32)
+        fingerprint(self)
     }
+}
+
+/// A stable hash of a recipe (FNV-1a over its debug form), the cache key of whatever it
+/// trains: a changed recipe gets a new directory instead of stale weights.
+pub(crate) fn fingerprint(recipe: &impl fmt::Debug) -> String {
+    let hash = format!("{recipe:?}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    format!("{:08x}", hash >> 32)
 }
 
 /// One model of the zoo.
@@ -342,7 +350,8 @@ pub struct Checkpoint {
     pub test: Score,
 }
 
-const CARD: &str = "card.json";
+/// The file that marks a trained model's directory complete.
+pub(crate) const CARD: &str = "card.json";
 const WEIGHTS: &str = "weights.safetensors";
 
 fn step_file(step: usize) -> String {
@@ -401,33 +410,51 @@ pub fn card(name: &str, device: Device) -> Result<Card, ZooError> {
 
 /// The directory of `entry`'s trained files under `root`, training it now if it has none.
 fn trained(root: &Path, entry: &Entry, device: Device) -> Result<PathBuf, ZooError> {
-    let dir = entry_dir(root, entry);
+    let recipe = (entry.recipe)();
+    let name = format!("{}-{}", entry.name, recipe.fingerprint());
+    cached(root, &name, |partial| {
+        println!(
+            "{}: training on first use ({} steps on {}, {}); cached for later kernels",
+            entry.name,
+            recipe.max_steps(),
+            recipe.data.describe(),
+            crate::device::describe(device)
+        );
+        train_into(entry, &recipe, partial, device)
+    })
+}
+
+/// The directory `root/name` of something trained once and kept (zoo models, the INN
+/// autoencoders), made now by `train_into` if it lacks its [`CARD`]. `train_into` writes
+/// into a private directory that is renamed into place when complete (the card last), so
+/// a kernel reading the cache never sees half a model and two kernels training at once do
+/// not mix files; on failure nothing is kept.
+pub(crate) fn cached<E: From<ZooError>>(
+    root: &Path,
+    name: &str,
+    train_into: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<PathBuf, E> {
+    let dir = root.join(name);
     if dir.join(CARD).is_file() {
         return Ok(dir);
     }
-    let recipe = (entry.recipe)();
-    println!(
-        "{}: training on first use ({} steps on {}, {}); cached for later kernels",
-        entry.name,
-        recipe.max_steps(),
-        recipe.data.describe(),
-        crate::device::describe(device)
-    );
-    // Train in a private directory and rename it into place, so a kernel that reads the
-    // cache never sees half a model, and two kernels training at once do not mix files.
     std::fs::create_dir_all(root).map_err(|e| cache_error(root, e))?;
-    let partial = root.join(format!(".{}-partial-{}", entry.name, std::process::id()));
+    let partial = root.join(format!(".{name}-partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(&partial).map_err(|e| cache_error(&partial, e))?;
-    if let Err(e) = train_into(entry, &recipe, &partial, device) {
+    if let Err(e) = train_into(&partial) {
         let _ = std::fs::remove_dir_all(&partial);
         return Err(e);
+    }
+    if !partial.join(CARD).is_file() {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(cache_error(&partial, "training wrote no card").into());
     }
     if std::fs::rename(&partial, &dir).is_err() {
         // Another kernel finished first; its files are as good as ours.
         let _ = std::fs::remove_dir_all(&partial);
         if !dir.join(CARD).is_file() {
-            return Err(cache_error(&dir, "cannot move the trained model into place"));
+            return Err(cache_error(&dir, "cannot move the trained model into place").into());
         }
     }
     Ok(dir)
