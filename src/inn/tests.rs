@@ -2,6 +2,8 @@
 
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::models::Stage;
+
 use super::*;
 use crate::models::serial;
 
@@ -120,5 +122,192 @@ fn log_det_equals_the_brute_force_jacobian_determinant() {
         let ours = logdet.double_value(&[0]);
         eprintln!("log|det J|: brute force {brute:.10}, flow {ours:.10}");
         assert!((brute - ours).abs() < 1e-8, "{brute} vs {ours}");
+    }
+}
+
+#[test]
+fn a_cinn_is_exactly_invertible_with_either_embedder() {
+    let _serial = serial();
+    tch::manual_seed(1);
+    let net = crate::models::LeNet::new(Default::default(), Device::Cpu).unwrap();
+    let ae = Autoencoder::new(AutoencoderConfig { widths: vec![8, 8, 8], ..Default::default() }, Device::Cpu).unwrap();
+    let images = Tensor::rand([16, 3, 32, 32], tch::kind::FLOAT_CPU);
+    let zbar = ae.encode(&images).unwrap().sample(3).detach();
+    for (stage, kind) in
+        [(Stage::Head, EmbedderKind::Dense), (Stage::Conv(2), EmbedderKind::Conv), (Stage::Conv(1), EmbedderKind::Conv)]
+    {
+        let config = CinnConfig { blocks: 4, hidden: 32, ..CinnConfig::new(stage.clone()) };
+        let cinn = Cinn::new(&net, &ae, config).unwrap();
+        assert_eq!(cinn.embedder_kind(), kind);
+        let z = cinn.condition(&net, &images).unwrap();
+        let _ = cinn.forward(&zbar, &z).unwrap();
+        perturb(cinn.var_store(), 0.05, 7);
+        let (v, _) = tch::no_grad(|| cinn.forward(&zbar, &z)).unwrap();
+        let back = tch::no_grad(|| cinn.inverse(&v, &z)).unwrap();
+        let err = (&back - &zbar).abs().max().double_value(&[]);
+        let moved = (&v - &zbar).abs().max().double_value(&[]);
+        eprintln!("{stage}: max |t⁻¹(t(z̄|z)|z) − z̄| = {err:.2e} (|v − z̄| up to {moved:.2})");
+        assert!(err < 1e-4 && moved > 0.1, "{stage}: {err}, {moved}");
+    }
+}
+
+mod pipeline {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::data::{ColorMnist, ColorMnistConfig, Mnist, Split};
+    use crate::models::{LeNet, Optim, Stage, Tapped, TrainConfig};
+
+    fn adam(epochs: usize, batch_size: usize, lr: f64, label: &str) -> TrainConfig {
+        TrainConfig {
+            epochs,
+            batch_size,
+            lr,
+            weight_decay: 0.0,
+            optimizer: Optim::Adam,
+            poly_power: 1.0,
+            seed: Some(0),
+            label: label.into(),
+        }
+    }
+
+    fn colormnist(n: usize, split: Split, seed: u64) -> ColorMnist {
+        let mnist = Mnist::load().unwrap();
+        ColorMnist::generate(&mnist, n, &ColorMnistConfig { size: 32, split, seed }).unwrap()
+    }
+
+    fn small_ae(widths: Vec<i64>) -> Autoencoder {
+        tch::manual_seed(0);
+        Autoencoder::new(AutoencoderConfig { widths, ..Default::default() }, Device::Cpu).unwrap()
+    }
+
+    fn predictions(net: &LeNet, images: &Tensor) -> Vec<i64> {
+        let logits = tch::no_grad(|| net.forward_taps(images, &[], false)).unwrap().0;
+        Vec::<i64>::try_from(logits.argmax(1, false)).unwrap()
+    }
+
+    #[test]
+    fn an_autoencoder_learns_to_reconstruct() {
+        let _serial = serial();
+        let started = Instant::now();
+        let (train_set, test_set) = (colormnist(512, Split::Train, 1000), colormnist(128, Split::Test, 1001));
+        let ae = small_ae(vec![8, 16, 32]);
+        let report = autoencoder::train(&ae, &train_set.images, &adam(3, 32, 3e-3, "test autoencoder")).unwrap();
+        let score = ae.score(&test_set.images).unwrap();
+        eprintln!(
+            "autoencoder: {}; L1 per pixel: first batch {:.4}, held-out after {score} ({:.1} s)",
+            report.train,
+            report.step_l1[0],
+            started.elapsed().as_secs_f64()
+        );
+        assert!(score.l1 < 0.8 * report.step_l1[0], "{score} vs {}", report.step_l1[0]);
+        let out = crate::display::Render::render(&report);
+        assert!(out.data().contains_key("image/png"));
+    }
+
+    #[test]
+    fn a_trained_cinn_has_a_lower_nll_than_at_initialisation() {
+        let _serial = serial();
+        let started = Instant::now();
+        let net: LeNet = crate::zoo::load("colormnist-lenet", Device::Cpu).unwrap();
+        let (train_set, test_set) = (colormnist(512, Split::Train, 1000), colormnist(128, Split::Test, 1001));
+        let ae = small_ae(vec![8, 16, 32]);
+        let config = CinnConfig { blocks: 4, hidden: 32, ..CinnConfig::new(Stage::Conv(2)) };
+        let (cinn, report) =
+            cinn::train(&net, &ae, &train_set.images, &test_set.images, config, &adam(3, 32, 2e-3, "test cinn"))
+                .unwrap();
+        eprintln!(
+            "cinn on conv2: {}; held-out NLL {:.3} -> {:.3} nats/dim ({:.1} s)",
+            report.train,
+            report.nll_before,
+            report.nll_after,
+            started.elapsed().as_secs_f64()
+        );
+        assert!(report.nll_after < report.nll_before - 0.05, "{} -> {}", report.nll_before, report.nll_after);
+        assert!(crate::display::Render::render(&report).data().contains_key("image/png"));
+        // Samples: one row per image, reproducible from the seed, and they vary.
+        let images = test_set.images.narrow(0, 0, 3);
+        let samples = Samples::draw(&cinn, &net, &ae, &images, 5, 4).unwrap();
+        assert_eq!(samples.images.size(), [3, 5, 3, 32, 32]);
+        assert!(samples.images.equal(&Samples::draw(&cinn, &net, &ae, &images, 5, 4).unwrap().images));
+        let variance = samples.variance();
+        assert_eq!(variance.size(), [3]);
+        assert!(variance.min().double_value(&[]) > 0.0);
+        assert!(crate::display::Render::render(&samples).data().contains_key("image/png"));
+    }
+
+    #[test]
+    fn an_autoencoder_is_trained_once_and_then_loaded_from_the_cache() {
+        let _serial = serial();
+        let root = std::env::temp_dir().join(format!("glassbox-ae-cache-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let recipe = autoencoder::Recipe {
+            config: AutoencoderConfig { widths: vec![4, 4, 4], ..Default::default() },
+            data: crate::models::zoo::DataRecipe::ColorMnist { train: 128, test: 64, size: 32, seed: 1000 },
+            train: adam(1, 64, 1e-3, "cache test"),
+            init_seed: 0,
+        };
+        let (ae, card) = autoencoder::cached(&root, "tiny-ae", &recipe, Device::Cpu).unwrap();
+        assert_eq!(card.steps, 2);
+        let dirs: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        let dir = root.join(&dirs[0]);
+        let modified = std::fs::metadata(dir.join("card.json")).unwrap().modified().unwrap();
+        let (again, card_again) = autoencoder::cached(&root, "tiny-ae", &recipe, Device::Cpu).unwrap();
+        assert_eq!(std::fs::metadata(dir.join("card.json")).unwrap().modified().unwrap(), modified, "trained twice");
+        assert_eq!(card, card_again);
+        for (name, value) in ae.var_store().variables() {
+            assert!(value.equal(&again.var_store().variables()[&name]), "{name}");
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// The paper's pipeline in small (slow on a CPU: minutes): an autoencoder that
+    /// reconstructs digits, a t on the classifier's logits, and samples for the logits of an
+    /// image that the classifier puts in that image's class.
+    /// `cargo test --release --lib inn::tests::pipeline -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn samples_conditioned_on_the_logits_keep_the_class() {
+        let _serial = serial();
+        let started = Instant::now();
+        let net: LeNet = crate::zoo::load("colormnist-lenet", Device::Cpu).unwrap();
+        let (train_set, test_set) = (colormnist(4000, Split::Train, 1000), colormnist(200, Split::Test, 1001));
+        let t = Instant::now();
+        let ae = small_ae(vec![16, 32, 64]);
+        let report = autoencoder::train(&ae, &train_set.images, &adam(8, 64, 2e-3, "autoencoder")).unwrap();
+        let score = ae.score(&test_set.images).unwrap();
+        eprintln!("autoencoder: {}; held-out {score} ({:.1} s)", report.train, t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        let config = CinnConfig { blocks: 8, hidden: 128, ..CinnConfig::new(Stage::Head) };
+        let (cinn, cr) =
+            cinn::train(&net, &ae, &train_set.images, &test_set.images, config, &adam(4, 64, 1e-3, "cinn")).unwrap();
+        eprintln!(
+            "cinn: {}; NLL {:.3} -> {:.3} ({:.1} s)",
+            cr.train,
+            cr.nll_before,
+            cr.nll_after,
+            t.elapsed().as_secs_f64()
+        );
+        assert!(cr.nll_after < cr.nll_before - 0.2, "{} -> {}", cr.nll_before, cr.nll_after);
+
+        let (n, k) = (100, 4);
+        let conditions = test_set.images.narrow(0, 0, n);
+        let samples = Samples::draw(&cinn, &net, &ae, &conditions, k as usize, 9).unwrap();
+        let wanted = predictions(&net, &conditions);
+        let got = predictions(&net, &samples.images.view([-1, 3, 32, 32]));
+        let rate =
+            got.iter().enumerate().filter(|(i, c)| **c == wanted[i / k as usize]).count() as f64 / got.len() as f64;
+        let recon = tch::no_grad(|| ae.decode(&ae.encode(&conditions).unwrap().mean)).unwrap();
+        let recon_rate =
+            predictions(&net, &recon).iter().zip(&wanted).filter(|(a, b)| a == b).count() as f64 / n as f64;
+        eprintln!(
+            "class match: samples {:.1}%, plain reconstructions {:.1}%, chance 10% (total {:.1} s)",
+            100.0 * rate,
+            100.0 * recon_rate,
+            started.elapsed().as_secs_f64()
+        );
+        assert!(rate > 0.5, "{rate}");
     }
 }
