@@ -20,9 +20,11 @@ use crate::viz::{BarChart, LinePlot};
 pub mod auic;
 pub mod bench;
 pub mod histogram;
+pub mod net2vec;
 pub mod pictures;
 
 pub use auic::ChannelScore;
+pub use net2vec::{net2vec, ConceptEmbedding, Net2Vec, Net2VecConfig};
 pub use pictures::{channel_overlay, top_channels};
 
 /// What can go wrong computing a metric.
