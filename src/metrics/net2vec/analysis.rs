@@ -274,6 +274,20 @@ impl Net2Vec {
         Ok(WeightCorrelation { layer: self.layer.clone(), concepts: self.concepts().to_vec(), r, p })
     }
 
+    /// Sec. 5.2: how much each filter contributes to `concept`'s encoding, `|w_k| / ‖w‖₁`.
+    pub fn filter_contributions(&self, concept: &str) -> Result<Vec<f64>, MetricError> {
+        let w = &self.embedding.vectors[self.embedding.find(concept)?];
+        let l1: f64 = w.iter().map(|x| x.abs()).sum();
+        Ok(w.iter().map(|x| if l1 > 0.0 { x.abs() / l1 } else { 0.0 }).collect())
+    }
+
+    /// Sec. 5.2: per concept, the best single filter's share of the learned weights' score,
+    /// `IoU_set(c; M_k*, val) / IoU_set(c; M(·; w), val)` (or the accuracies' ratio); 0 where the
+    /// weights score 0.
+    pub fn single_share(&self) -> Vec<f64> {
+        self.single.iter().zip(&self.multi).map(|(s, m)| if *m > 0.0 { s.score / m } else { 0.0 }).collect()
+    }
+
     /// Fig. 9 for one concept: every filter's `max(w_k, 0)` against its val set IoU.
     pub fn weight_scatter(&self, concept: &str) -> Result<ScatterPlot, MetricError> {
         self.need_segmentation("the weights against single-filter IoU")?;

@@ -7,6 +7,7 @@
 
 use crate::display::{Output, Render};
 use crate::metrics::MetricError;
+use crate::viz::Heatmap;
 
 /// Concept names and their weight vectors, one per concept.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +233,18 @@ impl ConceptEmbedding {
             per_concept,
         })
     }
+}
+
+/// `D_ij` between every pair of named embedding spaces (fig. 10, left), as a heatmap; each
+/// pair over the concepts both share.
+pub fn distance_heatmap(spaces: &[(&str, &ConceptEmbedding)]) -> Result<Heatmap, MetricError> {
+    let mut rows = Vec::new();
+    for (_, a) in spaces {
+        let row: Result<Vec<f64>, MetricError> = spaces.iter().map(|(_, b)| Ok(a.distance(b)?.total)).collect();
+        rows.push(row?);
+    }
+    let names: Vec<String> = spaces.iter().map(|(n, _)| n.to_string()).collect();
+    Ok(Heatmap::new("distance between embedding spaces (D_ij)", rows).row_names(names.clone()).col_names(names))
 }
 
 impl EmbeddingDistance {

@@ -30,7 +30,7 @@ pub mod probe;
 pub mod single;
 
 pub use analysis::{decile_examples, CategoryScores, FilterUsage, WeightCorrelation};
-pub use embedding::{ConceptEmbedding, EmbeddingDistance, Neighbours};
+pub use embedding::{distance_heatmap, ConceptEmbedding, EmbeddingDistance, Neighbours};
 pub use probe::{probe, Probe, TAU};
 pub use single::{set_iou, single_filter, SingleFilter};
 

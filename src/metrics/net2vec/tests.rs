@@ -208,6 +208,8 @@ fn nearest_arithmetic_and_distance_on_a_hand_made_embedding() {
     assert!((d.per_concept[0] - dx).abs() < 1e-12 && (d.per_concept[2] - dz).abs() < 1e-12, "{d:?}");
     assert!((d.total - 2.0 * (dx + dz)).abs() < 1e-12);
     assert_eq!(d.by_category(), vec![("concept".to_owned(), d.total / 3.0)]);
+    let map = distance_heatmap(&[("a", &a), ("rotated", &rotated), ("moved", &moved)]).unwrap();
+    assert!(map.render().data().contains_key("image/png"));
 }
 
 #[test]
@@ -297,6 +299,9 @@ fn scenes_resnet_weights_beat_single_filters() {
     let usage = seg.filter_usage();
     assert_eq!(usage.counts.iter().sum::<usize>(), seg.multi.len());
     assert!(usage.render().data().contains_key("image/png"));
+    let shares = seg.filter_contributions("sky").unwrap();
+    assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    assert!(seg.single_share().iter().all(|s| (0.0..1.0).contains(s)), "{:?}", seg.single_share());
     let correlation = seg.weight_correlation().unwrap();
     println!("{}", correlation.render().data()["text/plain"].as_str().unwrap());
     assert!(cls.weight_correlation().is_err());
