@@ -9,6 +9,7 @@ mod builtin;
 mod data;
 mod metrics;
 mod models;
+mod net2vec;
 pub mod parse;
 pub mod spec;
 
@@ -36,6 +37,10 @@ pub static REGISTRY: &[&CommandSpec] = &[
     &metrics::DISSECT,
     &metrics::INSPECT_CURVE,
     &metrics::TOP_CHANNELS,
+    &net2vec::NET2VEC,
+    &net2vec::NEAREST,
+    &net2vec::ARITH,
+    &net2vec::EMBED_DISTANCE,
 ];
 
 /// evcxr's own commands, passed through untouched (glassbox's `:help` and `:vars` replace
