@@ -1,0 +1,38 @@
+"""Concept embeddings through the kernel: :net2vec, :nearest, :arith, :embed-distance (Net2Vec),
+and :sevec, :diversity, :relevance, :saliency, :pointing-game (semantic vectors)."""
+from conftest import run
+
+
+def ok(r):
+    assert r.reply["content"]["status"] == "ok", r.reply["content"]
+    return r
+
+
+def pngs(r):
+    return [m for m in r.of("display_data") + r.of("execute_result") if "image/png" in m["content"]["data"]]
+
+
+def test_net2vec_commands_bind_an_embedding_and_query_it(kc):
+    ok(run(kc, ":seed 0\nlet n2v_net = TappedNet::new(ResNetConfig::small(Task::Segmentation, 11), device).unwrap();"))
+    ok(run(kc, ":data scenes --n 40 --size 32 --seed 3 --as n2v_train"))
+    ok(run(kc, ":data scenes --n 20 --size 32 --seed 4 --as n2v_val"))
+    r = ok(run(kc, ":net2vec n2v_net --layer stage2 --data n2v_train --val n2v_val --categories object,colour --epochs 2 --seed 1"))
+    assert "Net2Vec segmentation on stage2" in r.result() and pngs(r)
+    # The result is a value: one learned score per concept, all of them IoUs.
+    shown = ok(run(kc, "n2v_net_stage2_net2vec.multi.iter().all(|s| (0.0..=1.0).contains(s)) && !n2v_net_stage2_net2vec.multi.is_empty()"))
+    assert shown.result() == "true"
+    r = ok(run(kc, ":nearest sky --n 3"))
+    assert r.result().startswith("nearest to object:sky") and len(r.result().splitlines()) == 4
+    r = ok(run(kc, ':arith "sky - blue + green" --n 2'))
+    assert "nearest to" in r.result()
+    ok(run(kc, ":net2vec n2v_net --layer stage3 --data n2v_train --val n2v_val --categories object,colour --epochs 2 --as deep"))
+    r = ok(run(kc, ":embed-distance n2v_net_stage2_net2vec deep"))
+    assert r.result().startswith("D_ij = ")
+    r = run(kc, ":nearest skyy --in deep")
+    assert r.reply["content"]["ename"] == "MetricError" and "sky" in r.reply["content"]["evalue"]
+    r = run(kc, ":nearest sky")
+    assert r.reply["content"]["ename"] == "UsageError" and "choose one with --in" in r.reply["content"]["evalue"]
+    r = run(kc, ":net2vec n2v_net --layer stage2 --data n2v_train")
+    assert r.reply["content"]["ename"] == "UsageError" and "--val" in r.reply["content"]["evalue"]
+    # Errors lose nothing.
+    assert ok(run(kc, "deep.multi.len() > 0")).result() == "true"
