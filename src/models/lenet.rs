@@ -8,6 +8,7 @@
 use tch::nn::{self, ModuleT};
 use tch::{Device, Tensor};
 
+use super::relu::relu;
 use super::{check_input, check_taps, ModelError, Stage, StageInfo, Tapped, Taps, Task};
 
 /// The shape of a [`LeNet`].
@@ -140,13 +141,13 @@ impl Tapped for LeNet {
                 out.insert(stage, t.shallow_clone());
             }
         };
-        let x = xs.apply(&self.conv1).relu().max_pool2d_default(2);
+        let x = relu(&xs.apply(&self.conv1)).max_pool2d_default(2);
         keep(Stage::Conv(1), &x);
-        let x = x.apply(&self.conv2).relu().max_pool2d_default(2);
+        let x = relu(&x.apply(&self.conv2)).max_pool2d_default(2);
         keep(Stage::Conv(2), &x);
-        let x = x.flatten(1, -1).apply(&self.fc1).relu();
+        let x = relu(&x.flatten(1, -1).apply(&self.fc1));
         keep(Stage::Fc(1), &x);
-        let x = x.apply(&self.fc2).relu();
+        let x = relu(&x.apply(&self.fc2));
         keep(Stage::Fc(2), &x);
         let logits = x.apply(&self.head);
         keep(Stage::Head, &logits);

@@ -15,6 +15,7 @@ use tch::{nn, Device, Tensor};
 
 pub mod fit;
 pub mod lenet;
+pub mod relu;
 pub mod report;
 pub mod resnet;
 pub mod script;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Tensor};
 
+use super::relu::relu;
 use super::{check_input, check_taps, ModelError, Stage, StageInfo, Tapped, Taps, Task};
 
 /// The residual block a net is made of.
@@ -223,7 +224,7 @@ struct Stem(ConvBn);
 
 impl ModuleT for Stem {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.0.forward_t(xs, train).relu()
+        relu(&self.0.forward_t(xs, train))
     }
 }
 
@@ -261,14 +262,14 @@ impl ModuleT for Block {
         for (i, layer) in self.layers.iter().enumerate() {
             ys = layer.forward_t(&ys, train);
             if i < last {
-                ys = ys.relu();
+                ys = relu(&ys);
             }
         }
         let skip = match &self.shortcut {
             Some(s) => s.forward_t(xs, train),
             None => xs.shallow_clone(),
         };
-        (ys + skip).relu()
+        relu(&(ys + skip))
     }
 }
 
