@@ -19,13 +19,24 @@ use crate::viz::{BarChart, LinePlot};
 
 pub mod auic;
 pub mod bench;
+pub mod correlation;
 pub mod histogram;
 pub mod net2vec;
 pub mod pictures;
+pub mod pointing;
+pub mod saliency;
+pub mod sevec;
 
 pub use auic::ChannelScore;
+pub use correlation::{pearson, spearman, Correlation};
 pub use net2vec::{net2vec, ConceptEmbedding, Net2Vec, Net2VecConfig};
 pub use pictures::{channel_overlay, top_channels};
+pub use pointing::{pointing_game, pointing_hits, PointingConfig, PointingGame};
+pub use saliency::{compare_saliency, energy, saliency, Gate, Method, SaliencyComparison};
+pub use sevec::{
+    class_accuracy, diversity_vs_accuracy, perturbation_test, semantic_vectors, DiversityStudy, Perturbation,
+    Relevance, Retrieval, SemanticVectors, SevecConfig,
+};
 
 /// What can go wrong computing a metric.
 #[derive(Debug, thiserror::Error)]
