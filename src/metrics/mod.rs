@@ -31,11 +31,11 @@ pub use auic::ChannelScore;
 pub use correlation::{pearson, spearman, Correlation};
 pub use net2vec::{net2vec, ConceptEmbedding, Net2Vec, Net2VecConfig};
 pub use pictures::{channel_overlay, top_channels};
-pub use pointing::{pointing_game, pointing_hits, PointingConfig, PointingGame};
+pub use pointing::{pointing_game, pointing_hits, HitRule, PointingConfig, PointingGame};
 pub use saliency::{compare_saliency, energy, saliency, Gate, Method, SaliencyComparison};
 pub use sevec::{
-    class_accuracy, diversity_vs_accuracy, perturbation_test, semantic_vectors, DiversityStudy, Perturbation,
-    Relevance, Retrieval, SemanticVectors, SevecConfig,
+    class_accuracy, diversity_vs_accuracy, object_accuracy, perturbation_test, semantic_vectors, DiversityStudy,
+    Perturbation, Relevance, Retrieval, SemanticVectors, SevecConfig,
 };
 
 /// What can go wrong computing a metric.

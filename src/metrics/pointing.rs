@@ -27,9 +27,7 @@ use crate::viz::LinePlot;
 pub struct PointingConfig {
     /// The shares of energy kept, in [0, 1].
     pub levels: Vec<f64>,
-    /// Pixels by which boxes are widened on every side (the original game allows 15 at
-    /// 224×224; the paper's generalised rule, and the default, allow none).
-    pub tolerance: usize,
+    pub rule: HitRule,
     /// Objects with fewer visible pixels are not targets.
     pub min_pixels: usize,
     pub batch_size: usize,
@@ -41,7 +39,7 @@ impl Default for PointingConfig {
     fn default() -> Self {
         PointingConfig {
             levels: (0..=20).map(|i| i as f64 / 20.0).collect(),
-            tolerance: 0,
+            rule: HitRule::default(),
             min_pixels: 40,
             batch_size: 16,
             seed: 0,
@@ -49,9 +47,28 @@ impl Default for PointingConfig {
     }
 }
 
+/// When kept pixels count as lying in a box.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HitRule {
+    /// Pixels by which boxes are widened on every side (the original game allows 15 at
+    /// 224×224; the paper's generalised rule, and the default, allow none).
+    pub tolerance: usize,
+    /// The share of the kept pixels that must lie in the box: 1 (the default) is the
+    /// paper's "the remaining foreground area lies in the bounding box"; lower shares give
+    /// partial credit to maps that spill over the box's edge.
+    pub inside: f64,
+}
+
+impl Default for HitRule {
+    fn default() -> Self {
+        HitRule { tolerance: 0, inside: 1.0 }
+    }
+}
+
 /// Whether each map hits its box at each level: `[N][levels]`. `energy` is `[N, H, W]`,
 /// non-negative; a map with no energy misses.
-pub fn pointing_hits(energy: &Tensor, boxes: &[BoundingBox], levels: &[f64], tolerance: usize) -> Vec<Vec<bool>> {
+pub fn pointing_hits(energy: &Tensor, boxes: &[BoundingBox], levels: &[f64], rule: &HitRule) -> Vec<Vec<bool>> {
+    let tolerance = rule.tolerance;
     let (n, h, w) = (energy.size()[0], energy.size()[1] as usize, energy.size()[2] as usize);
     assert_eq!(n as usize, boxes.len(), "one box per map");
     let e = energy.to_device(Device::Cpu).to_kind(Kind::Double).clamp_min(0.0).view([n, -1]);
@@ -70,21 +87,19 @@ pub fn pointing_hits(energy: &Tensor, boxes: &[BoundingBox], levels: &[f64], tol
         })
         .collect();
     let inside = Tensor::from_slice(&inside).view([n, -1]).gather(1, &order, false);
-    let outside = inside.logical_not();
-    let first_out: Vec<i64> = Vec::try_from(
-        outside
-            .to_kind(Kind::Int64)
-            .argmax(1, false)
-            .where_self(&outside.any_dim(1, false), &Tensor::from((h * w) as i64)),
-    )
-    .expect("int64");
+    // How many of the first k sorted pixels lie in the box, for every k.
+    let inside_so_far = inside.to_kind(Kind::Int64).cumsum(1, Kind::Int64);
     let mut hits = vec![Vec::with_capacity(levels.len()); n as usize];
     for m in levels {
         let threshold = Tensor::from_slice(&total).unsqueeze(1) * m.clamp(0.0, 1.0);
-        let kept = before.lt_tensor(&threshold).sum_dim_intlist(1, false, Kind::Int64);
-        for (i, k) in Vec::<i64>::try_from(kept).expect("int64").into_iter().enumerate() {
-            // At least the maximum is kept; the kept pixels are a prefix of the sorted order.
-            hits[i].push(total[i] > 0.0 && k.max(1) <= first_out[i]);
+        // The kept pixels are a prefix of the sorted order, the maximum at least.
+        let kept = before.lt_tensor(&threshold).sum_dim_intlist(1, true, Kind::Int64).clamp_min(1);
+        let kept_inside = inside_so_far.gather(1, &(&kept - 1), false);
+        let (kept, kept_inside): (Vec<i64>, Vec<i64>) =
+            (Vec::try_from(kept.view([-1])).expect("int64"), Vec::try_from(kept_inside.view([-1])).expect("int64"));
+        for i in 0..n as usize {
+            let share = kept_inside[i] as f64 / kept[i] as f64;
+            hits[i].push(total[i] > 0.0 && share >= rule.inside - 1e-12);
         }
     }
     hits
@@ -204,7 +219,7 @@ pub fn pointing_game(
         maps.push(centre_map(chunk.len() as i64, h, w));
         let boxes: Vec<BoundingBox> = chunk.iter().map(|t| t.bbox).collect();
         for (method, map) in maps.iter().enumerate() {
-            for row in pointing_hits(map, &boxes, &config.levels, config.tolerance) {
+            for row in pointing_hits(map, &boxes, &config.levels, &config.rule) {
                 for (level, hit) in row.into_iter().enumerate() {
                     hits[method][level] += usize::from(hit);
                 }
@@ -254,10 +269,11 @@ mod tests {
         let _ = inside.narrow(1, 3, 4).narrow(2, 2, 4).fill_(1.0);
         let _ = inside.get(0).get(4).get(4).fill_(5.0); // a peak inside
         let outside = Tensor::ones([1, 10, 10], tch::kind::FLOAT_CPU) - inside.gt(0.0).to_kind(Kind::Float);
-        let hits = pointing_hits(&Tensor::cat(&[&inside, &outside], 0), &[b, b], &levels(), 0);
+        let hits = pointing_hits(&Tensor::cat(&[&inside, &outside], 0), &[b, b], &levels(), &HitRule::default());
         assert_eq!(hits[0], vec![true; 11]);
         assert_eq!(hits[1], vec![false; 11]);
-        let empty = pointing_hits(&Tensor::zeros([1, 10, 10], tch::kind::FLOAT_CPU), &[b], &[0.0, 1.0], 0);
+        let empty =
+            pointing_hits(&Tensor::zeros([1, 10, 10], tch::kind::FLOAT_CPU), &[b], &[0.0, 1.0], &HitRule::default());
         assert_eq!(empty[0], [false, false]);
     }
 
@@ -270,18 +286,22 @@ mod tests {
         for (y, x, v) in [(0, 0, 4.0), (1, 1, 3.0), (3, 3, 1.0), (3, 2, 1.0), (2, 3, 1.0)] {
             let _ = e.get(0).get(y).get(x).fill_(v);
         }
-        let hits = pointing_hits(&e, &[b], &levels(), 0);
+        let hits = pointing_hits(&e, &[b], &levels(), &HitRule::default());
         let expected: Vec<bool> = levels().iter().map(|m| *m <= 0.7 + 1e-9).collect();
         assert_eq!(hits[0], expected);
         // Widening the box by the tolerance takes in the weak pixels too.
-        assert_eq!(pointing_hits(&e, &[b], &[1.0], 2)[0], [true]);
+        let wide = HitRule { tolerance: 2, inside: 1.0 };
+        assert_eq!(pointing_hits(&e, &[b], &[1.0], &wide)[0], [true]);
+        // Asking for half the kept pixels in the box: 2 of 3 at m = 0.8, 2 of 5 at m = 1.
+        let half = HitRule { tolerance: 0, inside: 0.5 };
+        assert_eq!(pointing_hits(&e, &[b], &[0.7, 0.8, 1.0], &half)[0], [true, true, false]);
     }
 
     #[test]
     fn the_centre_map_peaks_in_the_middle() {
         let c = centre_map(2, 8, 8);
         assert_eq!(c.size(), [2, 8, 8]);
-        let hits = pointing_hits(&c, &[bbox(3, 3, 5, 5), bbox(0, 0, 2, 2)], &[0.0], 0);
+        let hits = pointing_hits(&c, &[bbox(3, 3, 5, 5), bbox(0, 0, 2, 2)], &[0.0], &HitRule::default());
         assert_eq!((hits[0][0], hits[1][0]), (true, false));
     }
 }

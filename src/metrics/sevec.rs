@@ -528,6 +528,46 @@ pub fn class_accuracy<D: ConceptDataset + ?Sized>(
         .collect())
 }
 
+/// Top-1 accuracy per class of a classifier whose classes are the scenes' object concepts,
+/// over the scenes that show exactly one object (the classification of the SeVec paper, in
+/// small). Classes no such scene shows are left out. Names are qualified (`object:car`).
+pub fn object_accuracy(
+    model: &impl Tapped,
+    scenes: &crate::data::ConceptScenes,
+    batch_size: usize,
+) -> Result<Vec<(String, f64)>, MetricError> {
+    let vocabulary = scenes.vocabulary();
+    let classes = vocabulary.names(Category::Object).len();
+    if model.task() != crate::models::Task::Classification || model.num_classes() != classes as i64 {
+        return Err(MetricError::Invalid(format!(
+            "object accuracy needs a classifier of the scenes' {classes} object classes"
+        )));
+    }
+    let single: Vec<(i64, i64)> = (0..scenes.len())
+        .filter_map(|i| match scenes.boxes[i][..] {
+            [only] => Some((i as i64, only.object)),
+            _ => None,
+        })
+        .collect();
+    let (mut hits, mut totals) = (vec![0usize; classes], vec![0usize; classes]);
+    for chunk in single.chunks(batch_size.max(1)) {
+        let index: Vec<i64> = chunk.iter().map(|c| c.0).collect();
+        let images = scenes.images.index_select(0, &Tensor::from_slice(&index)).to_device(model.device());
+        let pred = tch::no_grad(|| model.forward_t(&images, false)).argmax(1, false).to_device(Device::Cpu);
+        for (k, (_, class)) in chunk.iter().enumerate() {
+            totals[*class as usize] += 1;
+            hits[*class as usize] += usize::from(pred.int64_value(&[k as i64]) == *class);
+        }
+    }
+    Ok((0..classes)
+        .filter(|c| totals[*c] > 0)
+        .map(|c| {
+            let name = vocabulary.qualified_name(Concept { category: Category::Object, index: c });
+            (name, hits[c] as f64 / totals[c] as f64)
+        })
+        .collect())
+}
+
 /// Diversity against per-class accuracy (sec. 4.2, table 2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiversityStudy {
@@ -618,26 +658,29 @@ impl Render for Perturbation {
     }
 }
 
-/// Table 1 in small: for every image of `data` and every object class it shows that has a
-/// SeVec, the change of that class's probability (softmax over the class scores of
-/// [`class_scores`]) under the four modifications of [`Perturbation`] at the SeVecs' layer.
-/// Random units and permutations are drawn from `seed`.
+/// Table 1 in small: for every image of `data` and every one of `classes` (object concepts
+/// with SeVecs; the classes the net was trained on) that it shows, the change of that
+/// class's probability (softmax over the class scores of [`class_scores`]) under the four
+/// modifications of [`Perturbation`] at the SeVecs' layer. Random units and permutations
+/// are drawn from `seed`.
 pub fn perturbation_test<D: ConceptDataset + ?Sized>(
     net: &TappedNet,
     sevecs: &SemanticVectors,
     data: &D,
+    classes: &[&str],
     seed: u64,
 ) -> Result<Perturbation, MetricError> {
     let vocabulary = data.vocabulary();
-    let classes: Vec<(usize, i64, i64)> = vocabulary
-        .concepts(Category::Object)
-        .filter_map(|c| {
-            let row = sevecs.find(&vocabulary.qualified_name(c)).ok()?;
-            Some((row, c.index as i64, vocabulary.global_index(c) as i64))
+    let classes: Vec<(usize, i64, i64)> = classes
+        .iter()
+        .map(|name| {
+            let (row, class) = (sevecs.find(name)?, sevecs.class_index(name)?);
+            let column = vocabulary.global_index(sevecs.ids[row]) as i64;
+            Ok((row, class, column))
         })
-        .collect();
+        .collect::<Result<_, MetricError>>()?;
     if classes.is_empty() {
-        return Err(MetricError::Invalid("no object class has a SeVec".into()));
+        return Err(MetricError::Invalid("name at least one class to perturb".into()));
     }
     let dim: i64 = sevecs.shape.iter().product();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -82,53 +82,120 @@ fn scenes(n: usize, objects: std::ops::RangeInclusive<usize>, seed: u64) -> Conc
     ConceptScenes::generate(n, &SceneConfig { objects, seed, ..Default::default() }).unwrap()
 }
 
-/// The zoo segmentation net's last stage, SeVecs from single-object scenes (one class per
-/// image, as in ImageNet): retrieval, relevance, perturbation, diversity, saliency and the
-/// pointing game on two-object scenes.
+/// The paper's analyses in small on the zoo segmentation net (class scores: the spatial
+/// mean of its class logits) at its last stage, with SeVecs from one-object scenes (one
+/// class per image, as in ImageNet) and the pointing game on two-object scenes.
 #[test]
-#[ignore]
-fn on_the_zoo_net() {
+fn the_papers_analyses_on_the_zoo_net() {
     let _serial = crate::models::serial();
     let started = std::time::Instant::now();
     let net: TappedNet = crate::zoo::load("scenes-resnet", Device::Cpu).unwrap();
-    let train = scenes(300, 1..=1, 31);
-    let sevecs = semantic_vectors(&net, "stage3", &train, &SevecConfig::default()).unwrap();
-    println!("{}", sevecs.render().data()["text/plain"].as_str().unwrap());
-    println!("sevecs: {:.1}s", started.elapsed().as_secs_f64());
-    assert_eq!(sevecs.shape, [64, 16, 16]);
+    let sevecs = semantic_vectors(&net, "stage3", &scenes(300, 1..=1, 31), &SevecConfig::default()).unwrap();
+    assert_eq!((sevecs.shape.clone(), sevecs.len()), (vec![64, 16, 16], 46));
+    let norms = sevecs.vectors.norm_scalaropt_dim(2, [1i64].as_slice(), false);
+    assert!(norms.allclose(&norms.ones_like(), 1e-5, 1e-5, false));
+    assert!(sevecs.diversity.iter().all(|d| *d > 0.0 && *d < 1.0));
     let things = ["car", "house", "person", "tree", "boat", "lamp"];
-    // Within-class similarity (1 - D_c) against the SeVecs of the other classes.
-    for a in things {
-        let own = 1.0 - sevecs.diversity[sevecs.find(a).unwrap()];
-        let others: Vec<f64> = things.iter().filter(|b| **b != a).map(|b| sevecs.relevance(a, b).unwrap()).collect();
-        println!(
-            "{a}: mean cos(a_i, v) {own:.3}; cos to other classes {:?}",
-            others.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>()
-        );
-    }
+
+    // How much nearer hold-out images of a class are to its SeVec than to the other classes'
+    // SeVecs: measured, not asserted; at this layer it is within ±0.01 (see the report).
     let holdout = scenes(160, 1..=1, 32);
-    for concept in things {
-        let r = sevecs.retrieve(&net, &holdout, concept, 8).unwrap();
-        println!("retrieve {concept}: precision {:.2} (base rate {:.2})", r.precision, r.base_rate);
+    let similar = sevecs.similarities(&net, &holdout, 32).unwrap();
+    let mut margins = Vec::new();
+    for a in things {
+        let column = holdout.vocabulary().global_index(holdout.vocabulary().find(&format!("object:{a}")).unwrap());
+        let rows = holdout.image_labels.select(1, column as i64).gt(0.5).nonzero().view([-1]);
+        let mean = |b: &str| {
+            similar.index_select(0, &rows).select(1, sevecs.find(b).unwrap() as i64).mean(Kind::Float).double_value(&[])
+        };
+        let others = things.iter().filter(|b| **b != a).map(|b| mean(b)).sum::<f64>() / 5.0;
+        margins.push(mean(a) - others);
+        // Class SeVecs are nearer each other than images are to their own SeVec: averages
+        // of many images share the layout all scenes have (see the report).
+        assert!(sevecs.relevance(a, "car").unwrap() > 1.0 - sevecs.diversity[sevecs.find(a).unwrap()]);
     }
-    let rel = sevecs.relevance_by_category(Category::Object, Category::Part).unwrap();
-    let (wheel_car, wheel_sky) =
-        (rel.get("object:car", "part:wheel").unwrap(), rel.get("object:sky", "part:wheel").unwrap());
+    println!("own minus other SeVecs, per class: {margins:.4?}");
+
+    // Retrieval (figs. 1-2): the nearest hold-out images show the class more often than chance.
+    let retrieved: Vec<Retrieval> = things.iter().map(|c| sevecs.retrieve(&net, &holdout, c, 16).unwrap()).collect();
+    let precision = retrieved.iter().map(|r| r.precision).sum::<f64>() / 6.0;
+    let base = retrieved.iter().map(|r| r.base_rate).sum::<f64>() / 6.0;
+    println!("retrieval precision@16 {precision:.3}, base rate {base:.3}");
+    assert!(precision > base, "{precision} vs {base}");
+    assert!(retrieved[0].render().data().contains_key("image/png"));
+
+    // Relevance (fig. 5): every part is most relevant to an object it belongs to.
+    let rel = sevecs.relevance_by_category(Category::Part, Category::Object).unwrap();
+    let owners = [
+        ("wheel", "car"),
+        ("roof", "house"),
+        ("head", "person"),
+        ("trunk", "tree"),
+        ("sail", "boat"),
+        ("pole", "lamp"),
+    ];
+    for (part, owner) in owners {
+        let row = |o: &str| rel.get(&format!("part:{part}"), &format!("object:{o}")).unwrap();
+        let best = things.iter().max_by(|a, b| row(a).total_cmp(&row(b))).unwrap();
+        assert_eq!(*best, owner, "{part}: {:?}", things.map(row));
+    }
     println!(
-        "wheel-car {wheel_car:.3}, wheel-sky {wheel_sky:.3}, wheel-tree {:.3}",
-        rel.get("object:tree", "part:wheel").unwrap()
+        "wheel: car {:.4}, sky {:.4}",
+        rel.get("part:wheel", "object:car").unwrap(),
+        rel.get("part:wheel", "object:sky").unwrap()
     );
-    let p = perturbation_test(&net, &sevecs, &holdout.slice(0..60), 0).unwrap();
+    assert!(rel.render().data().contains_key("image/png"));
+
+    // Table 1: raising a single unit, the class's own or a random one, changes nothing. (The
+    // SeVec mask against its permutation is measured, not asserted: see the report.)
+    let p = perturbation_test(&net, &sevecs, &holdout.slice(0..60), &things, 0).unwrap();
     println!("{}", p.render().data()["text/plain"].as_str().unwrap());
-    let acc = class_accuracy(&net, &holdout, 32).unwrap();
-    let study = diversity_vs_accuracy(&sevecs, &acc).unwrap();
+    assert!(p.associated.abs() < 0.01 && p.random.abs() < 0.01, "{p:?}");
+    assert!(p.sevec.abs() + p.permuted.abs() > 0.01, "the masks change the representation: {p:?}");
+    assert_eq!(p.trials, 60);
+
+    // Table 2: diversity against per-class accuracy, with its p-value.
+    let study = diversity_vs_accuracy(&sevecs, &class_accuracy(&net, &holdout, 32).unwrap()).unwrap();
     println!("{}", study.render().data()["text/plain"].as_str().unwrap());
+    assert_eq!(study.pearson.n, 11);
+    assert!(study.pearson.r < 0.0 && study.pearson.p < 0.05, "{}", study.pearson);
+    let embedding = sevecs.embedding();
+    assert_eq!(embedding.points.len(), 46);
+    assert!(sevecs.render().data().contains_key("image/png"));
     println!("analyses: {:.1}s", started.elapsed().as_secs_f64());
+
+    // Fig. 7: baseline saliency points at its object far better than random saliency.
     let pairs = scenes(80, 2..=2, 33);
     let game = pointing_game(&net, &sevecs, &pairs, &PointingConfig::default()).unwrap();
     println!("{}", game.render().data()["text/plain"].as_str().unwrap());
-    println!("pointing: {:.1}s", started.elapsed().as_secs_f64());
+    let at_zero = |m: &str| game.curve(m).unwrap()[0];
+    assert!(game.trials > 100);
+    assert!(at_zero("GBP") > at_zero("random") + 0.15 && at_zero("GxI") > at_zero("random") + 0.1, "{game:?}");
     let figure = compare_saliency(&net, &sevecs, &pairs.images.get(0), &["car", "house"]).unwrap();
+    assert_eq!(figure.energies.size(), [2, 4, 64, 64]);
     assert!(figure.render().data().contains_key("image/png"));
-    panic!("measure");
+    println!("total: {:.1}s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+#[ignore]
+fn measure_pointing_variants() {
+    let _serial = crate::models::serial();
+    let name = std::env::var("SEVEC_NET").unwrap_or_else(|_| "scenes-classifier".into());
+    let net: TappedNet = crate::zoo::load(&name, Device::Cpu).unwrap();
+    let pairs = scenes(80, 2..=2, 33);
+    for layer in ["stage2", "stage3"] {
+        for (source, objects) in [("single", 1..=1), ("pairs", 2..=2)] {
+            let sevecs = semantic_vectors(&net, layer, &scenes(300, objects, 31), &SevecConfig::default()).unwrap();
+            for inside in [1.0, 0.5] {
+                let config =
+                    PointingConfig { rule: crate::metrics::HitRule { tolerance: 0, inside }, ..Default::default() };
+                let game = pointing_game(&net, &sevecs, &pairs, &config).unwrap();
+                println!(
+                    "== {layer} {source} inside {inside}\n{}",
+                    game.render().data()["text/plain"].as_str().unwrap()
+                );
+            }
+        }
+    }
 }
