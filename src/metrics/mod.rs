@@ -35,7 +35,7 @@ pub use pointing::{pointing_game, pointing_hits, HitRule, PointingConfig, Pointi
 pub use saliency::{compare_saliency, energy, saliency, Gate, Method, SaliencyComparison};
 pub use sevec::{
     class_accuracy, diversity_vs_accuracy, object_accuracy, perturbation_test, semantic_vectors, DiversityStudy,
-    Perturbation, Relevance, Retrieval, SemanticVectors, SevecConfig,
+    Embedding, Perturbation, Relevance, Retrieval, SemanticVectors, SevecConfig,
 };
 
 /// What can go wrong computing a metric.
