@@ -11,6 +11,7 @@ use super::single::{individual_ious, upsample_masks};
 use super::Net2Vec;
 use crate::data::{Category, ConceptDataset};
 use crate::display::{Output, Render};
+use crate::metrics::correlation::{self, Correlation};
 use crate::metrics::{resolve_layer, MetricError};
 use crate::models::{Tapped, Task};
 use crate::viz::{BarChart, Grid, LinePlot, ScatterPlot};
@@ -120,76 +121,14 @@ impl Render for WeightCorrelation {
     }
 }
 
-/// Pearson's correlation coefficient; 0 when either side is constant.
-pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len().min(y.len()) as f64;
-    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (a, b) in x.iter().zip(y) {
-        sxy += (a - mx) * (b - my);
-        sxx += (a - mx).powi(2);
-        syy += (b - my).powi(2);
+/// Pearson's r and its p-value, with a constant side read as no correlation (r 0, p 1).
+fn pearson(x: &[f64], y: &[f64]) -> Correlation {
+    let c = correlation::pearson(x, y);
+    if c.r.is_nan() {
+        Correlation { r: 0.0, p: 1.0, ..c }
+    } else {
+        c
     }
-    if sxx <= 0.0 || syy <= 0.0 {
-        return 0.0;
-    }
-    sxy / (sxx * syy).sqrt()
-}
-
-/// The two-sided p-value of Pearson's r over `n` pairs, from Student's t with `n − 2` degrees
-/// of freedom: `p = I_{ν/(ν+t²)}(ν/2, ½)`.
-pub fn pearson_p(r: f64, n: usize) -> f64 {
-    if n < 3 {
-        return 1.0;
-    }
-    let df = (n - 2) as f64;
-    let r2 = r * r;
-    if r2 >= 1.0 {
-        return 0.0;
-    }
-    let t2 = r2 * df / (1.0 - r2);
-    incomplete_beta(df / 2.0, 0.5, df / (df + t2))
-}
-
-fn ln_gamma(x: f64) -> f64 {
-    Tensor::from(x).lgamma().double_value(&[])
-}
-
-/// The regularised incomplete beta function `I_x(a, b)`, by its continued fraction
-/// (evaluated with the modified Lentz method), through the symmetry
-/// `I_x(a, b) = 1 − I_{1−x}(b, a)` where the fraction converges slowly.
-pub fn incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
-    if x <= 0.0 {
-        return 0.0;
-    }
-    if x >= 1.0 {
-        return 1.0;
-    }
-    if x > (a + 1.0) / (a + b + 2.0) {
-        return 1.0 - incomplete_beta(b, a, 1.0 - x);
-    }
-    let front = (a * x.ln() + b * (1.0 - x).ln() - (ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b))).exp() / a;
-    const TINY: f64 = 1e-300;
-    let (mut c, mut d) = (1.0, 1.0 - (a + b) * x / (a + 1.0));
-    d = 1.0 / if d.abs() < TINY { TINY } else { d };
-    let mut fraction = d;
-    for m in 1..300 {
-        let m = m as f64;
-        for numerator in [
-            m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0)),
-        ] {
-            d = 1.0 + numerator * d;
-            d = 1.0 / if d.abs() < TINY { TINY } else { d };
-            c = 1.0 + numerator / c;
-            c = if c.abs() < TINY { TINY } else { c };
-            fraction *= c * d;
-        }
-        if (c * d - 1.0).abs() < 1e-12 {
-            break;
-        }
-    }
-    front * fraction
 }
 
 impl Net2Vec {
@@ -263,13 +202,12 @@ impl Net2Vec {
     /// IoUs. Segmentation only.
     pub fn weight_correlation(&self) -> Result<WeightCorrelation, MetricError> {
         self.need_segmentation("the correlation of weights with single-filter IoU")?;
-        let k = self.thresholds.len();
         let (mut r, mut p) = (Vec::new(), Vec::new());
         for (w, ious) in self.embedding.vectors.iter().zip(&self.filter_ious) {
             let relu: Vec<f64> = w.iter().map(|x| x.max(0.0)).collect();
-            let value = pearson(&relu, ious);
-            r.push(value);
-            p.push(pearson_p(value, k));
+            let c = pearson(&relu, ious);
+            r.push(c.r);
+            p.push(c.p);
         }
         Ok(WeightCorrelation { layer: self.layer.clone(), concepts: self.concepts().to_vec(), r, p })
     }
@@ -293,7 +231,7 @@ impl Net2Vec {
         self.need_segmentation("the weights against single-filter IoU")?;
         let c = self.embedding.find(concept)?;
         let relu: Vec<f64> = self.embedding.vectors[c].iter().map(|x| x.max(0.0)).collect();
-        let r = pearson(&relu, &self.filter_ious[c]);
+        let r = pearson(&relu, &self.filter_ious[c]).r;
         Ok(ScatterPlot::new(format!("{} (r = {r:.2})", self.concepts()[c]))
             .series("filters", relu, self.filter_ious[c].clone())
             .x_label("max(w, 0)")

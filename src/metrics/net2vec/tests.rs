@@ -3,7 +3,7 @@ use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
 
-use super::analysis::{deciles, pearson, pearson_p};
+use super::analysis::deciles;
 use super::probe::{quantile_thresholds, ProbeConcept, ProbeSplit};
 use super::single::{individual_ious, set_counts, upsample_masks};
 use super::*;
@@ -122,19 +122,6 @@ fn batched_segmentation_training_equals_per_concept_training() {
     assert_eq!(mask.sum(Kind::Int64).int64_value(&[]), 6);
     let masked = multi::train(&split, &concepts, (8, 8), Some(&mask), true, &config).unwrap();
     assert!(masked.weights.masked_select(&mask.logical_not()).abs().max().double_value(&[]) == 0.0);
-}
-
-#[test]
-fn pearson_and_its_p_value() {
-    let r = pearson(&[1.0, 2.0, 3.0, 4.0], &[2.0, 4.0, 6.0, 8.5]);
-    assert!(r > 0.99 && r < 1.0);
-    assert_eq!(pearson(&[1.0, 1.0], &[1.0, 2.0]), 0.0);
-    // t = 2 with 10 degrees of freedom: two-sided p = 0.0734 (tables of Student's t).
-    let r = 2.0 / 14f64.sqrt();
-    assert!((pearson_p(r, 12) - 0.07339).abs() < 1e-4, "{}", pearson_p(r, 12));
-    // t = 3.169 is the two-sided 1% point at 10 degrees of freedom.
-    let r = 3.169 / (3.169f64.powi(2) + 10.0).sqrt();
-    assert!((pearson_p(r, 12) - 0.01).abs() < 2e-4, "{}", pearson_p(r, 12));
 }
 
 #[test]
