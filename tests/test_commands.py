@@ -53,11 +53,11 @@ def test_compile_errors_after_a_command_name_the_right_line(kc):
 
 
 def test_completion_of_commands_flags_and_rust(kc):
-    msg_id = kc.complete(":se", 3)
+    msg_id = kc.complete(":see", 4)
     reply = kc.get_shell_msg(timeout=30)
     assert reply["parent_header"]["msg_id"] == msg_id
     assert reply["content"]["matches"] == [":seed"]
-    assert (reply["content"]["cursor_start"], reply["content"]["cursor_end"]) == (0, 3)
+    assert (reply["content"]["cursor_start"], reply["content"]["cursor_end"]) == (0, 4)
     run(kc, "let completion_target = 5;")
     code = "completion_ta"
     kc.complete(code, len(code))

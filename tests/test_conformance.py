@@ -31,7 +31,7 @@ class GlassboxConformance(jupyter_kernel_test.KernelTests):
     code_history_pattern = "6*"
     supported_history_operations = ("tail", "range", "search")
     completion_samples = [
-        {"text": ":se", "matches": {":seed"}},
+        {"text": ":see", "matches": {":seed"}},
         {"text": ":help va", "matches": {"vars"}},
         {"text": ":ti", "matches": {":time", ":timing", ":time_passes"}},
     ]

@@ -32,7 +32,7 @@ pub use correlation::{pearson, spearman, Correlation};
 pub use net2vec::{net2vec, ConceptEmbedding, Net2Vec, Net2VecConfig};
 pub use pictures::{channel_overlay, top_channels};
 pub use pointing::{pointing_game, pointing_hits, HitRule, PointingConfig, PointingGame};
-pub use saliency::{compare_saliency, energy, saliency, Gate, Method, SaliencyComparison};
+pub use saliency::{compare_saliency, energy, explain, saliency, Gate, Method, SaliencyComparison};
 pub use sevec::{
     class_accuracy, diversity_vs_accuracy, object_accuracy, perturbation_test, semantic_vectors, DiversityStudy,
     Embedding, Perturbation, Relevance, Retrieval, SemanticVectors, SevecConfig,

@@ -182,23 +182,39 @@ pub fn compare_saliency(
     image: &Tensor,
     classes: &[&str],
 ) -> Result<SaliencyComparison, MetricError> {
+    explain(net, sevecs, image, classes, &[Method::GuidedBackprop, Method::GradientInput], true)
+}
+
+/// As [`compare_saliency`] with a choice of `methods`, each plain and, when `semantic`, beside
+/// it its SeVec-guided version.
+pub fn explain(
+    net: &TappedNet,
+    sevecs: &super::sevec::SemanticVectors,
+    image: &Tensor,
+    classes: &[&str],
+    methods: &[Method],
+    semantic: bool,
+) -> Result<SaliencyComparison, MetricError> {
+    if methods.is_empty() || classes.is_empty() {
+        return Err(MetricError::Invalid("name at least one method and one class to explain".into()));
+    }
     let image = if image.dim() == 4 { image.get(0) } else { image.shallow_clone() };
     let indices: Vec<i64> = classes.iter().map(|c| sevecs.class_index(c)).collect::<Result<_, _>>()?;
     let n = classes.len() as i64;
     let images = image.unsqueeze(0).expand([n, -1, -1, -1], false).contiguous();
     let gate = sevecs.gate(classes)?;
     let mut columns = Vec::new();
-    let mut methods = Vec::new();
-    for method in [Method::GuidedBackprop, Method::GradientInput] {
-        for semantic in [false, true] {
-            let maps = saliency(net, &images, &indices, method, semantic.then_some(&gate))?;
+    let mut names = Vec::new();
+    for &method in methods {
+        for guided in [false, true].into_iter().filter(|g| !g || semantic) {
+            let maps = saliency(net, &images, &indices, method, guided.then_some(&gate))?;
             columns.push(energy(&maps));
-            methods.push(format!("{}{}", if semantic { "semantic " } else { "" }, method.name()));
+            names.push(format!("{}{}", if guided { "semantic " } else { "" }, method.name()));
         }
     }
     Ok(SaliencyComparison {
         classes: classes.iter().map(|c| sevecs.concepts[sevecs.find(c).expect("resolved")].clone()).collect(),
-        methods,
+        methods: names,
         image: image.to_device(Device::Cpu),
         energies: Tensor::stack(&columns, 1),
     })

@@ -11,6 +11,7 @@ mod metrics;
 mod models;
 mod net2vec;
 pub mod parse;
+mod sevec;
 pub mod spec;
 
 pub use parse::{Invocation, UsageError};
@@ -41,6 +42,11 @@ pub static REGISTRY: &[&CommandSpec] = &[
     &net2vec::NEAREST,
     &net2vec::ARITH,
     &net2vec::EMBED_DISTANCE,
+    &sevec::SEVEC,
+    &sevec::DIVERSITY,
+    &sevec::RELEVANCE,
+    &sevec::SALIENCY,
+    &sevec::POINTING_GAME,
 ];
 
 /// evcxr's own commands, passed through untouched (glassbox's `:help` and `:vars` replace
@@ -312,6 +318,28 @@ pub fn typed_variable<'a>(name: &'a str, view: &ReplView, types: &[&str], what: 
     }
 }
 
+/// The variable `--in` names (of one of `types`), or else the session's only one; `make` is
+/// the command that makes one.
+pub fn chosen<'a>(
+    inv: &'a Invocation,
+    view: &'a ReplView,
+    types: &[&str],
+    what: &str,
+    make: &str,
+) -> Result<&'a str, UsageError> {
+    if let Some(name) = inv.text("in") {
+        return typed_variable(name, view, types, what);
+    }
+    match view.variables.iter().filter(|(_, ty)| is_type(ty, types)).collect::<Vec<_>>()[..] {
+        [(name, _)] => Ok(name),
+        [] => Err(UsageError(format!(":{} needs a {what}; make one with {make}", inv.spec.name))),
+        ref several => {
+            let names: Vec<&str> = several.iter().map(|(n, _)| n.as_str()).collect();
+            Err(UsageError(format!("several {what}s ({}); choose one with --in", names.join(", "))))
+        }
+    }
+}
+
 /// Types whose values `:layers` and stage completion understand.
 pub const MODEL_TYPES: &[&str] = &["TappedNet", "LeNet", "SbNet"];
 
@@ -382,13 +410,13 @@ mod tests {
     #[test]
     fn completes_names_flags_and_values() {
         let live = &mut NoLiveValues;
-        let (start, end, m) = complete(":se", 3, &view(), live).unwrap();
-        assert_eq!((start, end), (0, 3));
+        let (start, end, m) = complete(":see", 4, &view(), live).unwrap();
+        assert_eq!((start, end), (0, 4));
         assert_eq!(m, [":seed"]);
         let (_, _, m) = complete(":time o", 7, &view(), live).unwrap();
         assert!(m.is_empty());
         let (_, _, m) = complete(":help s", 7, &view(), live).unwrap();
-        assert_eq!(m, ["sb-report", "seed", "show", "ssb", "sweep-usb"]);
+        assert_eq!(m, ["saliency", "sb-report", "seed", "sevec", "show", "ssb", "sweep-usb"]);
         assert!(complete("let x = 1;", 3, &view(), live).is_none());
     }
 

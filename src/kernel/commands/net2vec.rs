@@ -135,19 +135,9 @@ fn net2vec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     )))
 }
 
-/// The result `--in` names, or the session's only one.
+/// The embedding `--in` names, or the session's only one.
 fn embedding<'a>(inv: &'a Invocation, view: &'a ReplView) -> Result<&'a str, UsageError> {
-    if let Some(name) = inv.text("in") {
-        return super::typed_variable(name, view, EMBEDDING_TYPES, "Net2Vec result");
-    }
-    match view.variables.iter().filter(|(_, ty)| super::is_type(ty, EMBEDDING_TYPES)).collect::<Vec<_>>()[..] {
-        [(name, _)] => Ok(name),
-        [] => Err(UsageError(format!(":{} needs a concept embedding; make one with :net2vec", inv.spec.name))),
-        ref several => {
-            let names: Vec<&str> = several.iter().map(|(n, _)| n.as_str()).collect();
-            Err(UsageError(format!("several embeddings ({}); choose one with --in", names.join(", "))))
-        }
-    }
+    super::chosen(inv, view, EMBEDDING_TYPES, "Net2Vec result", ":net2vec")
 }
 
 fn count(inv: &Invocation) -> Result<i64, UsageError> {
