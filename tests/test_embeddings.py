@@ -4,7 +4,8 @@ from conftest import run
 
 
 def ok(r):
-    assert r.reply["content"]["status"] == "ok", r.reply["content"]
+    content = r.reply["content"]
+    assert content["status"] == "ok", (content.get("ename"), content.get("evalue"))
     return r
 
 
@@ -36,3 +37,28 @@ def test_net2vec_commands_bind_an_embedding_and_query_it(kc):
     assert r.reply["content"]["ename"] == "UsageError" and "--val" in r.reply["content"]["evalue"]
     # Errors lose nothing.
     assert ok(run(kc, "deep.multi.len() > 0")).result() == "true"
+
+
+def test_sevec_commands_bind_vectors_and_explain(kc):
+    ok(run(kc, ":seed 0\nlet sv_net = TappedNet::new(ResNetConfig::small(Task::Segmentation, 11), device).unwrap();"))
+    ok(run(kc, ":data scenes --n 40 --size 32 --seed 5 --as sv_scenes"))
+    r = ok(run(kc, ":sevec sv_net --layer stage2 --data sv_scenes"))
+    assert pngs(r)
+    rows = ok(run(kc, "(sv_net_stage2_sevec.vectors.size()[0] as usize == sv_net_stage2_sevec.len(), sv_net_stage2_sevec.diversity.iter().all(|d| (0.0..=1.0).contains(d)))"))
+    assert rows.result() == "(true, true)"
+    r = ok(run(kc, ":relevance wheel car"))
+    assert r.result().startswith("cos(v_wheel, v_car) = ")
+    r = ok(run(kc, ":relevance object colour"))
+    assert r.of("execute_result")
+    r = ok(run(kc, ":diversity --net sv_net --data sv_scenes"))
+    assert "p" in r.result()
+    classes = ok(run(kc, 'sv_net_stage2_sevec.concepts.iter().filter(|c| c.starts_with("object:")).take(2).cloned().collect::<Vec<_>>().join(",")'))
+    two = classes.result().strip('"')
+    r = ok(run(kc, f":saliency sv_net sv_scenes[0] --class {two} --semantic"))
+    assert pngs(r)
+    r = ok(run(kc, ":pointing-game sv_net --data sv_scenes"))
+    assert pngs(r)
+    r = run(kc, f":saliency sv_net sv_scenes[99] --class {two}")
+    assert r.reply["content"]["ename"] == "MetricError" and "40 images" in r.reply["content"]["evalue"]
+    r = run(kc, ":saliency sv_net sv_scenes[0] --class sky --method lrp")
+    assert r.reply["content"]["ename"] == "UsageError" and "gbp, gxi" in r.reply["content"]["evalue"]
