@@ -92,6 +92,7 @@ pub static POINTING_GAME: CommandSpec = CommandSpec {
         },
         FlagSpec { name: "seed", kind: FlagKind::Int, help: "seeds the random baseline (default 0)" },
         IN,
+        FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default NET_pointing)" },
     ],
     run: pointing_game,
 };
@@ -204,10 +205,15 @@ fn pointing_game(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError
         s => return Err(UsageError(format!("--seed must be 0 or more, got {s}"))),
     };
     let s = sevecs(inv, view)?;
-    Ok(Action::Rust(or_raise(format!(
+    let default = format!("{net}_pointing");
+    let var = super::identifier(inv.text("as").unwrap_or(&default))?;
+    let call = or_raise(format!(
         "glassbox::metrics::pointing_game(&{net}, &{s}, &{data}, &glassbox::metrics::PointingConfig {{ seed: {seed}, \
          ..Default::default() }})"
-    ))))
+    ));
+    Ok(Action::Rust(format!(
+        "let {var}: glassbox::metrics::PointingGame = {call};\nglassbox::display::Render::render(&{var})"
+    )))
 }
 
 #[cfg(test)]
@@ -247,7 +253,11 @@ mod tests {
             c.contains("explain(&net, &v, &scenes.images.get(3), &[\"car\", \"house\"], &[glassbox::metrics::Method::GradientInput], true)"),
             "{c}"
         );
-        assert!(code(":pointing-game net --data scenes --seed 2").contains("PointingConfig { seed: 2,"));
+        let c = code(":pointing-game net --data scenes --seed 2 --as g");
+        assert!(
+            c.starts_with("let g: glassbox::metrics::PointingGame") && c.contains("PointingConfig { seed: 2,"),
+            "{c}"
+        );
     }
 
     #[test]
