@@ -8,7 +8,10 @@ pub use crate::data::{
 pub use crate::device::{describe as describe_device, device};
 pub use crate::display::{self, EvcxrDisplay, Output, Render};
 pub use crate::interrupt::{Interrupted, Watch};
-pub use crate::metrics::{self, inspect, InspectConfig, Inspectability};
+pub use crate::metrics::{
+    self, inspect, net2vec, semantic_vectors, InspectConfig, Inspectability, Net2Vec, Net2VecConfig, PointingConfig,
+    SemanticVectors, SevecConfig,
+};
 pub use crate::models::{
     self, fit, score, BlockKind, Edit, Examples, Insertion, LeNet, LeNetConfig, ModelError, Optim, ResNetConfig,
     ScriptModel, Stage, Tapped, TappedNet, Task, TaskData, TrainConfig,
