@@ -310,20 +310,17 @@ fn sweep_usb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{complete, run, LiveValues};
+    use super::super::{complete, LiveValues};
     use super::*;
 
     fn view() -> ReplView {
-        ReplView {
-            variables: vec![
-                ("net".into(), "glassbox::models::TappedNet".into()),
-                ("scenes".into(), "ConceptScenes".into()),
-                ("held".into(), "ConceptScenes".into()),
-                ("digits".into(), "ColorMnist".into()),
-                ("sb".into(), "glassbox::bottleneck::SbNet".into()),
-            ],
-            timing: false,
-        }
+        super::super::testing::session(&[
+            ("net", "glassbox::models::TappedNet"),
+            ("scenes", "ConceptScenes"),
+            ("held", "ConceptScenes"),
+            ("digits", "ColorMnist"),
+            ("sb", "glassbox::bottleneck::SbNet"),
+        ])
     }
 
     struct Stages;
@@ -334,14 +331,11 @@ mod tests {
     }
 
     fn code(line: &str) -> String {
-        match run(line, &view()) {
-            Ok(Action::Rust(code)) => code,
-            other => panic!("{line}: {other:?}"),
-        }
+        super::super::testing::code(line, &view())
     }
 
     fn error(line: &str) -> String {
-        run(line, &view()).unwrap_err().0
+        super::super::testing::error(line, &view())
     }
 
     #[test]

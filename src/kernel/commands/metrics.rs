@@ -172,26 +172,17 @@ fn top_channels(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError>
 
 #[cfg(test)]
 mod tests {
-    use super::super::run;
-    use super::*;
+    use super::super::testing::{self, session};
 
-    fn view() -> ReplView {
-        ReplView {
-            variables: vec![
-                ("net".into(), "TappedNet".into()),
-                ("scenes".into(), "ConceptScenes".into()),
-                ("a".into(), "glassbox::metrics::Inspectability".into()),
-                ("b".into(), "Inspectability".into()),
-            ],
-            timing: false,
-        }
-    }
+    const SESSION: &[(&str, &str)] = &[
+        ("net", "TappedNet"),
+        ("scenes", "ConceptScenes"),
+        ("a", "glassbox::metrics::Inspectability"),
+        ("b", "Inspectability"),
+    ];
 
     fn code(line: &str) -> String {
-        match run(line, &view()) {
-            Ok(Action::Rust(code)) => code,
-            other => panic!("{line}: {other:?}"),
-        }
+        testing::code(line, &session(SESSION))
     }
 
     #[test]
@@ -224,7 +215,7 @@ mod tests {
 
     #[test]
     fn metric_commands_refuse_bad_input() {
-        let err = |line: &str| run(line, &view()).unwrap_err().0;
+        let err = |line: &str| testing::error(line, &session(SESSION));
         assert!(err(":auic net --data scenes").contains("needs --layer"));
         assert!(err(":auic net --layer stage2").contains("needs --data"));
         assert!(err(":auic net --layer stage2 --data scenes --bins 1").contains("from 2 to 65536"));

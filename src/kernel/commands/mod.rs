@@ -365,6 +365,28 @@ pub fn inspect(line: &str) -> Option<String> {
     find(name).map(|spec| spec.help())
 }
 
+/// For the command modules' tests: a session holding some variables, and what a line
+/// compiles to there or the usage error it gives.
+#[cfg(test)]
+mod testing {
+    use super::{run, Action, ReplView};
+
+    pub fn session(variables: &[(&str, &str)]) -> ReplView {
+        ReplView { variables: variables.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(), timing: false }
+    }
+
+    pub fn code(line: &str, view: &ReplView) -> String {
+        match run(line, view) {
+            Ok(Action::Rust(code)) => code,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    pub fn error(line: &str, view: &ReplView) -> String {
+        run(line, view).unwrap_err().0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -167,26 +167,16 @@ fn embed_distance(inv: &Invocation, view: &ReplView) -> Result<Action, UsageErro
 
 #[cfg(test)]
 mod tests {
-    use super::super::run;
-    use super::*;
+    use super::super::testing::{code, error as err, session};
+    use super::super::ReplView;
 
     fn view() -> ReplView {
-        ReplView {
-            variables: vec![
-                ("net".into(), "TappedNet".into()),
-                ("scenes".into(), "ConceptScenes".into()),
-                ("held".into(), "ConceptScenes".into()),
-                ("e".into(), "glassbox::metrics::Net2Vec".into()),
-            ],
-            timing: false,
-        }
-    }
-
-    fn code(line: &str, view: &ReplView) -> String {
-        match run(line, view) {
-            Ok(Action::Rust(code)) => code,
-            other => panic!("{line}: {other:?}"),
-        }
+        session(&[
+            ("net", "TappedNet"),
+            ("scenes", "ConceptScenes"),
+            ("held", "ConceptScenes"),
+            ("e", "glassbox::metrics::Net2Vec"),
+        ])
     }
 
     #[test]
@@ -218,7 +208,6 @@ mod tests {
     #[test]
     fn net2vec_commands_refuse_bad_input() {
         let v = view();
-        let err = |line: &str, view: &ReplView| run(line, view).unwrap_err().0;
         assert!(err(":net2vec net --layer stage3 --data scenes", &v).contains("needs --val"));
         assert!(err(":net2vec net --layer stage3 --data scenes --val scenes", &v).contains("another data set"));
         assert!(err(":net2vec net --layer stage3 --data scenes --val held --paper --lr 1", &v).contains("--paper"));
@@ -227,7 +216,7 @@ mod tests {
         );
         assert!(err(":nearest grass --n 0", &v).contains("at least 1"));
         assert!(err(":nearest grass --in net", &v).contains("Net2Vec result"));
-        let none = ReplView { variables: vec![], timing: false };
+        let none = session(&[]);
         assert!(err(":nearest grass", &none).contains("make one with :net2vec"));
         let two =
             ReplView { variables: vec![("a".into(), "Net2Vec".into()), ("b".into(), "Net2Vec".into())], timing: false };

@@ -218,25 +218,13 @@ fn pointing_game(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError
 
 #[cfg(test)]
 mod tests {
-    use super::super::run;
-    use super::*;
+    use super::super::testing::{self, session};
 
-    fn view() -> ReplView {
-        ReplView {
-            variables: vec![
-                ("net".into(), "TappedNet".into()),
-                ("scenes".into(), "ConceptScenes".into()),
-                ("v".into(), "glassbox::metrics::SemanticVectors".into()),
-            ],
-            timing: false,
-        }
-    }
+    const SESSION: &[(&str, &str)] =
+        &[("net", "TappedNet"), ("scenes", "ConceptScenes"), ("v", "glassbox::metrics::SemanticVectors")];
 
     fn code(line: &str) -> String {
-        match run(line, &view()) {
-            Ok(Action::Rust(code)) => code,
-            other => panic!("{line}: {other:?}"),
-        }
+        testing::code(line, &session(SESSION))
     }
 
     #[test]
@@ -262,7 +250,7 @@ mod tests {
 
     #[test]
     fn sevec_commands_refuse_bad_input() {
-        let err = |line: &str| run(line, &view()).unwrap_err().0;
+        let err = |line: &str| testing::error(line, &session(SESSION));
         assert!(err(":sevec net --data scenes").contains("needs --layer"));
         assert!(err(":diversity --data scenes").contains("needs --net"));
         assert!(err(":relevance object car").contains("two concepts or two categories"));
@@ -271,7 +259,7 @@ mod tests {
         assert!(err(":saliency net scenes[0]").contains("needs --class"));
         assert!(err(":saliency net scenes[0] --class car --method lrp").contains("one of gbp, gxi"));
         assert!(err(":pointing-game net --data scenes --seed -1").contains("0 or more"));
-        let none = ReplView { variables: vec![("net".into(), "TappedNet".into())], timing: false };
-        assert!(run(":relevance wheel car", &none).unwrap_err().0.contains("make one with :sevec"));
+        let none = session(&[("net", "TappedNet")]);
+        assert!(testing::error(":relevance wheel car", &none).contains("make one with :sevec"));
     }
 }
