@@ -127,13 +127,7 @@ struct Common<'a> {
 
 fn common<'a>(inv: &'a Invocation, view: &ReplView) -> Result<Common<'a>, UsageError> {
     let model = super::typed_variable(&inv.args[0], view, &["TappedNet"], "TappedNet")?;
-    let after = match inv.flags.get("after") {
-        Some(Value::List(stages)) if stages.len() == 1 => stages[0].clone(),
-        Some(_) => return Err(UsageError("--after takes one stage".into())),
-        None => {
-            return Err(UsageError(format!(":{} needs --after STAGE (Tab lists the model's stages)", inv.spec.name)))
-        }
-    };
+    let after = super::one_stage(inv, "after")?;
     let data = data_flag(inv, view, super::DATASET_TYPES)?;
     let test = match inv.text("test") {
         Some(test) => {

@@ -2,7 +2,7 @@
 //! `:inspect-curve`, `:top-channels`. They compile to calls into `glassbox::metrics`.
 
 use super::models::data_flag;
-use super::parse::{Invocation, UsageError, Value};
+use super::parse::{Invocation, UsageError};
 use super::spec::{concat, ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
 use super::{Action, ReplView};
 
@@ -88,16 +88,10 @@ pub static TOP_CHANNELS: CommandSpec = CommandSpec {
 /// The `glassbox::metrics::inspect(..)` call of `:auic` and `:dissect`, and the default name.
 fn pass(inv: &Invocation, view: &ReplView) -> Result<(String, String), UsageError> {
     let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
-    let layer = match inv.flags.get("layer") {
-        Some(Value::List(l)) if l.len() == 1 => l[0].clone(),
-        Some(_) => return Err(UsageError("--layer takes one stage".into())),
-        None => return Err(UsageError(format!(":{} needs --layer STAGE (Tab lists the stages)", inv.spec.name))),
-    };
+    let layer = super::one_stage(inv, "layer")?;
     let data = data_flag(inv, view, super::DATASET_TYPES)?;
     let mut fields = Vec::new();
-    if let Some(Value::List(c)) = inv.flags.get("categories") {
-        let names: Vec<String> =
-            c.iter().map(|c| format!("glassbox::data::Category::{}", super::bottleneck::capitalised(c))).collect();
+    if let Some(names) = super::categories(inv) {
         fields.push(format!("categories: Some(vec![{}])", names.join(", ")));
     }
     if inv.switch("exact") {

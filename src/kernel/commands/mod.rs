@@ -340,6 +340,25 @@ pub fn chosen<'a>(
     }
 }
 
+/// The one stage `--FLAG` names; required.
+pub fn one_stage(inv: &Invocation, flag: &str) -> Result<String, UsageError> {
+    match inv.flags.get(flag) {
+        Some(parse::Value::List(stages)) if stages.len() == 1 => Ok(stages[0].clone()),
+        Some(_) => Err(UsageError(format!("--{flag} takes one stage"))),
+        None => Err(UsageError(format!(":{} needs --{flag} STAGE (Tab lists the model's stages)", inv.spec.name))),
+    }
+}
+
+/// The categories `--categories` lists, as Rust paths of `glassbox::data::Category`.
+pub fn categories(inv: &Invocation) -> Option<Vec<String>> {
+    match inv.flags.get("categories") {
+        Some(parse::Value::List(c)) => {
+            Some(c.iter().map(|c| format!("glassbox::data::Category::{}", bottleneck::capitalised(c))).collect())
+        }
+        _ => None,
+    }
+}
+
 /// Types whose values `:layers` and stage completion understand.
 pub const MODEL_TYPES: &[&str] = &["TappedNet", "LeNet", "SbNet"];
 

@@ -2,7 +2,7 @@
 //! `:arith`, `:embed-distance`. They compile to calls into `glassbox::metrics::net2vec`.
 
 use super::models::{config_fields, data_flag, train_config, Field, FieldKind};
-use super::parse::{Invocation, UsageError, Value};
+use super::parse::{Invocation, UsageError};
 use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
 use super::{Action, ReplView};
 
@@ -85,11 +85,7 @@ const TRAINING_FIELDS: [Field; 3] = [
 
 fn net2vec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
-    let layer = match inv.flags.get("layer") {
-        Some(Value::List(l)) if l.len() == 1 => l[0].clone(),
-        Some(_) => return Err(UsageError("--layer takes one stage".into())),
-        None => return Err(UsageError(":net2vec needs --layer STAGE (Tab lists the stages)".into())),
-    };
+    let layer = super::one_stage(inv, "layer")?;
     let data = data_flag(inv, view, super::DATASET_TYPES)?;
     let Some(val) = inv.text("val") else {
         return Err(UsageError(
@@ -121,9 +117,7 @@ fn net2vec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     if !fields.is_empty() {
         set += &format!("c.training = {}; ", train_config(&fields, "c.training.clone()"));
     }
-    if let Some(Value::List(c)) = inv.flags.get("categories") {
-        let names: Vec<String> =
-            c.iter().map(|c| format!("glassbox::data::Category::{}", super::bottleneck::capitalised(c))).collect();
+    if let Some(names) = super::categories(inv) {
         set += &format!("c.categories = Some(vec![{}]); ", names.join(", "));
     }
     let default = format!("{net}_{layer}_net2vec");

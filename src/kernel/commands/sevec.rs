@@ -107,20 +107,9 @@ fn or_raise(call: String) -> String {
 
 fn sevec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
-    let layer = match inv.flags.get("layer") {
-        Some(Value::List(l)) if l.len() == 1 => l[0].clone(),
-        Some(_) => return Err(UsageError("--layer takes one stage".into())),
-        None => return Err(UsageError(":sevec needs --layer STAGE (Tab lists the stages)".into())),
-    };
+    let layer = super::one_stage(inv, "layer")?;
     let data = data_flag(inv, view, super::DATASET_TYPES)?;
-    let categories = match inv.flags.get("categories") {
-        Some(Value::List(c)) => {
-            let names: Vec<String> =
-                c.iter().map(|c| format!("glassbox::data::Category::{}", super::bottleneck::capitalised(c))).collect();
-            format!("Some(vec![{}])", names.join(", "))
-        }
-        _ => "None".into(),
-    };
+    let categories = super::categories(inv).map_or("None".into(), |c| format!("Some(vec![{}])", c.join(", ")));
     let default = format!("{net}_{layer}_sevec");
     let var = super::identifier(inv.text("as").unwrap_or(&default))?;
     let call = or_raise(format!(
