@@ -41,6 +41,23 @@ impl Output {
         Self::default().with("image/png", Value::String(encoded))
     }
 
+    /// Several PNG figures in one display, each under its caption (HTML), with `text` as the
+    /// plain form; for results that are a grid and a plot at once.
+    pub fn figures(figures: &[(String, Vec<u8>)], text: impl Into<String>) -> Self {
+        let engine = base64::engine::general_purpose::STANDARD;
+        let html: String = figures
+            .iter()
+            .map(|(caption, png)| {
+                let caption = caption.replace('&', "&amp;").replace('<', "&lt;");
+                format!(
+                    "<figure><img src=\"data:image/png;base64,{}\"/><figcaption>{caption}</figcaption></figure>",
+                    engine.encode(png)
+                )
+            })
+            .collect();
+        Self::html(html).and(Self::text(text))
+    }
+
     pub fn json(value: Value) -> Self {
         Self::default().with("application/json", value)
     }

@@ -6,10 +6,16 @@
 //! convolutions with ActNorm and leaky ReLU (0.2), a dense layer to the mean and
 //! log-variance of a Gaussian z̄ of 64 features, a mirrored decoder), smaller so that it
 //! trains on a CPU in minutes: three down-sampling steps instead of four, narrower layers,
-//! and a sigmoid output since our images lie in [0, 1]. The loss is the reference's without
-//! its optional perceptual and adversarial terms: an L1 reconstruction term under a learned
-//! global log-scale (`Σ |x − x̄| / e^λ + λ` per pixel), plus the KL divergence of the
-//! posterior from N(0, I) with weight 1.
+//! and a sigmoid output since our images lie in [0, 1]. The loss keeps the reference's form
+//! without its optional perceptual and adversarial terms: a reconstruction term under a
+//! learned global log-scale λ (`(x − x̄)² / e^λ + λ` per pixel, twice a Gaussian NLL), plus
+//! the KL divergence of the posterior from N(0, I).
+//!
+//! Two choices differ from the reference, both measured on ColorMNIST (8000 images, 2000
+//! steps): its L1 term with KL weight 1 learns the background colour and blurs the digit
+//! away (the classifier recognises 10% of the reconstructions, chance), because the median
+//! of a pixel that is mostly background is the background; a squared error with KL weight
+//! 0.01 keeps the strokes (70%).
 //!
 //! Like the zoo models, an autoencoder is trained once per data set: [`load`] trains it on
 //! first use and keeps it in `<cache>/zoo/<name>-<fingerprint>/`.
@@ -39,13 +45,13 @@ pub struct AutoencoderConfig {
     pub widths: Vec<i64>,
     /// Features of z̄ (the paper's ColorMNIST autoencoder: 64).
     pub latent: i64,
-    /// Weight of the KL term (the reference's default: 1).
+    /// Weight of the KL term (the reference: 1; ours 0.01, see the module's notes).
     pub kl_weight: f64,
 }
 
 impl Default for AutoencoderConfig {
     fn default() -> Self {
-        AutoencoderConfig { in_channels: 3, size: 32, widths: vec![32, 64, 128], latent: 64, kl_weight: 1.0 }
+        AutoencoderConfig { in_channels: 3, size: 32, widths: vec![32, 64, 128], latent: 64, kl_weight: 0.01 }
     }
 }
 
@@ -156,6 +162,13 @@ impl Autoencoder {
         Ok(Autoencoder { config, vs, down, to_latent, from_latent, up, to_image, log_scale })
     }
 
+    /// An independent copy: same weights (ActNorm state included), its own `VarStore`.
+    pub fn try_clone(&self) -> Result<Autoencoder, InnError> {
+        let copy = Autoencoder::new(self.config.clone(), self.device())?;
+        crate::models::copy_matching(&self.vs, &copy.vs);
+        Ok(copy)
+    }
+
     pub fn config(&self) -> &AutoencoderConfig {
         &self.config
     }
@@ -207,15 +220,19 @@ impl Autoencoder {
         let x = x.to_device(self.device());
         let posterior = self.encode(&x)?;
         let recon = self.decode(&posterior.sample(seed))?;
-        let l1 = (&x - &recon).abs();
-        let nll = (&l1 * (-&self.log_scale).exp() + &self.log_scale).sum_dim_intlist(
+        let diff = &x - &recon;
+        let nll = (diff.square() * (-&self.log_scale).exp() + &self.log_scale).sum_dim_intlist(
             [1, 2, 3].as_slice(),
             false,
             Kind::Float,
         );
         let kl = posterior.kl();
         let total = (nll + &kl * self.config.kl_weight).mean(Kind::Float);
-        Ok(Losses { total, l1: l1.mean(Kind::Float).double_value(&[]), kl: kl.mean(Kind::Float).double_value(&[]) })
+        Ok(Losses {
+            total,
+            l1: diff.abs().mean(Kind::Float).double_value(&[]),
+            kl: kl.mean(Kind::Float).double_value(&[]),
+        })
     }
 
     /// Mean absolute error per pixel and channel of the posterior-mean reconstructions of
@@ -330,16 +347,16 @@ pub struct Recipe {
 pub static NAMES: &[(&str, &str, fn() -> Recipe)] =
     &[("colormnist-ae", "ColorMNIST autoencoder, z̄ of 64 (invariances paper sec. 4)", colormnist_ae)];
 
-/// The ColorMNIST images the zoo's `colormnist-lenet` learns from, Adam at 1e-3 (the
-/// reference trains far longer at a far lower rate on a GPU).
+/// The ColorMNIST images the zoo's `colormnist-lenet` learns from, 2000 steps of Adam at
+/// 2e-3 decaying linearly (the reference trains far longer at a far lower rate on a GPU).
 fn colormnist_ae() -> Recipe {
     Recipe {
         config: AutoencoderConfig::default(),
         data: DataRecipe::ColorMnist { train: 8000, test: 2000, size: 32, seed: 1000 },
         train: TrainConfig {
-            epochs: 12,
+            epochs: 16,
             batch_size: 64,
-            lr: 1e-3,
+            lr: 2e-3,
             weight_decay: 0.0,
             optimizer: Optim::Adam,
             poly_power: 1.0,

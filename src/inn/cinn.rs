@@ -18,7 +18,7 @@ use tch::{nn, Device, Kind, Tensor};
 use super::{gaussian, model_error, Autoencoder, Embedder, EmbedderKind, Flow, FlowConfig, InnError};
 use crate::display::{Output, Render};
 use crate::models::{optimize, weights, Stage, Tapped, TrainConfig, TrainReport};
-use crate::viz::{Grid, LinePlot};
+use crate::viz::LinePlot;
 
 /// How to build a [`Cinn`].
 #[derive(Debug, Clone, PartialEq)]
@@ -284,6 +284,8 @@ pub struct Samples {
     pub conditions: Tensor,
     /// `[N, n, C, H, W]`: `n` samples per conditioning image.
     pub images: Tensor,
+    /// `[N, n, D]`: the codes z̄ = t⁻¹(v|z) the images decode.
+    pub codes: Tensor,
 }
 
 impl Samples {
@@ -307,14 +309,26 @@ impl Samples {
                     .unsqueeze(0)
                     .expand([n as i64].iter().chain(&z.size()[1..]).copied().collect::<Vec<_>>(), false);
                 let zbar = cinn.sample(&zi.contiguous(), seed.wrapping_add(i as u64))?;
-                Ok(tch::no_grad(|| ae.decode(&zbar))?)
+                Ok((tch::no_grad(|| ae.decode(&zbar))?, zbar))
             })
-            .collect::<Result<Vec<Tensor>, InnError>>()?;
+            .collect::<Result<Vec<(Tensor, Tensor)>, InnError>>()?;
+        let (images_out, codes): (Vec<Tensor>, Vec<Tensor>) = rows.into_iter().unzip();
         Ok(Samples {
             stage: cinn.stage().clone(),
             conditions: images.to_device(Device::Cpu),
-            images: Tensor::stack(&rows, 0).to_device(Device::Cpu),
+            images: Tensor::stack(&images_out, 0).to_device(Device::Cpu),
+            codes: Tensor::stack(&codes, 0).to_device(Device::Cpu),
         })
+    }
+
+    /// The share of the codes' total variance that lies within the samples of one image,
+    /// E_z[Var_v(z̄)] / Var(z̄) summed over dimensions: what v explains and the layer leaves
+    /// open (the paper's "variance explained by v", sec. B.2).
+    pub fn explained_by_v(&self) -> f64 {
+        let within = self.codes.var_dim(1, false, false).mean_dim(0, false, Kind::Double).sum(Kind::Double);
+        let d = self.codes.size()[2];
+        let total = self.codes.view([-1, d]).var_dim(0, false, false).sum(Kind::Double);
+        within.double_value(&[]) / total.double_value(&[]).max(1e-12)
     }
 
     /// Per conditioning image: the variance of its samples over the samples, averaged over
@@ -328,13 +342,9 @@ impl Render for Samples {
     /// A row per conditioning image: the image, then its samples.
     fn render(&self) -> Output {
         let size = self.images.size();
-        let (n, k) = (size[0], size[1]);
-        let rows: Vec<Tensor> =
-            (0..n).map(|i| Tensor::cat(&[self.conditions.get(i).unsqueeze(0), self.images.get(i)], 0)).collect();
-        let grid = Grid::new(&Tensor::cat(&rows, 0)).columns(k as usize + 1);
-        grid.render().and(Output::text(format!(
-            "{k} samples for each of {n} images, conditioned on `{}` (first column: the image)",
-            self.stage
+        super::interpret::samples_grid(self).render().and(Output::text(format!(
+            "{} samples for each of {} images, conditioned on `{}` (first column: the image)",
+            size[1], size[0], self.stage
         )))
     }
 }

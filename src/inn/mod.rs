@@ -10,6 +10,11 @@
 //! - The conditional INN [`Cinn`] t (eq. 1-5): v = t(z̄|z) for a representation z = Φ(x) of a
 //!   chosen layer of a fixed model, trained by maximum likelihood with E and Φ frozen, and
 //!   sampled as z̄ = t⁻¹(v|z), v ~ N(0, I) (eq. 2).
+//! - The experiments of sec. 4 ([`interpret`]): samples and the amount of invariance per
+//!   layer (fig. 3), FGSM attacks decoded with the original invariances (fig. 5).
+//! - The semantic INN e ([`semantic`], eq. 6): z̄ to concept factors learned from pairs,
+//!   factor swaps (fig. 7), and the [`sensitivity`] of a layer to each factor over a
+//!   classifier's training (fig. 4).
 //!
 //! Every random thing takes a seed: shuffles, initial weights (through the seeds of the
 //! configs), the noise of samples.
@@ -28,6 +33,9 @@ pub mod cinn;
 pub mod coupling;
 pub mod embedder;
 pub mod flow;
+pub mod interpret;
+pub mod semantic;
+pub mod sensitivity;
 pub mod shuffle;
 
 pub use actnorm::ActNorm;
@@ -36,6 +44,9 @@ pub use cinn::{Cinn, CinnConfig, CinnReport, Samples};
 pub use coupling::Coupling;
 pub use embedder::{Embedder, EmbedderKind};
 pub use flow::{Flow, FlowConfig};
+pub use interpret::{fgsm, AttackDecoding, Frozen, Invariances, LayerInn};
+pub use semantic::{FactorPairs, FactorProbe, FactorSizes, SemanticConfig, SemanticInn, SemanticReport, Swap};
+pub use sensitivity::{Sensitivity, SensitivityConfig};
 pub use shuffle::Shuffle;
 
 /// What can go wrong building, running or training an invertible network.
