@@ -149,7 +149,8 @@ impl Invariances {
         Ok(out)
     }
 
-    fn table(&self) -> String {
+    /// One line per layer with its three measures.
+    pub fn render_text(&self) -> String {
         let rows: Vec<String> = self
             .stages
             .iter()
@@ -184,7 +185,7 @@ impl Render for Invariances {
             .group("z̄ variance explained by v", self.invariance.iter().copied())
             .group("samples that keep the class", self.agreement.iter().copied());
         figures.push(("what each layer leaves open, and whether its samples keep the class".into(), chart.png()));
-        Output::figures(&figures, self.table())
+        Output::figures(&figures, self.render_text())
     }
 }
 
