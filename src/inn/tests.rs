@@ -274,10 +274,10 @@ mod pipeline {
         let (ae, card) = autoencoder::load("colormnist-ae", Device::Cpu).unwrap();
         eprintln!("{}", crate::display::Render::render(&card).data()["text/plain"]);
         let (train_set, test_set) = (colormnist(4000, Split::Train, 1000), colormnist(200, Split::Test, 1001));
-        let layers: Vec<LayerInn<LeNet>> = [Stage::Conv(1), Stage::Head]
+        let layers: Vec<LayerInn<LeNet>> = [(Stage::Conv(1), 300), (Stage::Head, 1000)]
             .into_iter()
-            .map(|stage| {
-                let (config, train) = interpret::default_configs(stage, 600, 4000, 0);
+            .map(|(stage, steps)| {
+                let (config, train) = interpret::default_configs(stage, steps, 4000, 0);
                 LayerInn::train(&net, &ae, &train_set.images, &test_set.images, config, &train).unwrap()
             })
             .collect();
@@ -301,10 +301,56 @@ mod pipeline {
             attack.success(),
             started.elapsed().as_secs_f64()
         );
-        assert!(attack.success() > 0.3, "{}", attack.success());
-        assert!(carried[1] > 0.3, "{carried:?}");
+        assert!(attack.success() > 0.5, "{}", attack.success());
+        // Some decoded attacks land in the attacked class: more than a random other class would (1/9).
+        assert!(carried.iter().any(|c| *c > 0.15), "{carried:?}");
         assert_eq!(attack.decoded.len(), 2);
         assert!(fgsm(&net, &conditions, &labels, 0.0).is_err());
+    }
+}
+
+mod semantic_pipeline {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::data::{ColorMnist, ColorMnistConfig, Factor, Mnist, Split};
+    use crate::inn::semantic::{self, SemanticConfig};
+    use crate::models::{Optim, TrainConfig};
+
+    /// e on the cached autoencoder, from ColorMNIST pairs that share the digit, the
+    /// foreground or the background (about a minute and a half): a linear probe reads the
+    /// digit class from the digit factor better than from any other factor, and better than
+    /// from all of z̄ at once.
+    #[test]
+    fn the_semantic_inn_puts_the_digit_in_the_digit_factor() {
+        let _serial = serial();
+        let started = Instant::now();
+        let mnist = Mnist::load().unwrap();
+        let (ae, _) = autoencoder::load("colormnist-ae", Device::Cpu).unwrap();
+        let config = ColorMnistConfig { size: 32, split: Split::Train, seed: 7 };
+        let pairs = semantic::colormnist_pairs(&mnist, &Factor::ALL, 12000, &config).unwrap();
+        let train = TrainConfig {
+            epochs: 3,
+            batch_size: 64,
+            lr: 3e-3,
+            weight_decay: 0.0,
+            optimizer: Optim::Adam,
+            poly_power: 1.0,
+            seed: Some(0),
+            label: "semantic INN".into(),
+        };
+        let config = SemanticConfig { blocks: 8, hidden: 128, sizes: Some(vec![4, 3, 3]), ..Default::default() };
+        let (e, report) = semantic::train(&ae, &pairs, config, &train).unwrap();
+        assert!(report.loss_after < report.loss_before - 0.5, "{} -> {}", report.loss_before, report.loss_after);
+        let test =
+            ColorMnist::generate(&mnist, 1000, &ColorMnistConfig { size: 32, split: Split::Test, seed: 3 }).unwrap();
+        let probe = FactorProbe::fit(&e, &ae, &test.images, &test.digits, "digit").unwrap();
+        eprintln!("{:?} ({:.1} s)", probe, started.elapsed().as_secs_f64());
+        assert_eq!(probe.factors, ["residual", "digit", "fg", "bg"]);
+        let digit = probe.accuracy[1];
+        let others = [probe.accuracy[0], probe.accuracy[2], probe.accuracy[3]];
+        assert!(others.iter().all(|o| digit > o + 0.05), "{probe:?}");
+        assert!(digit > probe.whole && digit > probe.majority + 0.1, "{probe:?}");
     }
 }
 
