@@ -332,3 +332,39 @@ pub fn default_configs(stage: Stage, steps: usize, n: usize, seed: u64) -> (Cinn
     };
     (config, train)
 }
+
+/// Splits `images` into the part t trains on and the last eighth it holds out for its NLL.
+pub fn split_held_out(images: &Tensor) -> Result<(Tensor, Tensor), InnError> {
+    let n = images.size()[0];
+    if n < 16 {
+        return Err(InnError::BadInput(format!(
+            "training a t needs 16 images or more (an eighth is held out); got {n}"
+        )));
+    }
+    let held = n / 8;
+    Ok((images.narrow(0, 0, n - held), images.narrow(0, n - held, held)))
+}
+
+/// The first `count` images (all when there are fewer).
+pub fn first(images: &Tensor, count: usize) -> Tensor {
+    images.narrow(0, 0, (count as i64).min(images.size()[0]))
+}
+
+/// t for the stage called `layer` of `model`, trained for `steps` steps of the default
+/// configs on `images` but their last eighth, which measures the NLL: what `:cinn` runs.
+pub fn train_layer<M: Frozen>(
+    model: &M,
+    ae: &Autoencoder,
+    layer: &str,
+    images: &Tensor,
+    steps: usize,
+    seed: u64,
+) -> Result<LayerInn<M>, InnError> {
+    if steps == 0 {
+        return Err(InnError::BadInput("train t for at least one step".into()));
+    }
+    let stage = model.stage(layer)?;
+    let (train_images, held_out) = split_held_out(images)?;
+    let (config, train) = default_configs(stage, steps, train_images.size()[0] as usize, seed);
+    LayerInn::train(model, ae, &train_images, &held_out, config, &train)
+}

@@ -56,6 +56,38 @@ pub fn colormnist_pairs(
         .collect()
 }
 
+/// e on ColorMNIST pairs (train split) for the factors named `factors` (digit, fg, bg),
+/// `pairs` per factor, trained for about `steps` steps of Adam (batch 64, 3e-3 decaying
+/// linearly): what `:semantic-inn` runs.
+pub fn train_colormnist(
+    ae: &Autoencoder,
+    factors: &[&str],
+    pairs: usize,
+    steps: usize,
+    sizes: Option<Vec<i64>>,
+    seed: u64,
+) -> Result<(SemanticInn, SemanticReport), InnError> {
+    if factors.is_empty() || pairs == 0 || steps == 0 {
+        return Err(InnError::BadInput("give one factor or more, pairs >= 1 and steps >= 1".into()));
+    }
+    let factors = factors.iter().map(|f| f.parse()).collect::<Result<Vec<Factor>, _>>()?;
+    let mnist = Mnist::load()?;
+    let config = ColorMnistConfig { size: ae.config().size as usize, split: crate::data::Split::Train, seed };
+    let pairs = colormnist_pairs(&mnist, &factors, pairs, &config)?;
+    let total: usize = pairs.iter().map(|p| p.a.size()[0] as usize).sum();
+    let schedule = TrainConfig {
+        epochs: (steps * 64).div_ceil(total).max(1),
+        batch_size: 64,
+        lr: 3e-3,
+        weight_decay: 0.0,
+        optimizer: crate::models::Optim::Adam,
+        poly_power: 1.0,
+        seed: Some(seed),
+        label: "semantic INN".into(),
+    };
+    train(ae, &pairs, SemanticConfig { sizes, blocks: 8, hidden: 128, seed, ..Default::default() }, &schedule)
+}
+
 /// How to build and train a [`SemanticInn`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct SemanticConfig {

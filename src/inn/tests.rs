@@ -156,7 +156,7 @@ mod pipeline {
 
     use super::*;
     use crate::data::{ColorMnist, ColorMnistConfig, Mnist, Split};
-    use crate::models::{LeNet, Optim, Stage, Tapped, TrainConfig};
+    use crate::models::{LeNet, Optim, Stage, TrainConfig};
 
     fn adam(epochs: usize, batch_size: usize, lr: f64, label: &str) -> TrainConfig {
         TrainConfig {
@@ -179,11 +179,6 @@ mod pipeline {
     fn small_ae(widths: Vec<i64>) -> Autoencoder {
         tch::manual_seed(0);
         Autoencoder::new(AutoencoderConfig { widths, ..Default::default() }, Device::Cpu).unwrap()
-    }
-
-    fn predictions(net: &LeNet, images: &Tensor) -> Vec<i64> {
-        let logits = tch::no_grad(|| net.forward_taps(images, &[], false)).unwrap().0;
-        Vec::<i64>::try_from(logits.argmax(1, false)).unwrap()
     }
 
     #[test]

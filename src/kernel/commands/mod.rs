@@ -7,6 +7,7 @@
 mod bottleneck;
 mod builtin;
 mod data;
+mod inn;
 mod metrics;
 mod models;
 mod net2vec;
@@ -47,6 +48,15 @@ pub static REGISTRY: &[&CommandSpec] = &[
     &sevec::RELEVANCE,
     &sevec::SALIENCY,
     &sevec::POINTING_GAME,
+    &inn::AUTOENCODER,
+    &inn::CINN,
+    &inn::SAMPLES,
+    &inn::INVARIANCE,
+    &inn::FGSM,
+    &inn::SEMANTIC_INN,
+    &inn::SWAP,
+    &inn::FACTOR_PROBE,
+    &inn::SENSITIVITY,
 ];
 
 /// evcxr's own commands, passed through untouched (glassbox's `:help` and `:vars` replace
@@ -289,9 +299,11 @@ fn complete_list(word: &str, items: Vec<String>) -> Vec<String> {
     items.into_iter().filter(|s| s.starts_with(last)).map(|s| format!("{head}{s}")).collect()
 }
 
-/// Whether evcxr's type name for a variable is one of `types` (paths and all).
+/// Whether evcxr's type name for a variable is one of `types` (paths and all; a generic type
+/// matches by its base name, `LayerInn<LeNet>` as `LayerInn`).
 pub fn is_type(ty: &str, types: &[&str]) -> bool {
-    let name = ty.rsplit("::").next().unwrap_or(ty);
+    let base = ty.split('<').next().unwrap_or(ty);
+    let name = base.rsplit("::").next().unwrap_or(base);
     types.contains(&name)
 }
 
@@ -457,7 +469,22 @@ mod tests {
         let (_, _, m) = complete(":time o", 7, &view(), live).unwrap();
         assert!(m.is_empty());
         let (_, _, m) = complete(":help s", 7, &view(), live).unwrap();
-        assert_eq!(m, ["saliency", "sb-report", "seed", "sevec", "show", "ssb", "sweep-usb"]);
+        assert_eq!(
+            m,
+            [
+                "saliency",
+                "samples",
+                "sb-report",
+                "seed",
+                "semantic-inn",
+                "sensitivity",
+                "sevec",
+                "show",
+                "ssb",
+                "swap",
+                "sweep-usb"
+            ]
+        );
         assert!(complete("let x = 1;", 3, &view(), live).is_none());
     }
 

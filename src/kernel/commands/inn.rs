@@ -1,0 +1,586 @@
+//! Commands for invertible interpretation (invariances paper, Rombach, Esser & Ommer):
+//! `:autoencoder`, `:cinn`, `:samples`, `:invariance`, `:fgsm`, `:semantic-inn`, `:swap`,
+//! `:factor-probe`, `:sensitivity`. They compile to calls into `glassbox::inn`.
+
+use super::models::data_flag;
+use super::parse::{Invocation, UsageError, Value};
+use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
+use super::{Action, ReplView};
+
+const AE_TYPES: &[&str] = &["Autoencoder"];
+const LAYER_TYPES: &[&str] = &["LayerInn"];
+const SEMANTIC_TYPES: &[&str] = &["SemanticInn"];
+/// The models a t can keep a frozen copy of (`glassbox::inn::Frozen`).
+const FROZEN_TYPES: &[&str] = &["LeNet", "TappedNet"];
+const IMAGE_TYPES: &[&str] = &["ColorMnist"];
+const FACTORS: &[&str] = &["digit", "fg", "bg"];
+
+const AE: FlagSpec =
+    FlagSpec { name: "ae", kind: FlagKind::Text, help: "the autoencoder (default: the only one; see :autoencoder)" };
+const DATA: FlagSpec = FlagSpec { name: "data", kind: FlagKind::Data, help: "ColorMNIST images (required)" };
+const STEPS: FlagSpec =
+    FlagSpec { name: "steps", kind: FlagKind::Int, help: "training steps of each t (default 1000)" };
+const SEED: FlagSpec =
+    FlagSpec { name: "seed", kind: FlagKind::Int, help: "seeds weights, order and noise (default 0)" };
+const COUNT: FlagSpec = FlagSpec { name: "count", kind: FlagKind::Int, help: "how many images to show (default 6)" };
+const N: FlagSpec = FlagSpec { name: "n", kind: FlagKind::Int, help: "samples per image (default 6)" };
+const AS: FlagSpec = FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind" };
+const MODEL: ArgSpec = ArgSpec {
+    name: "MODEL",
+    kind: ArgKind::Model,
+    required: true,
+    help: "a variable holding the LeNet or TappedNet to interpret",
+};
+const SEMANTIC: ArgSpec =
+    ArgSpec { name: "SEMANTIC", kind: ArgKind::Value, required: true, help: "a :semantic-inn result" };
+
+pub static AUTOENCODER: CommandSpec = CommandSpec {
+    name: "autoencoder",
+    summary: "Loads an autoencoder E/D whose code z̄ holds everything about an image (invariances paper sec. \
+              3.1), training it on first use and caching it like the zoo models; shows its card.",
+    args: &[ArgSpec { name: "NAME", kind: ArgKind::Choice(&["colormnist-ae"]), required: true, help: "colormnist-ae" }],
+    flags: &[FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default ae)" }],
+    run: autoencoder,
+};
+
+pub static CINN: CommandSpec = CommandSpec {
+    name: "cinn",
+    summary: "Trains the conditional INN t of one layer (invariances paper eq. 1-5): v = t(z̄|z) for z̄ = E(x) \
+              and the layer's representation z = Φ(x), by maximum likelihood with E and Φ frozen, on --data \
+              but its last eighth, which measures the held-out NLL; binds it (default MODEL_LAYER_cinn).",
+    args: &[MODEL],
+    flags: &[
+        FlagSpec {
+            name: "layer",
+            kind: FlagKind::Stages,
+            help: "the stage whose representation conditions t (required)",
+        },
+        DATA,
+        AE,
+        STEPS,
+        SEED,
+        AS,
+    ],
+    run: cinn,
+};
+
+pub static SAMPLES: CommandSpec = CommandSpec {
+    name: "samples",
+    summary: "Decoded samples D(t⁻¹(v|Φ(x))), v ~ N(0, I), for images x (invariances paper eq. 2, fig. 3): \
+              what the layer keeps stays fixed along a row, what it discards varies.",
+    args: &[
+        ArgSpec { name: "CINN", kind: ArgKind::Value, required: true, help: "a :cinn result" },
+        ArgSpec {
+            name: "IMAGES",
+            kind: ArgKind::Value,
+            required: true,
+            help: "ColorMNIST images: DATA (its first --count) or DATA[a..b]",
+        },
+    ],
+    flags: &[N, COUNT, SEED],
+    run: samples,
+};
+
+pub static INVARIANCE: CommandSpec = CommandSpec {
+    name: "invariance",
+    summary: "Trains a t for each of several layers (binding each as MODEL_LAYER_cinn) and shows samples of \
+              the same held-out images through every layer with the share of z̄'s variance each leaves open \
+              and how often the model keeps its class on the samples (invariances paper fig. 3).",
+    args: &[MODEL],
+    flags: &[
+        FlagSpec { name: "layers", kind: FlagKind::Stages, help: "the stages to interpret (required)" },
+        DATA,
+        AE,
+        STEPS,
+        N,
+        COUNT,
+        SEED,
+    ],
+    run: invariance,
+};
+
+pub static FGSM: CommandSpec = CommandSpec {
+    name: "fgsm",
+    summary: "Attacks images with one FGSM step and decodes each layer's attacked representation with the \
+              original image's invariances v, D(t⁻¹(v|Φ(x*))): what the attack changed in that layer \
+              (invariances paper sec. 4.3, fig. 5).",
+    args: &[ArgSpec { name: "CINNS", kind: ArgKind::Value, required: true, help: "t's of one model: a,b,.." }],
+    flags: &[
+        DATA,
+        FlagSpec { name: "eps", kind: FlagKind::Float, help: "the attack's step in (0, 1] (default 0.1)" },
+        FlagSpec { name: "count", kind: FlagKind::Int, help: "how many images to attack (default 8)" },
+    ],
+    run: fgsm,
+};
+
+pub static SEMANTIC_INN: CommandSpec = CommandSpec {
+    name: "semantic-inn",
+    summary: "Trains the semantic INN e (invariances paper eq. 6, after Esser et al. 2020): z̄ to a residual \
+              and one factor per concept, learned from ColorMNIST pairs that share the concept, the shared \
+              factor correlated by ρ = 0.975; sizes given or estimated from the pairs. Binds it.",
+    args: &[ArgSpec { name: "AE", kind: ArgKind::Value, required: true, help: "the autoencoder" }],
+    flags: &[
+        FlagSpec { name: "factors", kind: FlagKind::ChoiceList(FACTORS), help: "the concepts (required)" },
+        FlagSpec { name: "pairs", kind: FlagKind::Int, help: "pairs per factor (default 12000)" },
+        FlagSpec { name: "steps", kind: FlagKind::Int, help: "training steps (default 1700)" },
+        FlagSpec { name: "sizes", kind: FlagKind::List, help: "dimensions per factor (default: estimated)" },
+        SEED,
+        FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default semantic)" },
+    ],
+    run: semantic_inn,
+};
+
+pub static SWAP: CommandSpec = CommandSpec {
+    name: "swap",
+    summary: "Swaps each factor of e between images and donors and decodes (invariances paper eq. 7, fig. 7): \
+              rows are the images, the donors, then one row per swapped factor.",
+    args: &[SEMANTIC],
+    flags: &[DATA, AE, COUNT],
+    run: swap,
+};
+
+pub static FACTOR_PROBE: CommandSpec = CommandSpec {
+    name: "factor-probe",
+    summary: "How well a linear probe reads the digit class from each factor of e, beside all of z̄ and the \
+              majority class: which factor holds the digit.",
+    args: &[SEMANTIC],
+    flags: &[DATA, AE],
+    run: factor_probe,
+};
+
+pub static SENSITIVITY: CommandSpec = CommandSpec {
+    name: "sensitivity",
+    summary: "For checkpoints of a zoo classifier, a t on one layer and the semantic INN e: the share of each \
+              factor's variation the layer captures, beside the checkpoint's accuracy (invariances paper \
+              sec. 4.2, fig. 4).",
+    args: &[ArgSpec { name: "ZOO", kind: ArgKind::Zoo, required: true, help: "a zoo model with checkpoints" }],
+    flags: &[
+        FlagSpec { name: "layer", kind: FlagKind::Text, help: "the stage (required)" },
+        FlagSpec { name: "semantic", kind: FlagKind::Text, help: "the :semantic-inn result (required)" },
+        DATA,
+        AE,
+        FlagSpec { name: "checkpoints", kind: FlagKind::List, help: "training steps (default: every checkpoint)" },
+        FlagSpec { name: "steps", kind: FlagKind::Int, help: "training steps of each t (default 500)" },
+        FlagSpec { name: "samples", kind: FlagKind::Int, help: "samples v per image (default 8)" },
+        SEED,
+    ],
+    run: sensitivity,
+};
+
+fn or_raise(call: String) -> String {
+    format!("glassbox::runtime::or_raise({call}, \"InnError\")")
+}
+
+fn bind(var: &str, ty: &str, call: String) -> Action {
+    Action::Rust(format!("let {var}: {ty} = {};\nglassbox::display::Render::render(&{var})", or_raise(call)))
+}
+
+fn positive(inv: &Invocation, flag: &str, default: i64) -> Result<i64, UsageError> {
+    match inv.int(flag).unwrap_or(default) {
+        v if v >= 1 => Ok(v),
+        v => Err(UsageError(format!("--{flag} must be 1 or more, got {v}"))),
+    }
+}
+
+fn seed(inv: &Invocation) -> Result<i64, UsageError> {
+    match inv.int("seed").unwrap_or(0) {
+        s if s >= 0 => Ok(s),
+        s => Err(UsageError(format!("--seed must be 0 or more, got {s}"))),
+    }
+}
+
+fn ae<'a>(inv: &'a Invocation, view: &'a ReplView) -> Result<&'a str, UsageError> {
+    if let Some(name) = inv.text("ae") {
+        return super::typed_variable(name, view, AE_TYPES, "autoencoder");
+    }
+    super::chosen(inv, view, AE_TYPES, "autoencoder", ":autoencoder colormnist-ae")
+        .map_err(|e| UsageError(e.0.replace("choose one with --in", "choose one with --ae")))
+}
+
+/// The Rust path of the model variable's type, for `LayerInn<M>`.
+fn model_type(model: &str, view: &ReplView) -> Result<&'static str, UsageError> {
+    let ty = view.variables.iter().find(|(n, _)| n == model).map(|(_, t)| t.as_str()).unwrap_or_default();
+    if super::is_type(ty, &["LeNet"]) {
+        Ok("glassbox::models::LeNet")
+    } else if super::is_type(ty, &["TappedNet"]) {
+        Ok("glassbox::models::TappedNet")
+    } else {
+        Err(UsageError(format!("`{model}` is a {ty}; an INN interprets a LeNet or a TappedNet")))
+    }
+}
+
+fn images<'a>(inv: &'a Invocation, view: &'a ReplView) -> Result<&'a str, UsageError> {
+    data_flag(inv, view, IMAGE_TYPES)
+}
+
+fn stages(inv: &Invocation, flag: &str) -> Result<Vec<String>, UsageError> {
+    match inv.flags.get(flag) {
+        Some(Value::List(s)) if !s.is_empty() => Ok(s.clone()),
+        _ => Err(UsageError(format!(":{} needs --{flag} STAGE,.. (Tab lists the model's stages)", inv.spec.name))),
+    }
+}
+
+fn autoencoder(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
+    let name = &inv.args[0];
+    let names: Vec<&str> = crate::inn::autoencoder::NAMES.iter().map(|(n, _, _)| *n).collect();
+    if !names.contains(&name.as_str()) {
+        return Err(UsageError(format!("no autoencoder `{name}`; there are: {}", names.join(", "))));
+    }
+    let var = super::identifier(inv.text("as").unwrap_or("ae"))?;
+    Ok(Action::Rust(format!(
+        "let ({var}, {var}_card): (glassbox::inn::Autoencoder, glassbox::inn::autoencoder::Card) = {};\n\
+         glassbox::display::Render::render(&{var}_card)",
+        or_raise(format!("glassbox::inn::autoencoder::load({name:?}, glassbox::device())"))
+    )))
+}
+
+fn cinn(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let model = super::typed_variable(&inv.args[0], view, FROZEN_TYPES, "LeNet or TappedNet")?;
+    let ty = model_type(model, view)?;
+    let layer = super::one_stage(inv, "layer")?;
+    let data = images(inv, view)?;
+    let ae = ae(inv, view)?;
+    let (steps, seed) = (positive(inv, "steps", 1000)?, seed(inv)?);
+    let default = format!("{model}_{layer}_cinn");
+    let var = super::identifier(inv.text("as").unwrap_or(&default))?;
+    Ok(bind(
+        var,
+        &format!("glassbox::inn::LayerInn<{ty}>"),
+        format!("glassbox::inn::interpret::train_layer(&{model}, &{ae}, {layer:?}, &{data}.images, {steps}, {seed})"),
+    ))
+}
+
+/// `DATA` or `DATA[a..b]` as Rust for the image tensor.
+fn image_slice(text: &str, view: &ReplView, count: i64) -> Result<String, UsageError> {
+    let bad = || UsageError(format!("IMAGES is a ColorMNIST variable, as DATA or DATA[a..b]; got `{text}`"));
+    let Some((data, rest)) = text.split_once('[') else {
+        let data = super::typed_variable(text, view, IMAGE_TYPES, "ColorMNIST data set")?;
+        return Ok(format!("glassbox::inn::interpret::first(&{data}.images, {count})"));
+    };
+    let data = super::typed_variable(data.trim(), view, IMAGE_TYPES, "ColorMNIST data set")?;
+    let range = rest.strip_suffix(']').ok_or_else(bad)?;
+    let (a, b) = range.split_once("..").ok_or_else(bad)?;
+    let (a, b): (i64, i64) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+    if a < 0 || b <= a {
+        return Err(UsageError(format!("the range {a}..{b} is empty; give a..b with 0 <= a < b")));
+    }
+    Ok(format!(
+        "{{ let x = &{data}.images; let n = x.size()[0]; if {b} > n {{ glassbox::runtime::raise(\"InnError\", \
+         &format!(\"{data} has {{n}} images; the range must end at most there\")) }} x.narrow(0, {a}, {}) }}",
+        b - a
+    ))
+}
+
+fn samples(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let cinn = super::typed_variable(&inv.args[0], view, LAYER_TYPES, ":cinn result")?;
+    let (n, count, seed) = (positive(inv, "n", 6)?, positive(inv, "count", 6)?, seed(inv)?);
+    if n < 2 {
+        return Err(UsageError("--n must be 2 or more: one sample shows nothing varying".into()));
+    }
+    let x = image_slice(&inv.args[1], view, count)?;
+    Ok(Action::Rust(format!(
+        "glassbox::display::Render::render(&{})",
+        or_raise(format!("{cinn}.samples(&{x}, {n}, {seed})"))
+    )))
+}
+
+fn invariance(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let model = super::typed_variable(&inv.args[0], view, FROZEN_TYPES, "LeNet or TappedNet")?;
+    let ty = model_type(model, view)?;
+    let layers = stages(inv, "layers")?;
+    let data = images(inv, view)?;
+    let ae = ae(inv, view)?;
+    let (steps, seed) = (positive(inv, "steps", 1000)?, seed(inv)?);
+    let (n, count) = (positive(inv, "n", 6)?, positive(inv, "count", 6)?);
+    if n < 2 {
+        return Err(UsageError("--n must be 2 or more: one sample shows nothing varying".into()));
+    }
+    let mut code = String::new();
+    let mut vars = Vec::new();
+    for layer in &layers {
+        let var = super::identifier(&format!("{model}_{layer}_cinn"))?.to_owned();
+        code.push_str(&format!(
+            "let {var}: glassbox::inn::LayerInn<{ty}> = {};\n",
+            or_raise(format!(
+                "glassbox::inn::interpret::train_layer(&{model}, &{ae}, {layer:?}, &{data}.images, {steps}, {seed})"
+            ))
+        ));
+        vars.push(format!("&{var}"));
+    }
+    let held = format!("glassbox::inn::interpret::split_held_out(&{data}.images).map(|(_, h)| h)");
+    code.push_str(&format!(
+        "glassbox::display::Render::render(&{})",
+        or_raise(format!(
+            "{held}.and_then(|h| glassbox::inn::Invariances::measure(&[{}], \
+             &glassbox::inn::interpret::first(&h, {count}), {n}, {seed}))",
+            vars.join(", ")
+        ))
+    ));
+    Ok(Action::Rust(code))
+}
+
+fn fgsm(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let names: Vec<&str> = inv.args[0].split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if names.is_empty() {
+        return Err(UsageError(":fgsm needs t's: CINN,CINN,.. (see :cinn or :invariance)".into()));
+    }
+    let cinns = names
+        .iter()
+        .map(|n| super::typed_variable(n, view, LAYER_TYPES, ":cinn result").map(|v| format!("&{v}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let data = images(inv, view)?;
+    let eps = inv.float("eps").or(inv.int("eps").map(|v| v as f64)).unwrap_or(0.1);
+    if !(eps > 0.0 && eps <= 1.0) {
+        return Err(UsageError(format!("--eps must lie in (0, 1] (images are in [0, 1]); got {eps}")));
+    }
+    let count = positive(inv, "count", 8)?;
+    Ok(Action::Rust(format!(
+        "glassbox::display::Render::render(&{})",
+        or_raise(format!(
+            "glassbox::inn::AttackDecoding::new(&[{}], &glassbox::inn::interpret::first(&{data}.images, {count}), \
+             &glassbox::inn::interpret::first(&{data}.digits, {count}), {eps:?})",
+            cinns.join(", ")
+        ))
+    )))
+}
+
+fn semantic_inn(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let ae = super::typed_variable(&inv.args[0], view, AE_TYPES, "autoencoder")?;
+    let factors = match inv.flags.get("factors") {
+        Some(Value::List(f)) if !f.is_empty() => f.clone(),
+        _ => return Err(UsageError(format!(":semantic-inn needs --factors, some of {}", FACTORS.join(", ")))),
+    };
+    if let Some(twice) = factors.iter().enumerate().find(|(i, f)| factors[..*i].contains(f)).map(|(_, f)| f) {
+        return Err(UsageError(format!("--factors names `{twice}` twice")));
+    }
+    let sizes = match inv.flags.get("sizes") {
+        None => "None".to_owned(),
+        Some(Value::List(s)) => {
+            let parsed: Vec<i64> = s
+                .iter()
+                .map(|v| v.parse().ok().filter(|v: &i64| *v >= 1))
+                .collect::<Option<_>>()
+                .ok_or_else(|| UsageError(format!("--sizes takes positive integers; got {}", s.join(","))))?;
+            if parsed.len() != factors.len() {
+                return Err(UsageError(format!(
+                    "--sizes gives {} sizes for {} factors ({})",
+                    parsed.len(),
+                    factors.len(),
+                    factors.join(", ")
+                )));
+            }
+            format!("Some(vec!{parsed:?})")
+        }
+        Some(_) => return Err(UsageError("--sizes takes a list, e.g. 4,3,3".into())),
+    };
+    let (pairs, steps, seed) = (positive(inv, "pairs", 12000)?, positive(inv, "steps", 1700)?, seed(inv)?);
+    let var = super::identifier(inv.text("as").unwrap_or("semantic"))?;
+    let call = or_raise(format!(
+        "glassbox::inn::semantic::train_colormnist(&{ae}, &{factors:?}, {pairs}, {steps}, {sizes}, {seed})"
+    ));
+    Ok(Action::Rust(format!(
+        "let ({var}, {var}_report): (glassbox::inn::SemanticInn, glassbox::inn::SemanticReport) = {call};\n\
+         glassbox::display::Render::render(&{var}_report)"
+    )))
+}
+
+fn swap(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let e = super::typed_variable(&inv.args[0], view, SEMANTIC_TYPES, ":semantic-inn result")?;
+    let data = images(inv, view)?;
+    let ae = ae(inv, view)?;
+    let count = positive(inv, "count", 6)?;
+    Ok(Action::Rust(format!(
+        "glassbox::display::Render::render(&{})",
+        or_raise(format!(
+            "{{ let x = &{data}.images; if x.size()[0] < {} {{ Err(glassbox::inn::InnError::BadInput(format!(\
+             \"swapping {count} images needs {} of {data}; it has {{}}\", x.size()[0]))) }} else {{ \
+             glassbox::inn::Swap::new(&{e}, &{ae}, &x.narrow(0, 0, {count}), &x.narrow(0, {count}, {count})) }} }}",
+            2 * count,
+            2 * count
+        ))
+    )))
+}
+
+fn factor_probe(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let e = super::typed_variable(&inv.args[0], view, SEMANTIC_TYPES, ":semantic-inn result")?;
+    let data = images(inv, view)?;
+    let ae = ae(inv, view)?;
+    Ok(Action::Rust(format!(
+        "glassbox::display::Render::render(&{})",
+        or_raise(format!("glassbox::inn::FactorProbe::fit(&{e}, &{ae}, &{data}.images, &{data}.digits, \"digit\")"))
+    )))
+}
+
+fn sensitivity(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let name = &inv.args[0];
+    let ty = match crate::zoo::type_of(name) {
+        Ok("LeNet") => "glassbox::models::LeNet",
+        Ok("TappedNet") => "glassbox::models::TappedNet",
+        Ok(other) => {
+            return Err(UsageError(format!("`{name}` is a {other}; an INN interprets a LeNet or a TappedNet")))
+        }
+        Err(e) => return Err(UsageError(e.to_string())),
+    };
+    if name.contains('@') {
+        return Err(UsageError(format!("give the zoo entry without a step (`{name}`); --checkpoints picks the steps")));
+    }
+    let Some(layer) = inv.text("layer") else {
+        return Err(UsageError(":sensitivity needs --layer STAGE".into()));
+    };
+    let Some(e) = inv.text("semantic") else {
+        return Err(UsageError(":sensitivity needs --semantic SEMANTIC, a :semantic-inn result".into()));
+    };
+    let e = super::typed_variable(e, view, SEMANTIC_TYPES, ":semantic-inn result")?;
+    let data = images(inv, view)?;
+    let ae = ae(inv, view)?;
+    let checkpoints = match inv.flags.get("checkpoints") {
+        None => "None".to_owned(),
+        Some(Value::List(c)) => {
+            let steps: Vec<usize> = c
+                .iter()
+                .map(|s| s.parse().ok())
+                .collect::<Option<_>>()
+                .ok_or_else(|| UsageError(format!("--checkpoints takes training steps; got {}", c.join(","))))?;
+            format!("Some(&{steps:?}[..])")
+        }
+        Some(_) => return Err(UsageError("--checkpoints takes a list of steps, e.g. 0,640,1280".into())),
+    };
+    let (steps, samples, seed) = (positive(inv, "steps", 500)?, positive(inv, "samples", 8)?, seed(inv)?);
+    if samples < 2 {
+        return Err(UsageError("--samples must be 2 or more".into()));
+    }
+    let call = format!(
+        "{{ let model: {ty} = glassbox::zoo::load({name:?}, glassbox::device())?; \
+         let stage = glassbox::models::Tapped::stage(&model, {layer:?})?; \
+         let (train, held) = glassbox::inn::interpret::split_held_out(&{data}.images)?; \
+         let config = glassbox::inn::SensitivityConfig {{ stage, steps: {steps}, samples: {samples}, seed: {seed} }}; \
+         glassbox::inn::Sensitivity::measure::<{ty}>({name:?}, {checkpoints}, &{ae}, &{e}, &train, \
+         &glassbox::inn::interpret::first(&held, 200), &config) }}"
+    );
+    Ok(Action::Rust(format!(
+        "glassbox::display::Render::render(&{})",
+        or_raise(format!("(|| -> Result<_, glassbox::inn::InnError> {{ {call} }})()"))
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{code, error, session};
+
+    fn view() -> crate::kernel::commands::ReplView {
+        session(&[
+            ("net", "glassbox::models::lenet::LeNet"),
+            ("ae", "glassbox::inn::autoencoder::Autoencoder"),
+            ("digits", "glassbox::data::colormnist::ColorMnist"),
+            ("net_head_cinn", "glassbox::inn::interpret::LayerInn<glassbox::models::lenet::LeNet>"),
+            ("net_conv1_cinn", "glassbox::inn::interpret::LayerInn<glassbox::models::lenet::LeNet>"),
+            ("semantic", "glassbox::inn::semantic::SemanticInn"),
+            ("scenes", "glassbox::data::scenes::ConceptScenes"),
+        ])
+    }
+
+    #[test]
+    fn autoencoder_binds_the_cached_model_and_its_card() {
+        let c = code(":autoencoder colormnist-ae", &view());
+        assert!(c.starts_with("let (ae, ae_card)") && c.contains("autoencoder::load(\"colormnist-ae\""), "{c}");
+        assert!(error(":autoencoder other-ae", &view()).contains("colormnist-ae"));
+    }
+
+    #[test]
+    fn cinn_trains_one_layer_of_the_models_type() {
+        let c = code(":cinn net --layer conv2 --data digits --steps 50 --seed 3", &view());
+        assert!(c.starts_with("let net_conv2_cinn: glassbox::inn::LayerInn<glassbox::models::LeNet>"), "{c}");
+        assert!(c.contains("train_layer(&net, &ae, \"conv2\", &digits.images, 50, 3)"), "{c}");
+        assert!(error(":cinn net --data digits", &view()).contains("needs --layer"));
+        assert!(error(":cinn net --layer conv2 --data digits --steps 0", &view()).contains("--steps must be 1 or more"));
+        assert!(error(":cinn net --layer conv2 --data scenes", &view()).contains("not a data set (ColorMnist)"));
+        assert!(error(":cinn digits --layer conv2 --data digits", &view()).contains("LeNet or TappedNet"));
+        let none = session(&[("net", "LeNet"), ("digits", "ColorMnist")]);
+        assert!(error(":cinn net --layer conv2 --data digits", &none).contains(":autoencoder colormnist-ae"));
+    }
+
+    #[test]
+    fn samples_take_a_data_set_or_a_range() {
+        let c = code(":samples net_head_cinn digits --n 4 --count 3", &view());
+        assert!(c.contains("net_head_cinn.samples(&glassbox::inn::interpret::first(&digits.images, 3), 4, 0)"), "{c}");
+        let c = code(":samples net_head_cinn digits[10..14]", &view());
+        assert!(c.contains("x.narrow(0, 10, 4)"), "{c}");
+        assert!(error(":samples net_head_cinn digits[5..2]", &view()).contains("empty"));
+        assert!(error(":samples net_head_cinn digits[a]", &view()).contains("DATA[a..b]"));
+        assert!(error(":samples net digits", &view()).contains(":cinn result"));
+        assert!(error(":samples net_head_cinn digits --n 1", &view()).contains("2 or more"));
+    }
+
+    #[test]
+    fn invariance_binds_a_t_per_layer_and_measures_them_together() {
+        let c = code(":invariance net --layers conv1,head --data digits --steps 20 --n 3 --count 2", &view());
+        assert!(c.contains("let net_conv1_cinn: glassbox::inn::LayerInn<glassbox::models::LeNet>"), "{c}");
+        assert!(c.contains("let net_head_cinn:"), "{c}");
+        assert!(c.contains("Invariances::measure(&[&net_conv1_cinn, &net_head_cinn]"), "{c}");
+        assert!(error(":invariance net --data digits", &view()).contains("needs --layers"));
+    }
+
+    #[test]
+    fn fgsm_attacks_with_every_named_t() {
+        let c = code(":fgsm net_conv1_cinn,net_head_cinn --data digits --eps 0.05 --count 4", &view());
+        assert!(c.contains("AttackDecoding::new(&[&net_conv1_cinn, &net_head_cinn]"), "{c}");
+        assert!(c.contains("first(&digits.digits, 4), 0.05)"), "{c}");
+        assert!(error(":fgsm net_head_cinn --data digits --eps 2", &view()).contains("(0, 1]"));
+        assert!(error(":fgsm net_head_cinn --data digits --eps 0", &view()).contains("(0, 1]"));
+        assert!(error(":fgsm net_head_cinn,semantic --data digits", &view()).contains(":cinn result"));
+    }
+
+    #[test]
+    fn semantic_inn_checks_factors_and_sizes() {
+        let c = code(":semantic-inn ae --factors digit,fg --sizes 4,3 --pairs 100 --steps 10", &view());
+        assert!(c.starts_with("let (semantic, semantic_report)"), "{c}");
+        assert!(c.contains("train_colormnist(&ae, &[\"digit\", \"fg\"], 100, 10, Some(vec![4, 3]), 0)"), "{c}");
+        assert!(code(":semantic-inn ae --factors bg", &view()).contains("1700, None, 0)"));
+        assert!(error(":semantic-inn ae", &view()).contains("needs --factors"));
+        assert!(error(":semantic-inn ae --factors colour", &view()).contains("digit, fg, bg"));
+        assert!(error(":semantic-inn ae --factors fg,fg", &view()).contains("twice"));
+        assert!(error(":semantic-inn ae --factors fg,bg --sizes 3", &view()).contains("1 sizes for 2 factors"));
+        assert!(error(":semantic-inn ae --factors fg --sizes x", &view()).contains("positive integers"));
+        assert!(error(":semantic-inn net --factors fg", &view()).contains("autoencoder"));
+    }
+
+    #[test]
+    fn swap_and_probe_use_the_semantic_inn_and_the_autoencoder() {
+        let c = code(":swap semantic --data digits --count 4", &view());
+        assert!(c.contains("Swap::new(&semantic, &ae, &x.narrow(0, 0, 4), &x.narrow(0, 4, 4))"), "{c}");
+        let c = code(":factor-probe semantic --data digits", &view());
+        assert!(c.contains("FactorProbe::fit(&semantic, &ae, &digits.images, &digits.digits, \"digit\")"), "{c}");
+        assert!(error(":swap ae --data digits", &view()).contains(":semantic-inn result"));
+    }
+
+    #[test]
+    fn sensitivity_loads_the_checkpoints_of_a_zoo_model() {
+        let line = ":sensitivity colormnist-lenet --layer conv2 --semantic semantic --data digits --checkpoints 0,640";
+        let c = code(line, &view());
+        assert!(
+            c.contains("Sensitivity::measure::<glassbox::models::LeNet>(\"colormnist-lenet\", Some(&[0, 640][..])"),
+            "{c}"
+        );
+        assert!(
+            error(":sensitivity nothing --layer conv2 --semantic semantic --data digits", &view()).contains("nothing")
+        );
+        assert!(error(":sensitivity colormnist-lenet@128 --layer conv2 --semantic semantic --data digits", &view())
+            .contains("without a step"));
+        assert!(error(":sensitivity colormnist-lenet --semantic semantic --data digits", &view()).contains("--layer"));
+        assert!(error(":sensitivity colormnist-lenet --layer conv2 --data digits", &view()).contains("--semantic"));
+        let bad = ":sensitivity colormnist-lenet --layer conv2 --semantic semantic --data digits --checkpoints a";
+        assert!(error(bad, &view()).contains("training steps"));
+    }
+
+    #[test]
+    fn generic_types_match_by_their_base_name() {
+        assert!(super::super::is_type(
+            "glassbox::inn::interpret::LayerInn<glassbox::models::lenet::LeNet>",
+            &["LayerInn"]
+        ));
+        assert!(!super::super::is_type(
+            "glassbox::inn::interpret::LayerInn<glassbox::models::lenet::LeNet>",
+            &["LeNet"]
+        ));
+    }
+}
