@@ -195,7 +195,7 @@ pub(crate) fn samples_grid(samples: &Samples) -> Grid {
     let rows: Vec<Tensor> = (0..size[0])
         .map(|i| Tensor::cat(&[samples.conditions.get(i).unsqueeze(0), samples.images.get(i)], 0))
         .collect();
-    Grid::new(&Tensor::cat(&rows, 0)).columns(size[1] as usize + 1)
+    Grid::new(&Tensor::cat(&rows, 0)).columns(size[1] as usize + 1).scale(2)
 }
 
 /// The fast gradient sign attack (Goodfellow et al. 2015), as the paper's sec. 4.3 uses it:
@@ -288,7 +288,7 @@ impl Render for AttackDecoding {
         let n = self.images.size()[0];
         let mut rows = vec![self.images.shallow_clone(), self.attacked.shallow_clone()];
         rows.extend(self.decoded.iter().map(|d| d.shallow_clone()));
-        let grid = Grid::new(&Tensor::cat(&rows, 0)).columns(n as usize);
+        let grid = Grid::new(&Tensor::cat(&rows, 0)).columns(n as usize).scale(2);
         let carried = self.carried();
         let mut text = vec![format!(
             "FGSM, eps {}: the class changed for {:.0}% of {n} images; rows: images, attacked, then decoded with the \

@@ -560,7 +560,7 @@ impl Render for Swap {
         let n = self.a.size()[0];
         let mut rows = vec![self.a.shallow_clone(), self.b.shallow_clone()];
         rows.extend((0..self.swapped.size()[0]).map(|f| self.swapped.get(f)));
-        let grid = Grid::new(&Tensor::cat(&rows, 0)).columns(n as usize);
+        let grid = Grid::new(&Tensor::cat(&rows, 0)).columns(n as usize).scale(2);
         let names: Vec<String> = ["image", "donor"]
             .iter()
             .map(|s| s.to_string())
