@@ -362,6 +362,7 @@ fn colormnist_ae() -> Recipe {
             poly_power: 1.0,
             seed: Some(0),
             label: "colormnist-ae".into(),
+            max_steps: None,
         },
         init_seed: 0,
     }

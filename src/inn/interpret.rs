@@ -182,7 +182,7 @@ impl Render for Invariances {
         let chart = BarChart::new("invariance per layer")
             .y_label("share")
             .categories(names.iter().cloned())
-            .group("z̄ variance explained by v", self.invariance.iter().copied())
+            .group("variance of the code left open (explained by v)", self.invariance.iter().copied())
             .group("samples that keep the class", self.agreement.iter().copied());
         figures.push(("what each layer leaves open, and whether its samples keep the class".into(), chart.png()));
         Output::figures(&figures, self.render_text())
@@ -315,21 +315,21 @@ impl Render for AttackDecoding {
 }
 
 /// What [`CinnConfig`] and [`TrainConfig`] the experiments use for one layer when nothing
-/// else is asked: 8 blocks of 128 hidden units, Adam at 2e-3, batch 64.
+/// else is asked: 8 blocks of 128 hidden units, Adam at 2e-3, batch 64, `steps` steps over
+/// `n` training images.
 pub fn default_configs(stage: Stage, steps: usize, n: usize, seed: u64) -> (CinnConfig, TrainConfig) {
     let config = CinnConfig { blocks: 8, hidden: 128, seed, ..CinnConfig::new(stage.clone()) };
-    let batch = 64;
-    let epochs = (steps * batch).div_ceil(n.max(1)).max(1);
     let train = TrainConfig {
-        epochs,
-        batch_size: batch,
+        batch_size: 64,
         lr: 2e-3,
         weight_decay: 0.0,
         optimizer: crate::models::Optim::Adam,
         poly_power: 1.0,
         seed: Some(seed),
         label: format!("cINN on {stage}"),
-    };
+        ..Default::default()
+    }
+    .for_steps(steps, n);
     (config, train)
 }
 

@@ -57,7 +57,7 @@ pub fn colormnist_pairs(
 }
 
 /// e on ColorMNIST pairs (train split) for the factors named `factors` (digit, fg, bg),
-/// `pairs` per factor, trained for about `steps` steps of Adam (batch 64, 3e-3 decaying
+/// `pairs` per factor, trained for `steps` steps of Adam (batch 64, 3e-3 decaying
 /// linearly): what `:semantic-inn` runs.
 pub fn train_colormnist(
     ae: &Autoencoder,
@@ -76,7 +76,6 @@ pub fn train_colormnist(
     let pairs = colormnist_pairs(&mnist, &factors, pairs, &config)?;
     let total: usize = pairs.iter().map(|p| p.a.size()[0] as usize).sum();
     let schedule = TrainConfig {
-        epochs: (steps * 64).div_ceil(total).max(1),
         batch_size: 64,
         lr: 3e-3,
         weight_decay: 0.0,
@@ -84,7 +83,9 @@ pub fn train_colormnist(
         poly_power: 1.0,
         seed: Some(seed),
         label: "semantic INN".into(),
-    };
+        ..Default::default()
+    }
+    .for_steps(steps, total);
     train(ae, &pairs, SemanticConfig { sizes, blocks: 8, hidden: 128, seed, ..Default::default() }, &schedule)
 }
 

@@ -168,6 +168,7 @@ mod pipeline {
             poly_power: 1.0,
             seed: Some(0),
             label: label.into(),
+            max_steps: None,
         }
     }
 
@@ -333,6 +334,7 @@ mod semantic_pipeline {
             poly_power: 1.0,
             seed: Some(0),
             label: "semantic INN".into(),
+            max_steps: None,
         };
         let config = SemanticConfig { blocks: 8, hidden: 128, sizes: Some(vec![4, 3, 3]), ..Default::default() };
         let (e, report) = semantic::train(&ae, &pairs, config, &train).unwrap();

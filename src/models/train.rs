@@ -48,6 +48,9 @@ pub struct TrainConfig {
     pub seed: Option<u64>,
     /// Shown on the progress display.
     pub label: String,
+    /// Stops after this many optimisation steps, inside an epoch if need be, and gives the
+    /// poly schedule that length; `None` runs every epoch. See [`TrainConfig::for_steps`].
+    pub max_steps: Option<usize>,
 }
 
 /// The SB paper's base-model policy (sec. 3.1): lr 0.01, weight decay 5e-4, poly power 0.9,
@@ -63,6 +66,7 @@ impl Default for TrainConfig {
             poly_power: 0.9,
             seed: None,
             label: "training".to_owned(),
+            max_steps: None,
         }
     }
 }
@@ -92,7 +96,15 @@ impl TrainConfig {
 
     /// The optimisation steps of training on `n` examples.
     pub fn steps_for(&self, n: usize) -> usize {
-        self.epochs * n.div_ceil(self.batch_size.max(1))
+        let whole_epochs = self.epochs * n.div_ceil(self.batch_size.max(1));
+        self.max_steps.map_or(whole_epochs, |cap| cap.min(whole_epochs))
+    }
+
+    /// This config, run for exactly `steps` steps over `n` examples: as many epochs as that
+    /// takes, the last one cut short.
+    pub fn for_steps(self, steps: usize, n: usize) -> TrainConfig {
+        let epochs = (steps * self.batch_size).div_ceil(n.max(1)).max(1);
+        TrainConfig { epochs, max_steps: Some(steps), ..self }
     }
 
     fn optimizer(&self, vs: &nn::VarStore) -> Result<nn::Optimizer, ModelError> {
@@ -332,8 +344,11 @@ pub fn optimize(
     };
     'epochs: for epoch in 0..config.epochs {
         order.shuffle(&mut rng);
-        let mut sum = 0.0;
+        let (mut sum, mut batches) = (0.0, 0);
         for batch in order.chunks(config.batch_size) {
+            if report.steps >= max_steps {
+                break;
+            }
             let lr = poly_lr(config.lr, report.steps, max_steps, config.poly_power);
             opt.set_lr(lr);
             let loss = step_loss(batch, report.steps)?;
@@ -349,6 +364,7 @@ pub fn optimize(
             report.steps += 1;
             report.step_losses.push(value);
             sum += value;
+            batches += 1;
             on_step(&info);
             progress.metric("loss", value);
             if progress.step().is_err() {
@@ -356,8 +372,11 @@ pub fn optimize(
                 break 'epochs;
             }
         }
+        if batches == 0 {
+            break;
+        }
         report.epochs += 1;
-        report.epoch_losses.push(sum / n.div_ceil(config.batch_size) as f64);
+        report.epoch_losses.push(sum / batches as f64);
     }
     progress.finish();
     report.seconds = started.elapsed().as_secs_f64();
@@ -545,6 +564,20 @@ mod tests {
         assert!(!report.interrupted && report.steps == 6 * 16);
         assert!(report.epoch_losses[5] < 0.5 * report.epoch_losses[0], "{report}");
         assert!(score.accuracy > 0.9, "{score}");
+    }
+
+    #[test]
+    fn a_step_budget_is_met_exactly_inside_an_epoch() {
+        let _serial = serial();
+        let data = quadrants(64, 1);
+        // 64 examples in batches of 16 are 4 steps an epoch: 10 steps end inside the third.
+        let config = quick().for_steps(10, data.len());
+        assert_eq!((config.epochs, config.steps_for(data.len())), (3, 10));
+        let report = train(&lenet(3), &data, &config).unwrap();
+        assert_eq!((report.steps, report.max_steps, report.epochs), (10, 10, 3));
+        assert_eq!(report.step_losses.len(), 10);
+        let third: f64 = report.step_losses[8..].iter().sum::<f64>() / 2.0;
+        assert!((report.epoch_losses[2] - third).abs() < 1e-12, "{report}");
     }
 
     #[test]

@@ -290,6 +290,7 @@ fn colormnist_lenet() -> Recipe {
             poly_power: 0.0,
             seed: Some(0),
             label: "colormnist-lenet".into(),
+            max_steps: None,
         },
         init_seed: 0,
         checkpoints: 11,

@@ -73,6 +73,7 @@ pub fn paper_training() -> TrainConfig {
         poly_power: 0.0,
         seed: None,
         label: "Net2Vec".into(),
+        max_steps: None,
     }
 }
 
