@@ -177,18 +177,79 @@ fn font(size: f64) -> FontDesc<'static> {
     ("sans-serif", size).into_font()
 }
 
-/// Draws the legend box in the upper right when there is more than nothing to name.
+/// Draws the legend box where it hides the least of what the plot shows (`drawn`: points
+/// in data coordinates, dense enough to stand for lines and bars), as matplotlib's "best".
 fn legend<'a, DB: DrawingBackend + 'a>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    labels: &[&str],
+    drawn: &[(f64, f64)],
 ) -> DrawResult {
+    let (x, y) = (chart.x_range(), chart.y_range());
+    let (width, height) = chart.plotting_area().dim_in_pixel();
+    // About 7.5 pixels a character at the label font, plus the marker and the padding.
+    let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let boxed = (
+        (longest as f64 * 7.5 + 45.0) / width.max(1) as f64,
+        (labels.len() as f64 * 20.0 + 12.0) / height.max(1) as f64,
+    );
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(quietest_place(drawn, (x.start, x.end), (y.start, y.end), boxed))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.5))
         .label_font(font(13.0))
         .draw()
         .map_err(err)
+}
+
+/// Of the nine places a legend can sit (corners first, then the middles of the sides, then
+/// the centre), the one whose box of `size` (fractions of the plot's width and height)
+/// covers the fewest `points`; the upper right on a tie.
+fn quietest_place(points: &[(f64, f64)], x: (f64, f64), y: (f64, f64), size: (f64, f64)) -> SeriesLabelPosition {
+    use SeriesLabelPosition::*;
+    let (w, h) = (size.0.min(1.0), size.1.min(1.0));
+    // Where a box of `extent` starts along an axis: 0 (low), middle (0.5) or 1 (high).
+    let starts = |at: f64, extent: f64| at * (1.0 - extent);
+    let places = [
+        (UpperRight, 1.0, 1.0),
+        (UpperLeft, 0.0, 1.0),
+        (LowerRight, 1.0, 0.0),
+        (LowerLeft, 0.0, 0.0),
+        (MiddleRight, 1.0, 0.5),
+        (MiddleLeft, 0.0, 0.5),
+        (UpperMiddle, 0.5, 1.0),
+        (LowerMiddle, 0.5, 0.0),
+        (MiddleMiddle, 0.5, 0.5),
+    ];
+    let fraction = |v: f64, (lo, hi): (f64, f64)| (v - lo) / (hi - lo);
+    let covered = |hx: f64, hy: f64| {
+        let (x0, y0) = (starts(hx, w), starts(hy, h));
+        points
+            .iter()
+            .filter(|p| {
+                let (fx, fy) = (fraction(p.0, x), fraction(p.1, y));
+                (x0..=x0 + w).contains(&fx) && (y0..=y0 + h).contains(&fy)
+            })
+            .count()
+    };
+    places.into_iter().min_by_key(|(_, hx, hy)| covered(*hx, *hy)).map(|(place, ..)| place).unwrap_or(UpperRight)
+}
+
+/// The points along a polyline, 16 to a segment, so that a legend box over a line between
+/// two far-apart points counts as covering it.
+fn traced(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = points
+        .windows(2)
+        .flat_map(|w| {
+            let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+            (0..16).map(move |k| {
+                let t = k as f64 / 16.0;
+                (x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)
+            })
+        })
+        .collect();
+    out.extend(points.last());
+    out
 }
 
 /// Line plot of one or more named series: inspectability curves, loss curves.
@@ -243,7 +304,8 @@ impl LinePlot {
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
         }
         if !self.series.is_empty() {
-            legend(&mut chart)?;
+            let drawn: Vec<(f64, f64)> = self.series.iter().flat_map(|s| traced(&s.points)).collect();
+            legend(&mut chart, &self.series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), &drawn)?;
         }
         Ok(())
     }
@@ -301,7 +363,8 @@ impl ScatterPlot {
                 .legend(move |(x, y)| Circle::new((x + 10, y), r, colour.filled()));
         }
         if !self.series.is_empty() {
-            legend(&mut chart)?;
+            let drawn: Vec<(f64, f64)> = self.series.iter().flat_map(|s| s.points.iter().copied()).collect();
+            legend(&mut chart, &self.series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), &drawn)?;
         }
         Ok(())
     }
@@ -354,7 +417,9 @@ impl BarChart {
         let names = self.category_names();
         let values = || self.groups.iter().flat_map(|g| g.1.iter().copied());
         let (lo, hi) = span(values().chain([0.0]), 0.0);
-        let y1 = hi + (hi - lo) * 0.08;
+        // Head room above the tallest bar, and for the legend's rows when there is one.
+        let legend_rows = if self.groups.len() > 1 { self.groups.len() } else { 0 };
+        let y1 = hi + (hi - lo) * (0.08 + 0.075 * legend_rows as f64);
         let mut chart = ChartBuilder::on(root)
             .caption(&self.frame.title, font(20.0))
             .margin(12)
@@ -394,7 +459,20 @@ impl BarChart {
             root.draw(&Text::new(name.clone(), (px, py + 6), style.clone())).map_err(err)?;
         }
         if self.groups.len() > 1 {
-            legend(&mut chart)?;
+            // Each bar as a column of points from its base to its top, at both edges.
+            let drawn: Vec<(f64, f64)> = self
+                .groups
+                .iter()
+                .enumerate()
+                .flat_map(|(g, (_, vals))| {
+                    vals.iter().enumerate().filter(|(_, v)| v.is_finite()).flat_map(move |(i, &v)| {
+                        let x = i as f64 + 0.1 + g as f64 * width;
+                        let base = 0.0f64.max(lo);
+                        [x, x + width].into_iter().flat_map(move |x| traced(&[(x, base), (x, v)]))
+                    })
+                })
+                .collect();
+            legend(&mut chart, &self.groups.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), &drawn)?;
         }
         Ok(())
     }
@@ -554,6 +632,23 @@ mod tests {
             .series("SSB", xs.clone(), xs.iter().map(|x| 1.0 - x * x))
             .series("baseline", xs.clone(), xs.iter().map(|x| 1.0 - x))
             .size(500, 300)
+    }
+
+    #[test]
+    fn the_legend_goes_where_it_hides_the_least() {
+        use SeriesLabelPosition::*;
+        let place = |points: &[(f64, f64)]| quietest_place(points, (0.0, 1.0), (0.0, 1.0), (0.3, 0.2));
+        // A line rising to the upper right leaves the upper left free; an empty plot keeps the default.
+        assert!(matches!(place(&traced(&[(0.0, 0.0), (1.0, 1.0)])), UpperLeft));
+        assert!(matches!(place(&traced(&[(0.0, 1.0), (1.0, 0.0)])), UpperRight));
+        assert!(matches!(place(&[]), UpperRight));
+        // Everything high up: a lower corner.
+        assert!(matches!(place(&traced(&[(0.0, 0.9), (1.0, 0.95)])), LowerRight));
+        // Lines along the top and the bottom: the middle of a side.
+        let both: Vec<_> = [traced(&[(0.0, 0.95), (1.0, 0.9)]), traced(&[(0.0, 0.05), (1.0, 0.1)])].concat();
+        assert!(matches!(place(&both), MiddleRight));
+        // Two points far apart still count as the line between them.
+        assert_eq!(traced(&[(0.0, 0.0), (1.0, 1.0)]).len(), 17);
     }
 
     #[test]
