@@ -1,5 +1,7 @@
 //! Progress of long work as one live display: steps, rate, ETA and named metrics (loss, ...),
 //! updated in place at most ten times a second, and a check for interrupts at every step.
+//! Outside a kernel it is one line redrawn in place on a terminal, and a few plain lines in
+//! a log (cargo test, CI): the start, each fifth of the way, the end.
 //!
 //! ```no_run
 //! # use glassbox::progress::Progress;
@@ -16,11 +18,15 @@
 
 use crate::display::{self, Handle, Output, Render};
 use crate::interrupt::{Interrupted, Watch};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 /// Redraws are throttled to this interval (at most ~10 per second).
 const MIN_REDRAW: Duration = Duration::from_millis(100);
+/// A log gets a line at each of these parts of a known total...
+const LOG_PARTS: u64 = 5;
+/// ... or this often when the total is unknown.
+const LOG_EVERY: Duration = Duration::from_secs(30);
 
 pub struct Progress {
     label: String,
@@ -32,6 +38,8 @@ pub struct Progress {
     handle: Option<Handle>,
     watch: Watch,
     finished: bool,
+    /// The part of the total and the time of the last plain log line.
+    logged: Option<(u64, Instant)>,
 }
 
 impl Progress {
@@ -47,6 +55,7 @@ impl Progress {
             handle: None,
             watch: Watch::start(),
             finished: false,
+            logged: None,
         };
         p.draw();
         p
@@ -99,11 +108,32 @@ impl Progress {
             None => {}
         }
         if !crate::runtime::in_kernel() {
-            // A terminal: one line, redrawn in place.
             let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r{}{}", self.line(), if self.finished { "\n" } else { "" });
+            if err.is_terminal() {
+                let _ = write!(err, "\r{}{}", self.line(), if self.finished { "\n" } else { "" });
+            } else if self.log_line_due() {
+                self.logged = Some((self.part(), Instant::now()));
+                let _ = writeln!(err, "{}", self.line());
+            }
             let _ = err.flush();
         }
+    }
+
+    /// Whether a log without a terminal gets a line now: the first draw, the first draw in
+    /// each new part of a known total (or after [`LOG_EVERY`] without one), and the end.
+    fn log_line_due(&self) -> bool {
+        match (self.logged, self.total) {
+            _ if self.finished => true,
+            (None, _) => true,
+            (Some((part, _)), Some(_)) => self.part() > part,
+            (Some((_, at)), None) => at.elapsed() >= LOG_EVERY,
+        }
+    }
+
+    /// Which of the [`LOG_PARTS`] parts of the total is under way; the end is left to
+    /// [`Progress::finish`].
+    fn part(&self) -> u64 {
+        self.fraction().map_or(0, |f| ((f * LOG_PARTS as f64) as u64).min(LOG_PARTS - 1))
     }
 
     fn eta(&self) -> Option<Duration> {
@@ -183,6 +213,27 @@ mod tests {
         assert!(line.starts_with("fit [##########..........] 2/4"), "{line}");
         assert!(line.contains("loss=0.2500"), "{line}");
         assert!(line.contains("ETA"), "{line}");
+    }
+
+    #[test]
+    fn a_log_gets_the_start_each_fifth_and_the_end() {
+        let mut p = Progress::new("log", Some(50));
+        p.logged = Some((0, Instant::now()));
+        let mut lines = vec![p.done()];
+        for _ in 0..50 {
+            p.done += 1;
+            if p.log_line_due() {
+                p.logged = Some((p.part(), Instant::now()));
+                lines.push(p.done());
+            }
+        }
+        p.finished = true;
+        assert!(p.log_line_due());
+        assert_eq!(lines, [0, 10, 20, 30, 40]);
+        let mut unknown = Progress::new("scan", None);
+        unknown.logged = Some((0, Instant::now()));
+        unknown.done = 1000;
+        assert!(!unknown.log_line_due());
     }
 
     #[test]
