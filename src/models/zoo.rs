@@ -459,14 +459,19 @@ pub fn load<M: Pretrained>(name: &str, device: Device) -> Result<M, ZooError> {
 
 fn load_in<M: Pretrained>(root: &Path, name: &str, device: Device) -> Result<M, ZooError> {
     let name: Name = name.parse()?;
-    let recipe = (name.entry.recipe)();
+    load_entry(root, &name, name.entry, device)
+}
+
+/// `entry` at `name`'s step (the final weights when it names none).
+fn load_entry<M: Pretrained>(root: &Path, name: &Name, entry: &Entry, device: Device) -> Result<M, ZooError> {
+    let recipe = (entry.recipe)();
     let model = match M::build(&recipe.arch, device) {
         Some(model) => model?,
         None => {
             return Err(ZooError::WrongType { name: name.to_string(), is: recipe.arch.type_name(), asked: M::TYPE })
         }
     };
-    let dir = trained(root, name.entry, device)?;
+    let dir = trained(root, entry, device)?;
     let file = name.step.map_or_else(|| WEIGHTS.to_owned(), step_file);
     model.load_weights(dir.join(file))?;
     Ok(model)
@@ -498,8 +503,17 @@ fn trained(root: &Path, entry: &Entry, device: Device) -> Result<PathBuf, ZooErr
 /// autoencoders), made now by `train_into` if it lacks its [`CARD`]. `train_into` writes
 /// into a private directory that is renamed into place when complete (the card last), so
 /// a kernel reading the cache never sees half a model and two kernels training at once do
-/// not mix files; on failure nothing is kept.
+/// not mix files; on failure nothing is kept. Training reseeds libtorch's generator, so the
+/// caller's random stream is [preserved](crate::seed::preserving) on a hit and a miss alike.
 pub(crate) fn cached<E: From<ZooError>>(
+    root: &Path,
+    name: &str,
+    train_into: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<PathBuf, E> {
+    crate::seed::preserving(|| fill(root, name, train_into))
+}
+
+fn fill<E: From<ZooError>>(
     root: &Path,
     name: &str,
     train_into: impl FnOnce(&Path) -> Result<(), E>,
@@ -728,26 +742,49 @@ mod training {
     use super::*;
 
     /// The real recipe, end to end, in a scratch cache: it learns, its checkpoints trace the
-    /// learning, and a second load comes from the cache with the same weights.
+    /// learning, and a second load comes from the cache with the same weights. (Its seeds move
+    /// with the learning tests' seed offset, so that their spread can be measured.)
     #[test]
     fn colormnist_lenet_learns_and_is_cached_with_its_checkpoints() {
         let _serial = super::super::serial();
+        fn recipe() -> Recipe {
+            let real = colormnist_lenet();
+            let train = TrainConfig { seed: real.train.seed.map(crate::learned::seed), ..real.train };
+            Recipe { init_seed: crate::learned::seed(real.init_seed), train, ..real }
+        }
+        let entry = Entry { recipe, ..*ENTRIES.iter().find(|e| e.name == "colormnist-lenet").unwrap() };
         let root = std::env::temp_dir().join(format!("glassbox-zoo-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let net: LeNet = load_in(&root, "colormnist-lenet", Device::Cpu).unwrap();
-        let entry: Name = "colormnist-lenet".parse().unwrap();
-        let dir = entry_dir(&root, entry.entry);
+        let load = |name: &str| -> LeNet {
+            let name: Name = name.parse().unwrap();
+            load_entry(&root, &name, &entry, Device::Cpu).unwrap()
+        };
+        // Training on first use and a cache hit leave a seeded caller the same random stream.
+        let stream_after = |name: &str| {
+            tch::manual_seed(3);
+            let net = load(name);
+            (net, tch::Tensor::randn([8], tch::kind::FLOAT_CPU))
+        };
+        let (net, after_training) = stream_after("colormnist-lenet");
+        let (_, after_hit) = stream_after("colormnist-lenet");
+        assert!(after_training.equal(&after_hit), "{after_training} vs {after_hit}");
+        let dir = entry_dir(&root, &entry);
         let card = read_card(&dir).unwrap();
         println!("{card:#?}");
-        assert!(card.test.accuracy > 0.8 && card.test.accuracy > card.test.majority + 0.6, "{}", card.test);
+        let at_least = |name: &str, value: f64, bound: f64| {
+            crate::learned::at_least(&format!("colormnist-lenet: {name}"), value, bound)
+        };
+        at_least("test accuracy", card.test.accuracy, 0.8);
+        at_least("test accuracy - majority", card.test.accuracy - card.test.majority, 0.6);
         let (first, last) = (&card.checkpoints[0], card.checkpoints.last().unwrap());
-        assert!(first.test.accuracy < 0.25 && last.test.accuracy > 0.8, "{card:?}");
+        crate::learned::at_most("colormnist-lenet: accuracy at step 0", first.test.accuracy, 0.25);
+        at_least("accuracy at the last checkpoint", last.test.accuracy, 0.8);
         assert_eq!(last.step, card.steps);
         // The weights on disk are the ones scored: re-score them.
-        let (_, test) = (entry.entry.recipe)().data.examples().unwrap();
+        let (_, test) = recipe().data.examples().unwrap();
         assert_eq!(evaluate(&net, &test, 100).unwrap().accuracy, card.test.accuracy);
         let modified = std::fs::metadata(dir.join(CARD)).unwrap().modified().unwrap();
-        let early: LeNet = load_in(&root, &format!("colormnist-lenet@{}", first.step), Device::Cpu).unwrap();
+        let early = load(&format!("colormnist-lenet@{}", first.step));
         assert_eq!(std::fs::metadata(dir.join(CARD)).unwrap().modified().unwrap(), modified, "trained twice");
         assert_eq!(evaluate(&early, &test, 100).unwrap().accuracy, first.test.accuracy);
         std::fs::remove_dir_all(&root).unwrap();
