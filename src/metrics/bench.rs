@@ -196,6 +196,7 @@ mod tests {
 
     #[test]
     fn the_bench_runs_and_both_ways_agree() {
+        let _serial = crate::models::serial();
         let size = Size { channels: 4, pixels: 4096, concepts: 6, thresholds: 200, batches: 3 };
         let t = run(size, Device::Cpu);
         assert!((t.auic - t.auic_per_threshold).abs() < 0.02, "{t:?}");

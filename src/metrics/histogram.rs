@@ -399,6 +399,7 @@ mod tests {
 
     #[test]
     fn streaming_equals_one_batch_bin_for_bin() {
+        let _serial = crate::models::serial();
         tch::manual_seed(3);
         let acts =
             Tensor::randn([3, 600], (Kind::Float, Device::Cpu)) * Tensor::from_slice(&[1f32, 100., 0.01]).view([3, 1]);
@@ -417,6 +418,7 @@ mod tests {
     /// it runs on the CPU through the same tensor code.
     #[test]
     fn the_tensor_path_counts_like_the_loop() {
+        let _serial = crate::models::serial();
         tch::manual_seed(4);
         let acts = Tensor::randn([5, 1000], (Kind::Float, Device::Cpu));
         let labels = Tensor::randint(7, [2, 1000], (Kind::Int64, Device::Cpu)) - 1;

@@ -34,6 +34,7 @@ fn brute_miou(acts: &[f64], labels: &[i64], concept: i64, theta: f64) -> f64 {
 
 #[test]
 fn one_pass_matches_a_brute_force_reference_at_every_threshold() {
+    let _serial = crate::models::serial();
     tch::manual_seed(5);
     let p = 400;
     let acts = (Tensor::randn([2, p], (Kind::Double, Device::Cpu)) * 10.0).round() / 10.0; // with ties
@@ -76,6 +77,7 @@ fn a_channel_equal_to_a_mask_scores_one_and_a_constant_one_zero() {
 
 #[test]
 fn monotone_rescaling_leaves_the_alignment_unchanged() {
+    let _serial = crate::models::serial();
     tch::manual_seed(9);
     let acts = Tensor::randn([1, 500], (Kind::Double, Device::Cpu));
     let labels = acts.gt(0.8).to_kind(Kind::Int64) - 1; // concept 0 where high
@@ -91,6 +93,7 @@ fn monotone_rescaling_leaves_the_alignment_unchanged() {
 /// one far better than the common one (its 0.5% of pixels cannot cover a large concept).
 #[test]
 fn rare_concepts_are_not_penalised_by_area() {
+    let _serial = crate::models::serial();
     tch::manual_seed(2);
     let p = 20_000;
     let noise = Tensor::rand([p], (Kind::Double, Device::Cpu)) * 0.2;
