@@ -12,6 +12,8 @@ pub mod device;
 pub mod display;
 pub mod inn;
 pub mod interrupt;
+#[cfg(test)]
+pub(crate) mod learned;
 pub mod metrics;
 pub mod models;
 pub mod prelude;

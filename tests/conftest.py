@@ -1,5 +1,6 @@
 """Fixtures that start the real glassbox kernel (installed into .venv by `make install`)
 and talk to it with jupyter_client over ZeroMQ."""
+import os
 import queue
 import struct
 import time
@@ -12,6 +13,27 @@ from jupyter_client.manager import start_new_kernel
 # A cold first start compiles the library and tch for the REPL; later starts reuse that.
 FIRST_CELL_TIMEOUT = 1200
 CELL_TIMEOUT = 300
+
+
+# Learned scores: as in the Rust tests (src/learned.rs), scripts/spread.py reruns the tests
+# with GLASSBOX_TEST_SEED (an offset added to every seed of a learning test) and
+# OMP_NUM_THREADS, and reads the lines `learned` prints; GLASSBOX_TEST_MEASURE=1 only prints.
+SEED_OFFSET = int(os.environ.get("GLASSBOX_TEST_SEED", "0"))
+MEASURING = os.environ.get("GLASSBOX_TEST_MEASURE") == "1"
+
+
+def seed(base):
+    """The seed a learning test uses for `base`."""
+    return base + SEED_OFFSET
+
+
+def learned(name, value, at_least=None, at_most=None):
+    """Asserts a learned quantity's bound, after printing both for scripts/spread.py."""
+    relation, bound = (">=", at_least) if at_least is not None else ("<=", at_most)
+    threads = os.environ.get("OMP_NUM_THREADS", "default")
+    print(f"learned: {name} = {value:.6f} {relation} {bound} (seed offset {SEED_OFFSET}, {threads} threads)")
+    if not MEASURING:
+        assert value >= bound if relation == ">=" else value <= bound, f"{name}: {value}, expected {relation} {bound}"
 
 
 @dataclass

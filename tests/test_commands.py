@@ -1,6 +1,6 @@
 """The :command language, completion, inspection, stdin and comms, through the real kernel."""
 import re
-from conftest import collect, run
+from conftest import collect, learned, run, seed
 
 
 def test_help_lists_commands_and_question_mark_pages_usage(kc):
@@ -144,14 +144,15 @@ def test_zoo_models_load_with_their_scores_and_checkpoints(kc):
     r = run(kc, ":model colormnist-lenet", timeout=900)
     assert r.reply["content"]["status"] == "ok", r.reply["content"]
     card = r.result()
-    assert percent(card, "test: loss [0-9.]+, accuracy") > 0.8
+    learned("zoo colormnist-lenet: test accuracy", percent(card, "test: loss [0-9.]+, accuracy"), at_least=0.8)
     r = run(kc, ":model colormnist-lenet@0 --as untrained")
     assert r.reply["content"]["status"] == "ok", r.reply["content"]
     assert "training on first use" not in r.stdout()
-    run(kc, ":data colormnist --n 300 --split test --seed 9 --as held_out")
+    run(kc, f":data colormnist --n 300 --split test --seed {seed(9)} --as held_out")
     trained = percent(run(kc, ":eval colormnist_lenet --data held_out").result(), "accuracy")
     untrained = percent(run(kc, ":eval untrained --data held_out").result(), "accuracy")
-    assert trained > 0.8 and untrained < 0.3, (trained, untrained)
+    learned("zoo colormnist-lenet: held-out accuracy", trained, at_least=0.8)
+    learned("zoo colormnist-lenet@0: held-out accuracy", untrained, at_most=0.3)
     # The zoo in the prelude loads the same weights.
     same = run(kc, "let again: LeNet = zoo.load(\"colormnist-lenet\").unwrap();\n"
                    "glassbox::models::score(&again, &held_out).unwrap().accuracy")
@@ -162,22 +163,23 @@ def test_zoo_models_load_with_their_scores_and_checkpoints(kc):
 
 
 def test_data_train_and_eval_a_small_net(kc):
-    r = run(kc, ":data scenes --n 96 --size 32 --seed 3 --as small_scenes")
+    r = run(kc, f":data scenes --n 96 --size 32 --seed {seed(3)} --as small_scenes")
     assert r.reply["content"]["status"] == "ok", r.reply["content"]
     assert r.result().startswith("96 images of 32×32")
-    run(kc, ":seed 0\nlet seg = TappedNet::new(ResNetConfig { widths: vec![8, 16], depths: vec![1, 1], "
+    run(kc, f":seed {seed(0)}\n" "let seg = TappedNet::new(ResNetConfig { widths: vec![8, 16], depths: vec![1, 1], "
             "strides: vec![1, 2], stem_width: 8, ..ResNetConfig::small(Task::Segmentation, "
             "Vocabulary::scenes().names(Category::Object).len() as i64) }, device).unwrap();")
     before = run(kc, ":eval seg --data small_scenes").result()
-    r = run(kc, ":train seg --data small_scenes --epochs 4 --lr 0.05 --seed 0")
+    r = run(kc, f":train seg --data small_scenes --epochs 4 --lr 0.05 --seed {seed(0)}")
     assert r.reply["content"]["status"] == "ok", r.reply["content"]
     first, last = map(float, re.search(r"epoch loss ([0-9.]+) -> ([0-9.]+)", r.result()).groups())
-    assert last < first
+    learned(":train seg: epoch loss drop", first - last, at_least=0.0)
     curves = [m for m in r.of("display_data") + r.of("update_display_data")
               if m["content"]["data"].get("text/plain", "").startswith("line plot")]
     assert curves and all("image/png" in m["content"]["data"] for m in curves)
     after = run(kc, ":eval seg --data small_scenes").result()
-    assert percent(after, "accuracy") > percent(after, "majority baseline") + 0.1, (before, after)
+    print(before, after)
+    learned(":train seg: accuracy - majority", percent(after, "accuracy") - percent(after, "majority baseline"), at_least=0.1)
     # A task mismatch is the library's error; the model is still there.
     run(kc, ":data colormnist --n 10 --as few_digits")
     bad = run(kc, ":train seg --data few_digits")

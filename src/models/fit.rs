@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn fit_learns_and_score_reports_the_baseline() {
         let _serial = super::super::serial();
-        tch::manual_seed(0);
+        tch::manual_seed(crate::learned::torch_seed(0));
         let classes = crate::data::Vocabulary::scenes().names(Category::Object).len() as i64;
         let config = ResNetConfig {
             widths: vec![8, 16],
@@ -140,13 +140,17 @@ mod tests {
             ..ResNetConfig::small(Task::Segmentation, classes)
         };
         let net = TappedNet::new(config, tch::Device::Cpu).unwrap();
-        let scenes = ConceptScenes::generate(64, &SceneConfig { size: 32, ..Default::default() }).unwrap();
+        let seed = crate::learned::seed;
+        let scenes =
+            ConceptScenes::generate(64, &SceneConfig { size: 32, seed: seed(0), ..Default::default() }).unwrap();
         let before = score(&net, &scenes).unwrap();
-        let train = TrainConfig { epochs: 4, lr: 0.05, seed: Some(0), ..Default::default() };
+        let train = TrainConfig { epochs: 4, lr: 0.05, seed: Some(seed(0)), ..Default::default() };
         let report = fit(&net, &scenes, &train).unwrap();
         let after = score(&net, &scenes).unwrap();
         assert!(report.epoch_losses.last() < report.epoch_losses.first(), "{report}");
-        assert!(after.accuracy > after.majority + 0.1 && after.loss < before.loss, "{before} -> {after}");
+        println!("{before} -> {after}");
+        crate::learned::at_least("fit: pixel accuracy - majority", after.accuracy - after.majority, 0.1);
+        crate::learned::at_least("fit: loss drop", before.loss - after.loss, 0.0);
         let shown = after.render();
         assert!(shown.data()["text/html"].as_str().unwrap().contains("majority baseline"));
     }
