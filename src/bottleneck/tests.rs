@@ -100,7 +100,7 @@ fn annealed_usbs_are_one_hot_and_entropy_ones_are_not() {
     let (anneal, entropy) = (run(Regularizer::ANNEAL), run(Regularizer::ENTROPY));
     let original = anneal.original.miou.unwrap();
     assert_eq!((anneal.stage_channels, anneal.channels), (32, 8));
-    learned::at_most("usb: annealed, mIoU lost under argmax", original - miou(&anneal, Inference::Argmax), 0.06);
+    learned::at_most("usb: annealed, mIoU lost under argmax", original - miou(&anneal, Inference::Argmax), 0.1);
     learned::at_most(
         "usb: annealed, |softmax - argmax| mIoU",
         (miou(&anneal, Inference::Softmax) - miou(&anneal, Inference::Argmax)).abs(),
