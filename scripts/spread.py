@@ -24,7 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LINE = re.compile(r"^learned: (.+) = (-?[0-9.e+-]+|NaN|nan|inf|-inf) (>=|<=) (-?[0-9.e+-]+) \(seed offset (\d+), (\S+) threads\)")
+LINE = re.compile(r"learned: (.+) = (-?[0-9.e+-]+|NaN|nan|inf|-inf) (>=|<=) (-?[0-9.e+-]+) \(seed offset (\d+), (\S+) threads\)")
 
 # The tests that assert learned quantities (substring filters of the lib's test names).
 RUST = [
@@ -92,7 +92,7 @@ def run(job):
             code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
     found = []
     for line in Path(log).read_text(errors="replace").splitlines():
-        m = LINE.match(line.strip())
+        m = LINE.search(line)
         if m:
             found.append((m[1], float(m[2]), m[3], float(m[4]), int(m[5]), threads))
     return job, code, found
