@@ -120,8 +120,15 @@ mod tests {
 
     #[test]
     fn a_child_that_ignores_sigint_is_killed_after_the_grace_period() {
-        let mut child = std::process::Command::new("sh").args(["-c", "trap '' INT; sleep 30"]).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(200)); // let the trap be set
+        // The child says when it ignores SIGINT, so a loaded machine cannot interrupt it first.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "trap '' INT; echo ready; exec sleep 30"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut ready).unwrap();
+        assert_eq!(ready, "ready\n");
         let i = Interrupter::default();
         i.set_child(Some(child.id()));
         i.begin();
