@@ -13,13 +13,17 @@ use std::str::FromStr;
 
 use tch::{nn, Device, Tensor};
 
+#[cfg(test)]
+mod fixture;
 pub mod fit;
 pub mod lenet;
 pub mod relu;
 pub mod report;
 pub mod resnet;
 pub mod script;
+pub mod pth;
 pub mod train;
+pub mod vision;
 pub mod weights;
 pub mod zoo;
 
@@ -28,6 +32,7 @@ pub use lenet::{LeNet, LeNetConfig};
 pub use report::stage_names_json;
 pub use resnet::{BlockKind, Edit, Insertion, ResNetConfig, TappedNet};
 pub use script::ScriptModel;
+pub use vision::{Arch, Normalize, VisionNet};
 pub use train::{
     accuracy, cross_entropy, evaluate, miou, optimize, poly_lr, train, train_with, Examples, Optim, Score, StepInfo,
     TrainConfig, TrainReport, IGNORE,
@@ -78,6 +83,9 @@ pub enum Stage {
     Head,
     /// A module inserted after a stage (e.g. a semantic bottleneck), by its own name.
     Inserted(String),
+    /// A submodule of a network written elsewhere, by the dotted name its own code gives it
+    /// (torchvision's `layer3.1.conv2`, or a key of a TorchScript export's output).
+    Module(String),
 }
 
 /// The stage names [`Stage::from_str`] accepts, for its error message.
@@ -91,7 +99,7 @@ impl fmt::Display for Stage {
             Stage::Conv(n) => write!(f, "conv{n}"),
             Stage::Fc(n) => write!(f, "fc{n}"),
             Stage::Head => f.write_str("head"),
-            Stage::Inserted(name) => f.write_str(name),
+            Stage::Inserted(name) | Stage::Module(name) => f.write_str(name),
         }
     }
 }

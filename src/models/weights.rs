@@ -1,5 +1,6 @@
 //! Saving and loading a model's weights: safetensors (`.safetensors`) or libtorch's own
-//! format (`.ot`), chosen by the file's extension.
+//! format (`.ot`), chosen by the file's extension; PyTorch's `torch.save` files of a state
+//! dict (`.pth`, `.pt`, `.bin`) are read too, through [`super::pth`].
 //!
 //! Loading checks the whole file against the model before copying anything, so a file for
 //! another architecture is refused with the variables that do not fit, and the model keeps
@@ -15,6 +16,9 @@ use super::ModelError;
 /// The file formats weights are saved in, by extension.
 const FORMATS: &str = "`.safetensors` or `.ot`";
 
+/// The file formats weights are read from, by extension.
+const READ_FORMATS: &str = "`.safetensors`, `.ot`, or PyTorch's `.pth`/`.pt`/`.bin`";
+
 /// At most this many variable names are listed in one error.
 const LISTED: usize = 5;
 
@@ -22,13 +26,16 @@ const LISTED: usize = 5;
 enum Format {
     SafeTensors,
     Ot,
+    /// `torch.save` of a state dict.
+    Pth,
 }
 
 fn format_of(path: &Path) -> Result<Format, ModelError> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => Ok(Format::SafeTensors),
         Some("ot") => Ok(Format::Ot),
-        other => Err(error(path, format!("unknown extension {:?}; weights are {FORMATS}", other.unwrap_or("")))),
+        Some("pth" | "pt" | "bin") => Ok(Format::Pth),
+        other => Err(error(path, format!("unknown extension {:?}; weights are {READ_FORMATS}", other.unwrap_or("")))),
     }
 }
 
@@ -50,6 +57,9 @@ pub fn save(vs: &VarStore, path: impl AsRef<Path>) -> Result<(), ModelError> {
     let result = match format {
         Format::SafeTensors => Tensor::write_safetensors(&named, path),
         Format::Ot => Tensor::save_multi(&named, path),
+        Format::Pth => {
+            return Err(error(path, format!("glassbox writes weights as {FORMATS}; PyTorch reads `.safetensors` too")))
+        }
     };
     result.map_err(|e| error(path, format!("cannot write: {}", first_line(&e))))
 }
@@ -67,21 +77,72 @@ pub fn load_partial(vs: &VarStore, path: impl AsRef<Path>) -> Result<Vec<String>
     load_checked(vs, path.as_ref(), false)
 }
 
-fn read(path: &Path, vs: &VarStore) -> Result<BTreeMap<String, Tensor>, ModelError> {
+/// Every named tensor of a weights file, on `device`, under the names a model's variables
+/// have: PyTorch's batch-norm step counters (`num_batches_tracked`, bookkeeping for a
+/// momentum that torchvision never uses) are dropped, and the `module.` prefix that
+/// `nn.DataParallel` puts on every name is taken off.
+pub fn read_file(path: &Path, device: tch::Device) -> Result<BTreeMap<String, Tensor>, ModelError> {
     let format = format_of(path)?;
     if !path.is_file() {
         return Err(error(path, "no such file".to_owned()));
     }
     let named = match format {
         Format::SafeTensors => Tensor::read_safetensors(path),
-        Format::Ot => Tensor::load_multi_with_device(path, vs.device()),
+        Format::Ot => Tensor::load_multi_with_device(path, device),
+        Format::Pth => {
+            // The reader's messages start with the path, which `error` names already.
+            let raw = super::pth::read(path).map_err(|e| {
+                let message = e.to_string();
+                let shown = path.display().to_string();
+                error(path, message.strip_prefix(&shown).map_or(message.clone(), |m| m.trim_start().to_owned()))
+            })?;
+            Ok(raw.into_iter().map(|(name, t)| (name, tensor_of(&t))).collect())
+        }
     };
     let named = named.map_err(|e| error(path, format!("cannot read it as {format:?}: {}", first_line(&e))))?;
-    Ok(named.into_iter().collect())
+    let parallel = !named.is_empty() && named.iter().all(|(n, _)| n.starts_with("module."));
+    Ok(named
+        .into_iter()
+        .filter(|(name, _)| !name.ends_with("num_batches_tracked"))
+        .map(|(name, t)| {
+            let name = if parallel { name["module.".len()..].to_owned() } else { name };
+            (name, t.to_device(device))
+        })
+        .collect())
+}
+
+/// A tensor of the bytes [`super::pth`] read.
+fn tensor_of(raw: &super::pth::RawTensor) -> Tensor {
+    use super::pth::Dtype;
+    let kind = match raw.dtype {
+        Dtype::F32 => tch::Kind::Float,
+        Dtype::F64 => tch::Kind::Double,
+        Dtype::F16 => tch::Kind::Half,
+        Dtype::BF16 => tch::Kind::BFloat16,
+        Dtype::I64 => tch::Kind::Int64,
+        Dtype::I32 => tch::Kind::Int,
+        Dtype::I16 => tch::Kind::Int16,
+        Dtype::I8 => tch::Kind::Int8,
+        Dtype::U8 => tch::Kind::Uint8,
+        Dtype::Bool => tch::Kind::Bool,
+    };
+    Tensor::from_data_size(&raw.data, &raw.shape, kind)
 }
 
 fn load_checked(vs: &VarStore, path: &Path, strict: bool) -> Result<Vec<String>, ModelError> {
-    let file = read(path, vs)?;
+    let file = read_file(path, vs.device())?;
+    load_named(vs, path, &file, strict)
+}
+
+/// Copies `file` (read from `path`) into `vs` after checking the whole of it: with
+/// `strict`, the names must be exactly the model's; shapes must always match. Returns the
+/// names of the model's variables the file lacked.
+pub fn load_named(
+    vs: &VarStore,
+    path: &Path,
+    file: &BTreeMap<String, Tensor>,
+    strict: bool,
+) -> Result<Vec<String>, ModelError> {
     let model: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     let mut problems = Vec::new();
     let mismatched: Vec<String> = model
@@ -209,5 +270,7 @@ mod tests {
         assert!(err.contains("garbage.safetensors") && err.contains("cannot read"), "{err}");
         let err = net.save_weights(dir().join("w.pt")).unwrap_err().to_string();
         assert!(err.contains("`.safetensors` or `.ot`"), "{err}");
+        let err = net.load_weights(dir().join("w.npz")).unwrap_err().to_string();
+        assert!(err.contains("`.pth`"), "{err}");
     }
 }
