@@ -98,6 +98,11 @@ impl Output {
 }
 
 /// Anything that can be shown as a display (plots, image grids, tables, progress).
+/// Text made safe to place inside HTML.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 pub trait Render {
     fn render(&self) -> Output;
 }

@@ -14,7 +14,7 @@ pub use crate::metrics::{
 };
 pub use crate::models::{
     self, fit, score, BlockKind, Edit, Examples, Insertion, LeNet, LeNetConfig, ModelError, Optim, ResNetConfig,
-    ScriptModel, Stage, Tapped, TappedNet, Task, TaskData, TrainConfig,
+    Arch, Normalize, ScriptModel, ScriptOptions, Stage, Tapped, TappedNet, Task, TaskData, TrainConfig, VisionNet,
 };
 pub use crate::progress::Progress;
 pub use crate::runtime::input;

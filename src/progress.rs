@@ -186,15 +186,11 @@ impl Render for Progress {
         };
         let html = format!(
             "<div style=\"font-family:monospace\"><b>{}</b> {bar}{}</div>",
-            html_escape(&self.label),
-            html_escape(self.line().strip_prefix(self.label.as_str()).unwrap_or_default()),
+            crate::display::escape(&self.label),
+            crate::display::escape(self.line().strip_prefix(self.label.as_str()).unwrap_or_default()),
         );
         Output::html(html).and(Output::text(self.line()))
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]

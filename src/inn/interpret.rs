@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{cinn, Autoencoder, Cinn, CinnConfig, CinnReport, InnError, Samples};
 use crate::display::{Output, Render};
-use crate::models::{LeNet, ModelError, Stage, Tapped, TappedNet, TrainConfig};
+use crate::models::{LeNet, ModelError, ScriptModel, Stage, Tapped, TappedNet, TrainConfig, VisionNet};
 use crate::viz::{BarChart, Grid};
 
 /// A model whose weights can be copied into an independent frozen twin, so that an INN
@@ -25,6 +25,18 @@ impl Frozen for LeNet {
 }
 
 impl Frozen for TappedNet {
+    fn frozen_copy(&self) -> Result<Self, ModelError> {
+        self.try_clone()
+    }
+}
+
+impl Frozen for VisionNet {
+    fn frozen_copy(&self) -> Result<Self, ModelError> {
+        self.try_clone()
+    }
+}
+
+impl Frozen for ScriptModel {
     fn frozen_copy(&self) -> Result<Self, ModelError> {
         self.try_clone()
     }

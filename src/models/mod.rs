@@ -31,7 +31,7 @@ pub use fit::{fit, score, TaskData};
 pub use lenet::{LeNet, LeNetConfig};
 pub use report::stage_names_json;
 pub use resnet::{BlockKind, Edit, Insertion, ResNetConfig, TappedNet};
-pub use script::ScriptModel;
+pub use script::{ScriptModel, ScriptOptions};
 pub use vision::{Arch, Normalize, VisionNet};
 pub use train::{
     accuracy, cross_entropy, evaluate, miou, optimize, poly_lr, train, train_with, Examples, Optim, Score, StepInfo,
@@ -168,6 +168,12 @@ pub trait Tapped: nn::ModuleT {
 
     /// How many classes the head predicts.
     fn num_classes(&self) -> i64;
+
+    /// The `(height, width)` of the images the model was made for, if it has one (an
+    /// ImageNet classifier's 224x224); fully convolutional models take any size.
+    fn input_size(&self) -> Option<(i64, i64)> {
+        None
+    }
 
     /// The device the weights are on.
     fn device(&self) -> Device {

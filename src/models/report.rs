@@ -1,7 +1,56 @@
-//! What `:layers` shows and what the kernel completes stage names from.
+//! What `:layers` shows, what a loaded model shows, and what the kernel completes stage
+//! names from.
 
-use super::{ModelError, Stage, Tapped};
-use crate::display::Output;
+use super::{ModelError, ScriptModel, Stage, Tapped, VisionNet};
+use crate::display::{Output, Render};
+
+/// `what: K classes, P parameters, T taps: a, b, c` as text and HTML.
+fn card(what: &str, model: &impl Tapped, parameters: i64, shown: &[String]) -> Output {
+    let taps = model.stages().len() - 1;
+    let line = format!(
+        "{what}: {} classes, {} parameters, {taps} taps{}; `:layers` lists them with their shapes",
+        model.num_classes(),
+        thousands(parameters),
+        if shown.is_empty() { String::new() } else { format!(": {}", shown.join(", ")) }
+    );
+    Output::html(format!("<p>{}</p>", crate::display::escape(&line))).and(Output::text(line))
+}
+
+/// `25,557,032`.
+fn thousands(n: i64) -> String {
+    let digits = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+impl Render for VisionNet {
+    /// The top-level modules stand for the taps: a ResNet-152 has hundreds.
+    fn render(&self) -> Output {
+        let parameters = self.var_store().trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        let mut top: Vec<String> =
+            self.stages().into_iter().map(|s| s.stage.to_string()).filter(|n| !n.contains('.')).collect();
+        top.retain(|n| n != "head");
+        top.push("and every submodule inside them".to_owned());
+        card(&format!("{} (torchvision architecture)", self.arch()), self, parameters, &top)
+    }
+}
+
+impl Render for ScriptModel {
+    fn render(&self) -> Output {
+        let names: Vec<String> = self.stages().into_iter().map(|s| s.stage.to_string()).filter(|n| n != "head").collect();
+        card("TorchScript export", self, self.parameter_count(), &names)
+    }
+}
 
 /// The model's stage names as JSON, for the kernel's completion of stage flags.
 pub fn stage_names_json(model: &impl Tapped) -> Output {
@@ -10,8 +59,10 @@ pub fn stage_names_json(model: &impl Tapped) -> Output {
 }
 
 /// A table of the model's stages (or of `only`) with channels and output shape for one
-/// `size` input. Unknown stage names fail with the model's stages listed.
-pub fn layers(model: &impl Tapped, size: (i64, i64), only: &[&str]) -> Result<Output, ModelError> {
+/// `size` input (by default the model's own input size, else 32x32). Unknown stage names
+/// fail with the model's stages listed.
+pub fn layers(model: &impl Tapped, size: Option<(i64, i64)>, only: &[&str]) -> Result<Output, ModelError> {
+    let size = size.or(model.input_size()).unwrap_or((32, 32));
     let wanted: Vec<Stage> = only.iter().map(|n| model.stage(n)).collect::<Result<_, _>>()?;
     let shapes = model.output_shapes(size)?;
     let rows: Vec<[String; 3]> = shapes
@@ -35,7 +86,7 @@ pub fn layers(model: &impl Tapped, size: (i64, i64), only: &[&str]) -> Result<Ou
 }
 
 /// [`layers`] for the `:layers` command: a failure becomes the cell's `ModelError`.
-pub fn show_layers(model: &impl Tapped, size: (i64, i64), only: &[&str]) -> Output {
+pub fn show_layers(model: &impl Tapped, size: Option<(i64, i64)>, only: &[&str]) -> Output {
     layers(model, size, only).unwrap_or_else(|e| crate::runtime::raise("ModelError", &e.to_string()))
 }
 
@@ -48,13 +99,13 @@ mod tests {
     fn the_table_lists_stages_with_shapes_and_filters() {
         let _serial = crate::interrupt::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let net = TappedNet::new(ResNetConfig::small(Task::Segmentation, 5), tch::Device::Cpu).unwrap();
-        let all = layers(&net, (32, 32), &[]).unwrap();
+        let all = layers(&net, Some((32, 32)), &[]).unwrap();
         let text = all.data()["text/plain"].as_str().unwrap().to_owned();
         assert!(text.starts_with("input [1, 3, 32, 32]"), "{text}");
         assert!(text.contains("stem") && text.contains("head"), "{text}");
-        let one = layers(&net, (32, 32), &["stage1"]).unwrap();
+        let one = layers(&net, None, &["stage1"]).unwrap();
         assert_eq!(one.data()["text/plain"].as_str().unwrap().lines().count(), 3);
-        let err = layers(&net, (32, 32), &["stage9"]).unwrap_err().to_string();
+        let err = layers(&net, None, &["stage9"]).unwrap_err().to_string();
         assert!(err.contains("stage1"), "{err}");
         let names = stage_names_json(&net);
         assert_eq!(names.data()["application/json"][0], "stem");

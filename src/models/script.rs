@@ -50,11 +50,14 @@ enum Outputs {
 pub struct ScriptModel {
     module: CModule,
     path: String,
+    options: ScriptOptions,
     /// Holds no variables (the module owns its weights); it says where the model lives.
     vs: nn::VarStore,
     outputs: Outputs,
     logits: String,
     in_channels: i64,
+    /// The size of the zero image the module took when probed.
+    input_size: (i64, i64),
     taps: Vec<StageInfo>,
 }
 
@@ -81,7 +84,10 @@ impl ScriptModel {
             for &(h, w) in &sizes {
                 let probe = Tensor::zeros([1, in_channels, h, w], (Kind::Float, device));
                 match tch::no_grad(|| module.forward_is(&[IValue::Tensor(probe)])) {
-                    Ok(out) => return ScriptModel::from_probe(module, name.clone(), options, device, in_channels, out),
+                    Ok(out) => {
+                        let probe = Probe { in_channels, size: (h, w), output: out };
+                        return ScriptModel::from_probe(module, name.clone(), options, device, probe);
+                    }
                     Err(e) => last_error = first_line(&e),
                 }
             }
@@ -96,11 +102,11 @@ impl ScriptModel {
         path: String,
         options: &ScriptOptions,
         device: Device,
-        in_channels: i64,
-        probe: IValue,
+        probe: Probe,
     ) -> Result<ScriptModel, ModelError> {
         let fail = |message: String| ModelError::Script { path: path.clone(), message };
-        let (outputs, named) = match probe {
+        let Probe { in_channels, size: input_size, output } = probe;
+        let (outputs, named) = match output {
             IValue::Tensor(t) => (Outputs::Tensor, vec![("output".to_owned(), t)]),
             IValue::GenericDict(items) => {
                 let named = dict_items(items).map_err(fail)?;
@@ -158,7 +164,28 @@ impl ScriptModel {
         };
         let classes = named.iter().find(|(n, _)| *n == logits).map_or(1, |(_, t)| channels(t));
         taps.push(StageInfo { stage: Stage::Head, channels: classes });
-        Ok(ScriptModel { module, path, vs: nn::VarStore::new(device), outputs, logits, in_channels, taps })
+        let options = options.clone();
+        Ok(ScriptModel {
+            module,
+            path,
+            options,
+            vs: nn::VarStore::new(device),
+            outputs,
+            logits,
+            in_channels,
+            input_size,
+            taps,
+        })
+    }
+
+    /// How many numbers the module's parameters hold.
+    pub fn parameter_count(&self) -> i64 {
+        self.module.named_parameters().map_or(0, |ps| ps.iter().map(|(_, t)| t.numel() as i64).sum())
+    }
+
+    /// An independent copy, loaded again from the same file with the same options.
+    pub fn try_clone(&self) -> Result<ScriptModel, ModelError> {
+        ScriptModel::load_with(&self.path, &self.options, self.vs.device())
     }
 
     /// The module's outputs on `xs`, by name.
@@ -203,6 +230,25 @@ impl ScriptModel {
         };
         ModelError::Script { path: self.path.clone(), message }
     }
+}
+
+/// Whether `path` is a TorchScript export (a zip with the module's `code/`) rather than a
+/// file of weights, for opening either with one command.
+pub fn is_torchscript(path: &Path) -> Result<bool, ModelError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| ModelError::Weights { path: path.display().to_string(), message: format!("cannot open it: {e}") })?;
+    let Ok(archive) = zip::ZipArchive::new(file) else {
+        return Ok(false);
+    };
+    let has_code = archive.file_names().any(|n| n.contains("/code/"));
+    Ok(has_code)
+}
+
+/// What the first successful forward on a zero image showed.
+struct Probe {
+    in_channels: i64,
+    size: (i64, i64),
+    output: IValue,
 }
 
 fn dict_items(items: Vec<(IValue, IValue)>) -> Result<Vec<(String, Tensor)>, String> {
@@ -278,6 +324,10 @@ impl Tapped for ScriptModel {
 
     fn in_channels(&self) -> i64 {
         self.in_channels
+    }
+
+    fn input_size(&self) -> Option<(i64, i64)> {
+        Some(self.input_size)
     }
 
     fn task(&self) -> Task {

@@ -11,7 +11,7 @@ const AE_TYPES: &[&str] = &["Autoencoder"];
 const LAYER_TYPES: &[&str] = &["LayerInn"];
 const SEMANTIC_TYPES: &[&str] = &["SemanticInn"];
 /// The models a t can keep a frozen copy of (`glassbox::inn::Frozen`).
-const FROZEN_TYPES: &[&str] = &["LeNet", "TappedNet"];
+const FROZEN_TYPES: &[&str] = &["LeNet", "TappedNet", "VisionNet", "ScriptModel"];
 const IMAGE_TYPES: &[&str] = &["ColorMnist"];
 const FACTORS: &[&str] = &["digit", "fg", "bg"];
 
@@ -198,14 +198,11 @@ fn ae<'a>(inv: &'a Invocation, view: &'a ReplView) -> Result<&'a str, UsageError
 }
 
 /// The Rust path of the model variable's type, for `LayerInn<M>`.
-fn model_type(model: &str, view: &ReplView) -> Result<&'static str, UsageError> {
+fn model_type(model: &str, view: &ReplView) -> Result<String, UsageError> {
     let ty = view.variables.iter().find(|(n, _)| n == model).map(|(_, t)| t.as_str()).unwrap_or_default();
-    if super::is_type(ty, &["LeNet"]) {
-        Ok("glassbox::models::LeNet")
-    } else if super::is_type(ty, &["TappedNet"]) {
-        Ok("glassbox::models::TappedNet")
-    } else {
-        Err(UsageError(format!("`{model}` is a {ty}; an INN interprets a LeNet or a TappedNet")))
+    match FROZEN_TYPES.iter().find(|t| super::is_type(ty, &[t])) {
+        Some(name) => Ok(format!("glassbox::models::{name}")),
+        None => Err(UsageError(format!("`{model}` is a {ty}; an INN interprets a {}", FROZEN_TYPES.join(", ")))),
     }
 }
 
@@ -235,13 +232,13 @@ fn autoencoder(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
 }
 
 fn cinn(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let model = super::typed_variable(&inv.args[0], view, FROZEN_TYPES, "LeNet or TappedNet")?;
+    let model = super::typed_variable(&inv.args[0], view, FROZEN_TYPES, "tapped model")?;
     let ty = model_type(model, view)?;
     let layer = super::one_stage(inv, "layer")?;
     let data = images(inv, view)?;
     let ae = ae(inv, view)?;
     let (steps, seed) = (positive(inv, "steps", 1000)?, seed(inv)?);
-    let default = format!("{model}_{layer}_cinn");
+    let default = super::derived_name(&[model, &layer, "cinn"]);
     let var = super::identifier(inv.text("as").unwrap_or(&default))?;
     Ok(bind(
         var,
@@ -285,7 +282,7 @@ fn samples(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
 }
 
 fn invariance(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let model = super::typed_variable(&inv.args[0], view, FROZEN_TYPES, "LeNet or TappedNet")?;
+    let model = super::typed_variable(&inv.args[0], view, FROZEN_TYPES, "tapped model")?;
     let ty = model_type(model, view)?;
     let layers = stages(inv, "layers")?;
     let data = images(inv, view)?;
@@ -298,7 +295,7 @@ fn invariance(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let mut code = String::new();
     let mut vars = Vec::new();
     for layer in &layers {
-        let var = super::identifier(&format!("{model}_{layer}_cinn"))?.to_owned();
+        let var = super::identifier(&super::derived_name(&[model, layer, "cinn"]))?.to_owned();
         code.push_str(&format!(
             "let {var}: glassbox::inn::LayerInn<{ty}> = {};\n",
             or_raise(format!(
@@ -494,7 +491,7 @@ mod tests {
         assert!(error(":cinn net --data digits", &view()).contains("needs --layer"));
         assert!(error(":cinn net --layer conv2 --data digits --steps 0", &view()).contains("--steps must be 1 or more"));
         assert!(error(":cinn net --layer conv2 --data scenes", &view()).contains("not a data set (ColorMnist)"));
-        assert!(error(":cinn digits --layer conv2 --data digits", &view()).contains("LeNet or TappedNet"));
+        assert!(error(":cinn digits --layer conv2 --data digits", &view()).contains("tapped model"));
         let none = session(&[("net", "LeNet"), ("digits", "ColorMnist")]);
         assert!(error(":cinn net --layer conv2 --data digits", &none).contains(":autoencoder colormnist-ae"));
     }

@@ -114,7 +114,7 @@ fn pass(inv: &Invocation, view: &ReplView) -> Result<(String, String), UsageErro
     let call = format!(
         "glassbox::runtime::or_raise(glassbox::metrics::inspect(&{net}, {layer:?}, &{data}, &glassbox::metrics::InspectConfig {{ {set}..Default::default() }}), \"MetricError\")"
     );
-    Ok((call, format!("{net}_{layer}_auic")))
+    Ok((call, super::derived_name(&[net, &layer, "auic"])))
 }
 
 fn bind(inv: &Invocation, call: String, default: String, show: &str) -> Result<Action, UsageError> {

@@ -372,13 +372,19 @@ pub fn categories(inv: &Invocation) -> Option<Vec<String>> {
 }
 
 /// Types whose values `:layers` and stage completion understand.
-pub const MODEL_TYPES: &[&str] = &["TappedNet", "LeNet", "SbNet"];
+pub const MODEL_TYPES: &[&str] = &["TappedNet", "LeNet", "SbNet", "VisionNet", "ScriptModel"];
 
 /// Types `:show` understands (the library's `ConceptDataset`s).
 pub const DATASET_TYPES: &[&str] = &["ConceptScenes", "Broden", "Cityscapes"];
 
 /// Types `:train` and `:eval` take as data (the library's `TaskData`).
 pub const TRAINING_DATA_TYPES: &[&str] = &["ConceptScenes", "Broden", "Cityscapes", "ColorMnist", "Examples"];
+
+/// The variable a command binds by default: `parts` joined by `_`, with the dots of a
+/// module name (`layer3.1`) made `_` too.
+pub fn derived_name(parts: &[&str]) -> String {
+    parts.join("_").chars().map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' }).collect()
+}
 
 /// Checks a name the user gives a new variable (`--as`): a Rust identifier, not a keyword.
 pub fn identifier(name: &str) -> Result<&str, UsageError> {

@@ -7,18 +7,39 @@ use super::{Action, ReplView};
 pub static MODEL: CommandSpec = CommandSpec {
     name: "model",
     summary: "Loads a zoo model into a variable: trained the first time (a minute or so on the CPU), \
-              from the disk cache after that. Without NAME, lists the zoo and what each model scores.",
-    args: &[ArgSpec {
-        name: "NAME",
-        kind: ArgKind::Zoo,
-        required: false,
-        help: "a zoo model; `NAME@STEP` for a training checkpoint",
-    }],
-    flags: &[FlagSpec {
-        name: "as",
-        kind: FlagKind::Text,
-        help: "the variable to bind (default: NAME with `_` for `-` and `@`)",
-    }],
+              from the disk cache after that. `:model load PATH` opens your own model instead: a state dict \
+              of a torchvision architecture (`.pth`/`.pt` from `torch.save(model.state_dict(), f)`, a \
+              torchvision hub file, `.safetensors`), tapped by torchvision's module names, or a TorchScript \
+              export, tapped by the keys of the dict its forward returns. Without NAME, lists the zoo and \
+              what each model scores.",
+    args: &[
+        ArgSpec {
+            name: "NAME",
+            kind: ArgKind::Zoo,
+            required: false,
+            help: "a zoo model; `NAME@STEP` for a training checkpoint; or `load`",
+        },
+        ArgSpec { name: "PATH", kind: ArgKind::Value, required: false, help: "with `load`: the file to open" },
+    ],
+    flags: &[
+        FlagSpec {
+            name: "as",
+            kind: FlagKind::Text,
+            help: "the variable to bind (default: NAME with `_` for `-` and `@`; for `load`, the architecture or \
+                   the file's name)",
+        },
+        FlagSpec {
+            name: "arch",
+            kind: FlagKind::Choice(&crate::models::Arch::NAMES),
+            help: "with `load`: the torchvision architecture of a state dict (default: from a hub file's name, \
+                   else from its variables)",
+        },
+        FlagSpec {
+            name: "taps",
+            kind: FlagKind::List,
+            help: "with `load`: names for the outputs of a TorchScript export whose forward returns a tuple",
+        },
+    ],
     run: model,
 };
 
@@ -26,6 +47,15 @@ fn model(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
     let Some(name) = inv.args.first() else {
         return Ok(Action::Rust("glassbox::zoo::Zoo::new(glassbox::device())".into()));
     };
+    if name == "load" {
+        return load(inv);
+    }
+    if let Some(flag) = ["arch", "taps"].into_iter().find(|f| inv.flags.contains_key(*f)) {
+        return Err(UsageError(format!("--{flag} is for `:model load PATH`; zoo models know their architecture")));
+    }
+    if inv.args.len() > 1 {
+        return Err(UsageError(format!("a zoo model takes no PATH; to open a file, `:model load {}`", inv.args[1])));
+    }
     let ty = crate::zoo::type_of(name).map_err(|e| UsageError(e.to_string()))?;
     let default = name.replace(['-', '@'], "_");
     let var = super::identifier(inv.text("as").unwrap_or(&default))?;
@@ -33,6 +63,71 @@ fn model(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
         "let {var}: glassbox::models::{ty} = glassbox::runtime::or_raise(glassbox::zoo::load({name:?}, glassbox::device()), \"ZooError\");\n\
          glassbox::runtime::or_raise(glassbox::zoo::card({name:?}, glassbox::device()), \"ZooError\")"
     )))
+}
+
+/// `:model load PATH`: a TorchScript export, or a state dict of a torchvision architecture,
+/// told apart by what the file holds.
+fn load(inv: &Invocation) -> Result<Action, UsageError> {
+    let Some(path) = inv.args.get(1) else {
+        return Err(UsageError(
+            ":model load needs PATH: a state dict of a torchvision architecture (.pth, .pt, .safetensors) or a \
+             TorchScript export"
+                .into(),
+        ));
+    };
+    let file = std::path::Path::new(path);
+    let script = crate::models::script::is_torchscript(file).map_err(|e| UsageError(e.to_string()))?;
+    let default = default_name(file);
+    let var = super::identifier(inv.text("as").unwrap_or(&default))?;
+    let (ty, call) = if script {
+        if inv.flags.contains_key("arch") {
+            return Err(UsageError(format!(
+                "`{path}` is a TorchScript export, which carries its own architecture; --arch is for state dicts"
+            )));
+        }
+        let names = match inv.flags.get("taps") {
+            Some(Value::List(names)) => format!("Some(vec![{}])", names.iter().map(|n| format!("{n:?}.into()")).collect::<Vec<_>>().join(", ")),
+            _ => "None".into(),
+        };
+        (
+            "ScriptModel",
+            format!(
+                "glassbox::models::ScriptModel::load_with({path:?}, &glassbox::models::ScriptOptions {{ tuple_names: {names}, \
+                 ..Default::default() }}, glassbox::device())"
+            ),
+        )
+    } else {
+        if inv.flags.contains_key("taps") {
+            return Err(UsageError(format!(
+                "`{path}` is a state dict, whose taps are its architecture's module names; --taps is for TorchScript \
+                 exports that return a tuple"
+            )));
+        }
+        let arch = match inv.text("arch") {
+            Some(a) => format!("Some({a:?}.parse().expect(\"a checked architecture\"))"),
+            None => "None".into(),
+        };
+        ("VisionNet", format!("glassbox::models::VisionNet::load({path:?}, {arch}, glassbox::device())"))
+    };
+    Ok(Action::Rust(format!(
+        "let {var}: glassbox::models::{ty} = glassbox::runtime::or_raise({call}, \"ModelError\");\n\
+         glassbox::display::Render::render(&{var})"
+    )))
+}
+
+/// The variable `:model load` binds by default: the architecture a hub file is for, else
+/// the file's name made an identifier (`my-net.pt` becomes `my_net`).
+fn default_name(file: &std::path::Path) -> String {
+    if let Some(arch) = crate::models::Arch::from_file_name(file) {
+        return arch.name().to_owned();
+    }
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    let name: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    if name.starts_with(|c: char| c.is_ascii_digit()) || name.is_empty() {
+        format!("model_{name}")
+    } else {
+        name
+    }
 }
 
 /// The flag of `:train`, `:eval` and the bottleneck commands that names the data.
@@ -179,7 +274,11 @@ pub static LAYERS: CommandSpec = CommandSpec {
     summary: "Lists a model's stages with their channels and output shapes for one input.",
     args: &[ArgSpec { name: "MODEL", kind: ArgKind::Model, required: true, help: "a variable holding a tapped model" }],
     flags: &[
-        FlagSpec { name: "size", kind: FlagKind::Text, help: "input size, `H` or `HxW` (default 32)" },
+        FlagSpec {
+            name: "size",
+            kind: FlagKind::Text,
+            help: "input size, `H` or `HxW` (default: the model's own, 224 for torchvision architectures, else 32)",
+        },
         FlagSpec { name: "only", kind: FlagKind::Stages, help: "show only these stages" },
     ],
     run: layers,
@@ -187,15 +286,18 @@ pub static LAYERS: CommandSpec = CommandSpec {
 
 fn layers(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let model = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
-    let (h, w) = match inv.flags.get("size") {
-        Some(Value::Text(t)) => parse_size(t)?,
-        _ => (32, 32),
+    let size = match inv.flags.get("size") {
+        Some(Value::Text(t)) => {
+            let (h, w) = parse_size(t)?;
+            format!("Some(({h}, {w}))")
+        }
+        _ => "None".into(),
     };
     let only = match inv.flags.get("only") {
         Some(Value::List(stages)) => stages.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "),
         _ => String::new(),
     };
-    Ok(Action::Rust(format!("glassbox::models::report::show_layers(&{model}, ({h}, {w}), &[{only}])")))
+    Ok(Action::Rust(format!("glassbox::models::report::show_layers(&{model}, {size}, &[{only}])")))
 }
 
 pub(super) fn parse_size(text: &str) -> Result<(i64, i64), UsageError> {
@@ -229,7 +331,7 @@ mod tests {
     #[test]
     fn layers_calls_the_library_with_typed_arguments() {
         let Action::Rust(code) = run(":layers net --size 64x48 --only stage1,head", &view()).unwrap() else { panic!() };
-        assert_eq!(code, r#"glassbox::models::report::show_layers(&net, (64, 48), &["stage1", "head"])"#);
+        assert_eq!(code, r#"glassbox::models::report::show_layers(&net, Some((64, 48)), &["stage1", "head"])"#);
         assert!(run(":layers n", &view()).unwrap_err().0.contains("not a tapped model"));
         assert!(run(":layers nett", &view()).unwrap_err().0.contains("the tapped models in this session: net"));
         assert!(run(":layers net --size 0", &view()).unwrap_err().0.contains("--size expects"));

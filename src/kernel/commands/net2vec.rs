@@ -120,7 +120,7 @@ fn net2vec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     if let Some(names) = super::categories(inv) {
         set += &format!("c.categories = Some(vec![{}]); ", names.join(", "));
     }
-    let default = format!("{net}_{layer}_net2vec");
+    let default = super::derived_name(&[net, &layer, "net2vec"]);
     let var = super::identifier(inv.text("as").unwrap_or(&default))?;
     Ok(Action::Rust(format!(
         "let {var}: glassbox::metrics::Net2Vec = glassbox::runtime::or_raise({{ let mut c = {base}; {set}\

@@ -110,7 +110,7 @@ fn sevec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let layer = super::one_stage(inv, "layer")?;
     let data = data_flag(inv, view, super::DATASET_TYPES)?;
     let categories = super::categories(inv).map_or("None".into(), |c| format!("Some(vec![{}])", c.join(", ")));
-    let default = format!("{net}_{layer}_sevec");
+    let default = super::derived_name(&[net, &layer, "sevec"]);
     let var = super::identifier(inv.text("as").unwrap_or(&default))?;
     let call = or_raise(format!(
         "glassbox::metrics::semantic_vectors(&{net}, {layer:?}, &{data}, &glassbox::metrics::SevecConfig {{ \

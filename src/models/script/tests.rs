@@ -76,3 +76,12 @@ fn missing_and_garbage_files_are_refused_by_name() {
     let err = ScriptModel::load(fixture::path("vision", "squeezenet1_1-fixture.pth"), Device::Cpu).unwrap_err();
     assert!(err.to_string().contains("not a TorchScript module"), "{err}");
 }
+
+#[test]
+fn exports_are_told_from_weight_files() {
+    assert!(is_torchscript(&export("taps.pt")).unwrap());
+    assert!(!is_torchscript(&fixture::path("vision", "squeezenet1_1-fixture.pth")).unwrap());
+    assert!(!is_torchscript(&fixture::path("pth", "legacy.pt")).unwrap());
+    let err = is_torchscript(std::path::Path::new("absent.pt")).unwrap_err().to_string();
+    assert!(err.contains("absent.pt") && err.contains("cannot open"), "{err}");
+}

@@ -59,31 +59,35 @@ impl Arch {
         Arch::SqueezeNet1_1,
     ];
 
+    /// torchvision's names, the functions in `torchvision.models` that build them, in the
+    /// order of [`Arch::ALL`].
+    pub const NAMES: [&'static str; 16] = [
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "vgg11",
+        "vgg11_bn",
+        "vgg13",
+        "vgg13_bn",
+        "vgg16",
+        "vgg16_bn",
+        "vgg19",
+        "vgg19_bn",
+        "alexnet",
+        "squeezenet1_0",
+        "squeezenet1_1",
+    ];
+
     /// torchvision's name: the function in `torchvision.models` that builds it.
     pub fn name(self) -> &'static str {
-        match self {
-            Arch::ResNet18 => "resnet18",
-            Arch::ResNet34 => "resnet34",
-            Arch::ResNet50 => "resnet50",
-            Arch::ResNet101 => "resnet101",
-            Arch::ResNet152 => "resnet152",
-            Arch::Vgg11 => "vgg11",
-            Arch::Vgg11Bn => "vgg11_bn",
-            Arch::Vgg13 => "vgg13",
-            Arch::Vgg13Bn => "vgg13_bn",
-            Arch::Vgg16 => "vgg16",
-            Arch::Vgg16Bn => "vgg16_bn",
-            Arch::Vgg19 => "vgg19",
-            Arch::Vgg19Bn => "vgg19_bn",
-            Arch::AlexNet => "alexnet",
-            Arch::SqueezeNet1_0 => "squeezenet1_0",
-            Arch::SqueezeNet1_1 => "squeezenet1_1",
-        }
+        Arch::NAMES[self as usize]
     }
 
     /// Every name, for completion and error messages.
     pub fn names() -> Vec<&'static str> {
-        Arch::ALL.iter().map(|a| a.name()).collect()
+        Arch::NAMES.to_vec()
     }
 
     pub(super) fn family(self) -> Family {

@@ -122,6 +122,14 @@ impl VisionNet {
         Ok(net)
     }
 
+    /// An independent copy: same architecture, weights and normalization.
+    pub fn try_clone(&self) -> Result<VisionNet, ModelError> {
+        let mut copy = VisionNet::new(self.arch, self.num_classes, self.vs.device())?;
+        copy.vs.copy(&self.vs)?;
+        copy.normalize = self.normalize;
+        Ok(copy)
+    }
+
     pub fn arch(&self) -> Arch {
         self.arch
     }
@@ -167,6 +175,11 @@ impl Tapped for VisionNet {
 
     fn in_channels(&self) -> i64 {
         3
+    }
+
+    /// torchvision's classifiers are trained on 224x224 crops.
+    fn input_size(&self) -> Option<(i64, i64)> {
+        Some((224, 224))
     }
 
     fn task(&self) -> Task {

@@ -146,8 +146,8 @@ fn architectures_come_from_hub_file_names_and_names_are_checked() {
     }
     let err = "resnet-50".parse::<Arch>().unwrap_err().to_string();
     assert!(err.contains("unknown architecture `resnet-50`") && err.contains("resnet50, resnet101"), "{err}");
-    for arch in Arch::ALL {
-        assert_eq!(arch.name().parse::<Arch>().unwrap(), arch);
+    for (i, arch) in Arch::ALL.into_iter().enumerate() {
+        assert_eq!((arch as usize, arch.name().parse::<Arch>().unwrap()), (i, arch));
     }
 }
 
