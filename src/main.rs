@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use glassbox::kernel::{bench, child, connection, env, install, server};
+use glassbox::models::vision::bench::Config as VisionBench;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -22,7 +23,7 @@ enum Command {
     },
     /// Measure glassbox against a baseline taken in the same run.
     Bench {
-        #[arg(value_enum)]
+        #[command(subcommand)]
         what: BenchTarget,
     },
     /// Install the kernelspec so Jupyter can start glassbox.
@@ -36,12 +37,31 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Subcommand)]
 enum BenchTarget {
     /// Round-trip latency of kernel_info, a trivial cell, `:vars` and a completion.
     Kernel,
     /// One-pass AUiC against a per-threshold implementation, NetDissect and a plain read.
     Auic,
+    /// ResNet-50's forward with taps against the plain forward, memory, and the streaming
+    /// dissection of layer3 over N and 4N images.
+    Vision {
+        /// Images per forward.
+        #[arg(long, value_name = "N", default_value_t = VisionBench::default().batch)]
+        batch: usize,
+        /// Images timed in each forward phase.
+        #[arg(long, value_name = "N", default_value_t = VisionBench::default().images)]
+        images: usize,
+        /// Height and width of the timed images.
+        #[arg(long, value_name = "N", default_value_t = VisionBench::default().size)]
+        size: i64,
+        /// N: the dissection runs over N and then 4N scenes.
+        #[arg(long, value_name = "N", default_value_t = VisionBench::default().dissect_images)]
+        dissect_images: usize,
+        /// Height and width of the dissected scenes.
+        #[arg(long, value_name = "N", default_value_t = VisionBench::default().dissect_size)]
+        dissect_size: usize,
+    },
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -70,6 +90,14 @@ fn main() -> Result<()> {
         }
         Command::Bench { what: BenchTarget::Auic } => {
             println!("{}", glassbox::metrics::bench::report(Default::default(), glassbox::device()));
+            Ok(())
+        }
+        Command::Bench { what: BenchTarget::Vision { batch, images, size, dissect_images, dissect_size } } => {
+            // prepare_process marked this process as a kernel's for its REPL child; the
+            // dissection's progress belongs on the terminal here, not in kernel events.
+            std::env::remove_var(glassbox::runtime::KERNEL_ENV);
+            let config = VisionBench { batch, images, size, dissect_images, dissect_size, ..Default::default() };
+            println!("{}", glassbox::models::vision::bench::report(&config, glassbox::device())?);
             Ok(())
         }
         Command::Install { user: _, prefix } => {

@@ -370,6 +370,14 @@ impl Tapped for SbNet {
         self.net.forward_taps(xs, taps, train)
     }
 
+    fn forward_edited(&self, xs: &Tensor, at: &[Stage], edit: &dyn Fn(&Stage, Tensor) -> Tensor) -> Result<Tensor, ModelError> {
+        self.net.forward_edited(xs, at, edit)
+    }
+
+    fn guided_relus(&self) -> bool {
+        self.net.guided_relus()
+    }
+
     fn var_store(&self) -> &nn::VarStore {
         self.net.var_store()
     }

@@ -18,7 +18,7 @@ use super::sevec::SemanticVectors;
 use super::MetricError;
 use crate::data::{BoundingBox, Category, Concept, ConceptDataset, ConceptScenes};
 use crate::display::{Output, Render};
-use crate::models::TappedNet;
+use crate::models::Tapped;
 use crate::progress::Progress;
 use crate::viz::LinePlot;
 
@@ -189,7 +189,7 @@ fn targets(scenes: &ConceptScenes, sevecs: &SemanticVectors, min_pixels: usize) 
 /// of uniform random energy, and a map peaked at the image centre (the paper's warning that
 /// pointing at the centre scores surprisingly well).
 pub fn pointing_game(
-    net: &TappedNet,
+    net: &impl Tapped,
     sevecs: &SemanticVectors,
     scenes: &ConceptScenes,
     config: &PointingConfig,

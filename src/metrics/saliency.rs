@@ -19,7 +19,7 @@ use tch::{Device, Kind, Tensor};
 use super::MetricError;
 use crate::display::{Output, Render};
 use crate::models::relu::{guided_rule, record};
-use crate::models::{Stage, Tapped, TappedNet};
+use crate::models::{Stage, Tapped};
 use crate::viz::Grid;
 
 /// How a saliency map is computed.
@@ -68,36 +68,46 @@ pub fn class_scores(logits: &Tensor) -> Tensor {
     }
 }
 
-/// Runs `net` on `xs` from after stage `from` (from the input when `None`) to the logits,
-/// passing each later stage's output through `edit`. `input_size` is the images' `(H, W)`,
-/// which a segmentation head upsamples to.
+/// Runs `net` from after stage `from` (from the input `xs` when `None`) to the logits, the
+/// output of each stage of `at` passing through `edit`. With `from`, `xs` is that stage's
+/// output for images of `input_size` `(H, W)`: it replaces the stage's output in a pass over
+/// blank images, which is exactly running the rest of the net for any stage whose output
+/// is all that later stages see (every stage of a chain; a residual block, not a layer
+/// inside one, whose skip path would still carry the blank image's features).
 pub fn forward_from(
-    net: &TappedNet,
+    net: &impl Tapped,
     from: Option<&Stage>,
     xs: &Tensor,
     input_size: (i64, i64),
+    at: &[Stage],
     edit: impl Fn(&Stage, Tensor) -> Tensor,
 ) -> Result<Tensor, MetricError> {
-    let stages: Vec<Stage> = net.stages().into_iter().map(|s| s.stage).filter(|s| *s != Stage::Head).collect();
-    let start = match from {
-        None => 0,
-        Some(stage) => {
-            1 + stages.iter().position(|s| s == stage).ok_or_else(|| {
-                MetricError::Invalid(format!("cannot run from `{stage}`; it is not a stage before the head"))
-            })?
+    let Some(from) = from else {
+        return Ok(net.forward_edited(xs, at, &edit)?);
+    };
+    if *from == Stage::Head || !net.stages().iter().any(|s| &s.stage == from) {
+        return Err(MetricError::Invalid(format!("cannot run from `{from}`; it is not a stage before the head")));
+    }
+    let (h, w) = input_size;
+    let blank = Tensor::zeros([xs.size()[0], net.in_channels(), h, w], (Kind::Float, net.device()));
+    let mut edited: Vec<Stage> = at.to_vec();
+    edited.push(from.clone());
+    let replace = |stage: &Stage, y: Tensor| {
+        if stage == from {
+            xs.shallow_clone()
+        } else if at.contains(stage) {
+            edit(stage, y)
+        } else {
+            y
         }
     };
-    let mut x = xs.shallow_clone();
-    for stage in &stages[start..] {
-        x = edit(stage, net.module(stage)?.forward_t(&x, false));
-    }
-    Ok(net.head(&x, input_size))
+    Ok(net.forward_edited(&blank, &edited, &replace)?)
 }
 
 /// Saliency maps `[N, 3, H, W]` (CPU) of `images` for `classes` (one per image), by
 /// `method`, with gradients stopped at the units `gate` drops if given.
 pub fn saliency(
-    net: &TappedNet,
+    net: &impl Tapped,
     images: &Tensor,
     classes: &[i64],
     method: Method,
@@ -114,14 +124,22 @@ pub fn saliency(
     if let Some(gate) = gate {
         check_gate(net, gate, (h, w), size[0])?;
     }
+    if method == Method::GuidedBackprop && !net.guided_relus() {
+        return Err(MetricError::Invalid(
+            "Guided Backprop rewrites how gradients cross glassbox's own ReLUs, and this model's ReLUs run inside \
+             libtorch (a TorchScript export); use Gradient×Input (`--method gxi`)"
+                .into(),
+        ));
+    }
     let xs = images.to_device(net.device());
     let index = Tensor::from_slice(classes).to_device(net.device()).unsqueeze(1);
     let score = |x: &Tensor| -> Result<Tensor, MetricError> {
-        let edit = |stage: &Stage, y: Tensor| match gate {
-            Some(g) if &g.stage == stage => g.apply(&y),
-            _ => y,
+        let at: Vec<Stage> = gate.iter().map(|g| g.stage.clone()).collect();
+        let edit = |_: &Stage, y: Tensor| match gate {
+            Some(g) => g.apply(&y),
+            None => y,
         };
-        let logits = forward_from(net, None, x, (h, w), edit)?;
+        let logits = forward_from(net, None, x, (h, w), &at, edit)?;
         Ok(class_scores(&logits).gather(1, &index, false).sum(Kind::Float))
     };
     let maps = match method {
@@ -141,7 +159,7 @@ pub fn saliency(
     Ok(maps.detach().to_device(Device::Cpu))
 }
 
-fn check_gate(net: &TappedNet, gate: &Gate, input: (i64, i64), n: i64) -> Result<(), MetricError> {
+fn check_gate(net: &impl Tapped, gate: &Gate, input: (i64, i64), n: i64) -> Result<(), MetricError> {
     let shapes = net.output_shapes(input)?;
     let Some((_, shape)) = shapes.iter().find(|(s, _)| *s == gate.stage && *s != Stage::Head) else {
         return Err(MetricError::Invalid(format!("the gate is at `{}`, which is not a stage of the net", gate.stage)));
@@ -177,7 +195,7 @@ pub struct SaliencyComparison {
 /// Explains `image` (`[3, H, W]`) for each of `classes` (object concepts with SeVecs at a
 /// stage of `net`) with Guided Backprop and Gradient×Input, plain and semantic (fig. 6).
 pub fn compare_saliency(
-    net: &TappedNet,
+    net: &impl Tapped,
     sevecs: &super::sevec::SemanticVectors,
     image: &Tensor,
     classes: &[&str],
@@ -188,7 +206,7 @@ pub fn compare_saliency(
 /// As [`compare_saliency`] with a choice of `methods`, each plain and, when `semantic`, beside
 /// it its SeVec-guided version.
 pub fn explain(
-    net: &TappedNet,
+    net: &impl Tapped,
     sevecs: &super::sevec::SemanticVectors,
     image: &Tensor,
     classes: &[&str],
@@ -250,8 +268,40 @@ impl Render for SaliencyComparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{ResNetConfig, Task};
+    use crate::models::{Arch, ResNetConfig, ScriptModel, Task, TappedNet, VisionNet};
     use tch::nn::ModuleT;
+
+    #[test]
+    fn saliency_runs_on_torchvision_nets_and_exports_say_what_they_cannot_do() {
+        let _serial = crate::models::serial();
+        tch::manual_seed(1);
+        let net = VisionNet::new(Arch::ResNet18, 5, Device::Cpu).unwrap();
+        let x = Tensor::rand([2, 3, 32, 32], tch::kind::FLOAT_CPU);
+        let stage = net.stage("layer2.1").unwrap();
+        let all = Gate { stage: stage.clone(), keep: Tensor::ones([1, 128, 4, 4], tch::kind::FLOAT_CPU) };
+        let none = Gate { stage: stage.clone(), keep: Tensor::zeros([1, 128, 4, 4], tch::kind::FLOAT_CPU) };
+        for method in [Method::GuidedBackprop, Method::GradientInput] {
+            let plain = saliency(&net, &x, &[0, 4], method, None).unwrap();
+            assert!(plain.abs().sum(Kind::Float).double_value(&[]) > 0.0, "{method:?}");
+            assert!(saliency(&net, &x, &[0, 4], method, Some(&all)).unwrap().allclose(&plain, 1e-6, 1e-7, false));
+            assert_eq!(saliency(&net, &x, &[0, 4], method, Some(&none)).unwrap().abs().max().double_value(&[]), 0.0);
+        }
+        // Running on from a block's output is running the rest of the net.
+        let (logits, taps) = net.forward_taps(&x, std::slice::from_ref(&stage), false).unwrap();
+        let rest = forward_from(&net, Some(&stage), &taps[&stage], (32, 32), &[], |_, t| t).unwrap();
+        assert!(rest.allclose(&logits, 1e-5, 1e-6, false));
+
+        let export = crate::models::fixture::path("script", "taps.pt");
+        let script = ScriptModel::load(export, Device::Cpu).unwrap();
+        let plain = saliency(&script, &x, &[0, 4], Method::GradientInput, None).unwrap();
+        assert!(plain.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        let err = saliency(&script, &x, &[0, 4], Method::GuidedBackprop, None).unwrap_err().to_string();
+        assert!(err.contains("--method gxi"), "{err}");
+        let conv2 = script.stage("conv2").unwrap();
+        let gate = Gate { stage: conv2, keep: Tensor::ones([1, 8, 10, 10], tch::kind::FLOAT_CPU) };
+        let err = saliency(&script, &x, &[0, 4], Method::GradientInput, Some(&gate)).unwrap_err().to_string();
+        assert!(err.contains("runs as one piece"), "{err}");
+    }
 
     fn tiny(task: Task) -> TappedNet {
         tch::manual_seed(4);
@@ -281,7 +331,7 @@ mod tests {
             let leaf = acts.detach().set_requires_grad(true);
             tch::with_grad(|| {
                 let y = if gated { gate.apply(&leaf) } else { leaf.shallow_clone() };
-                let logits = forward_from(&net, Some(&stage), &y, (8, 8), |_, t| t).unwrap();
+                let logits = forward_from(&net, Some(&stage), &y, (8, 8), &[], |_, t| t).unwrap();
                 let s = class_scores(&logits).select(1, 2).sum(Kind::Float);
                 (logits.detach(), Tensor::run_backward(&[s], &[&leaf], false, false).remove(0))
             })
@@ -292,7 +342,7 @@ mod tests {
         assert_eq!(gated.masked_select(&dropped).abs().max().double_value(&[]), 0.0);
         assert!(gated.masked_select(&keep.eq(1.0)).equal(&plain.masked_select(&keep.eq(1.0))));
         assert!(plain.masked_select(&dropped).abs().max().double_value(&[]) > 0.0, "the test must drop something");
-        assert!(forward_from(&net, None, &x, (8, 8), |_, t| t).unwrap().equal(&net.forward_t(&x, false)));
+        assert!(forward_from(&net, None, &x, (8, 8), &[], |_, t| t).unwrap().equal(&net.forward_t(&x, false)));
     }
 
     #[test]

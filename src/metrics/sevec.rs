@@ -664,7 +664,7 @@ impl Render for Perturbation {
 /// modifications of [`Perturbation`] at the SeVecs' layer. Random units and permutations
 /// are drawn from `seed`.
 pub fn perturbation_test<D: ConceptDataset + ?Sized>(
-    net: &TappedNet,
+    net: &impl Tapped,
     sevecs: &SemanticVectors,
     data: &D,
     classes: &[&str],
@@ -693,7 +693,7 @@ pub fn perturbation_test<D: ConceptDataset + ?Sized>(
         let acts = taps.remove(&sevecs.stage).expect("tapped").flatten(1, -1);
         let run = |a: &Tensor| -> Result<Tensor, MetricError> {
             let shaped = a.view([-1].into_iter().chain(sevecs.shape.iter().copied()).collect::<Vec<_>>().as_slice());
-            let logits = tch::no_grad(|| forward_from(net, Some(&sevecs.stage), &shaped, (h, w), |_, x| x))?;
+            let logits = tch::no_grad(|| forward_from(net, Some(&sevecs.stage), &shaped, (h, w), &[], |_, x| x))?;
             Ok(class_scores(&logits).softmax(1, Kind::Float).to_device(Device::Cpu))
         };
         let before = run(&acts)?;

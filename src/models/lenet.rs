@@ -154,6 +154,10 @@ impl Tapped for LeNet {
         Ok((logits, out))
     }
 
+    fn guided_relus(&self) -> bool {
+        true
+    }
+
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }

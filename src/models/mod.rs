@@ -14,7 +14,7 @@ use std::str::FromStr;
 use tch::{nn, Device, Tensor};
 
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 pub mod fit;
 pub mod lenet;
 pub mod relu;
@@ -156,6 +156,27 @@ pub trait Tapped: nn::ModuleT {
     /// The logits and the outputs of `taps`, all from one forward pass. Fails, touching
     /// nothing, if the model lacks one of `taps`.
     fn forward_taps(&self, xs: &Tensor, taps: &[Stage], train: bool) -> Result<(Tensor, Taps), ModelError>;
+
+    /// The logits of a forward pass in evaluation mode in which the output of each stage of
+    /// `at` goes through `edit` before later stages see it: how saliency stops gradients at a
+    /// layer (SeVec paper sec. 5) and how a layer's output is replaced. A model that runs as
+    /// one piece (a TorchScript export) takes no stages here, and says so.
+    fn forward_edited(&self, xs: &Tensor, at: &[Stage], edit: &dyn Fn(&Stage, Tensor) -> Tensor) -> Result<Tensor, ModelError> {
+        let _ = edit;
+        match at.first() {
+            None => Ok(self.forward_taps(xs, &[], false)?.0),
+            Some(stage) => Err(ModelError::BadInput(format!(
+                "`{stage}` cannot be changed inside the forward pass of this model, which runs as one piece"
+            ))),
+        }
+    }
+
+    /// Whether every ReLU of the model is glassbox's [`relu::relu`], so that guided
+    /// backpropagation can rewrite how gradients cross them. A TorchScript export's ReLUs
+    /// are inside libtorch's graph.
+    fn guided_relus(&self) -> bool {
+        false
+    }
 
     /// Where the weights live: what optimizers train and [`weights`] saves.
     fn var_store(&self) -> &nn::VarStore;

@@ -618,6 +618,25 @@ impl Tapped for TappedNet {
         Ok((logits, out))
     }
 
+    fn forward_edited(&self, xs: &Tensor, at: &[Stage], edit: &dyn Fn(&Stage, Tensor) -> Tensor) -> Result<Tensor, ModelError> {
+        check_input(xs, self.config.in_channels)?;
+        check_taps(&self.stages(), at)?;
+        let mut x = xs.shallow_clone();
+        for slot in &self.slots {
+            x = slot.module.forward_t(&x, false);
+            if at.contains(&slot.stage) {
+                x = edit(&slot.stage, x);
+            }
+        }
+        let size = xs.size();
+        let logits = self.head.forward(&x, [size[2], size[3]]);
+        Ok(if at.contains(&Stage::Head) { edit(&Stage::Head, logits) } else { logits })
+    }
+
+    fn guided_relus(&self) -> bool {
+        true
+    }
+
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }

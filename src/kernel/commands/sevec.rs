@@ -166,7 +166,7 @@ fn image<'a>(text: &'a str, view: &ReplView) -> Result<(&'a str, i64), UsageErro
 }
 
 fn saliency(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let net = super::typed_variable(&inv.args[0], view, &["TappedNet"], "TappedNet")?;
+    let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
     let (data, index) = image(&inv.args[1], view)?;
     let classes = match inv.flags.get("class") {
         Some(Value::List(c)) if !c.is_empty() => c.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", "),
@@ -187,7 +187,7 @@ fn saliency(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
 }
 
 fn pointing_game(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let net = super::typed_variable(&inv.args[0], view, &["TappedNet"], "TappedNet")?;
+    let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
     let data = data_flag(inv, view, &["ConceptScenes"])?;
     let seed = match inv.int("seed").unwrap_or(0) {
         s if s >= 0 => s,

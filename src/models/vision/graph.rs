@@ -90,8 +90,7 @@ impl Node {
                 Tensor::cat(&[run(expand1x1, &s, train, rec), run(expand3x3, &s, train, rec)], 1)
             }
         };
-        rec.keep(self, &ys);
-        ys
+        rec.keep(self, ys)
     }
 
     /// This node's taps and its descendants', in the order their outputs are computed.
@@ -125,28 +124,47 @@ pub(super) fn taps_of(nodes: &[Node]) -> Vec<StageInfo> {
     out
 }
 
-/// Keeps the outputs of the wanted nodes during one forward pass.
+/// Keeps the outputs of the wanted nodes during one forward pass, and passes the outputs
+/// of the edited ones through the edit.
 pub(super) struct Recorder<'a> {
     wanted: HashSet<&'a str>,
+    edited: HashSet<&'a str>,
+    edit: Option<&'a dyn Fn(&Stage, Tensor) -> Tensor>,
     pub taps: Taps,
+}
+
+fn module_names(stages: &[Stage]) -> HashSet<&str> {
+    stages
+        .iter()
+        .filter_map(|s| match s {
+            Stage::Module(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 impl<'a> Recorder<'a> {
     pub fn new(taps: &'a [Stage]) -> Self {
-        let wanted = taps
-            .iter()
-            .filter_map(|s| match s {
-                Stage::Module(name) => Some(name.as_str()),
-                _ => None,
-            })
-            .collect();
-        Recorder { wanted, taps: Taps::new() }
+        Recorder { wanted: module_names(taps), edited: HashSet::new(), edit: None, taps: Taps::new() }
     }
 
-    fn keep(&mut self, node: &Node, ys: &Tensor) {
-        if node.tapped && self.wanted.contains(node.name.as_str()) {
+    /// Records nothing; passes the outputs of `at` through `edit`.
+    pub fn editing(at: &'a [Stage], edit: &'a dyn Fn(&Stage, Tensor) -> Tensor) -> Self {
+        Recorder { wanted: HashSet::new(), edited: module_names(at), edit: Some(edit), taps: Taps::new() }
+    }
+
+    fn keep(&mut self, node: &Node, ys: Tensor) -> Tensor {
+        if !node.tapped {
+            return ys;
+        }
+        let ys = match self.edit {
+            Some(edit) if self.edited.contains(node.name.as_str()) => edit(&Stage::Module(node.name.clone()), ys),
+            _ => ys,
+        };
+        if self.wanted.contains(node.name.as_str()) {
             self.taps.insert(Stage::Module(node.name.clone()), ys.shallow_clone());
         }
+        ys
     }
 }
 

@@ -20,6 +20,7 @@ use super::{check_input, check_taps, weights, ModelError, Stage, StageInfo, Tapp
 
 mod alexnet;
 mod arch;
+pub mod bench;
 mod graph;
 mod resnet;
 mod squeezenet;
@@ -167,6 +168,19 @@ impl Tapped for VisionNet {
             out.insert(Stage::Head, logits.shallow_clone());
         }
         Ok((logits, out))
+    }
+
+    fn forward_edited(&self, xs: &Tensor, at: &[Stage], edit: &dyn Fn(&Stage, Tensor) -> Tensor) -> Result<Tensor, ModelError> {
+        check_input(xs, 3)?;
+        check_taps(&self.taps, at)?;
+        let mut rec = Recorder::editing(at, edit);
+        let features = graph::run(&self.body, &self.normalize.apply(xs), false, &mut rec);
+        let logits = graph::run(&self.head, &features.flatten(1, -1), false, &mut rec);
+        Ok(if at.contains(&Stage::Head) { edit(&Stage::Head, logits) } else { logits })
+    }
+
+    fn guided_relus(&self) -> bool {
+        true
     }
 
     fn var_store(&self) -> &nn::VarStore {
