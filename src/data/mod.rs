@@ -14,11 +14,13 @@ use tch::{Device, Tensor};
 pub mod broden;
 pub mod cityscapes;
 pub mod colormnist;
+pub mod preprocess;
 pub mod scenes;
 pub mod vocab;
 
 pub use broden::{Broden, BrodenConfig};
 pub use cityscapes::{Cityscapes, CityscapesConfig};
+pub use preprocess::{Preprocess, Preprocessed};
 pub use colormnist::{ColorMnist, ColorMnistConfig, Factor, Mnist, Split};
 pub use scenes::{BoundingBox, Colour, ConceptScenes, SceneConfig};
 pub use vocab::{Category, Concept, Vocabulary};

@@ -1,0 +1,208 @@
+//! Resizing and centre cropping on the way into a network: torchvision's
+//! `Resize(size)` followed by `CenterCrop(crop)`, applied alike to images (bilinear, with
+//! antialiasing when shrinking, as torchvision does on tensors) and to concept label maps
+//! (nearest, so labels stay labels). The mean/std normalization of ImageNet preprocessing is
+//! the network's own ([`crate::models::Normalize`]), so what comes out of here is still
+//! images in `[0, 1]` that every data set and picture understands.
+
+use std::ops::Range;
+
+use tch::{Kind, Tensor};
+
+use super::{Category, Concept, ConceptBatch, ConceptDataset, DataError, Vocabulary};
+
+/// `Resize(resize)` then `CenterCrop(crop)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preprocess {
+    /// The length the shorter side is resized to; the longer keeps the aspect ratio.
+    pub resize: i64,
+    /// `(height, width)` of the centre crop.
+    pub crop: (i64, i64),
+}
+
+impl Preprocess {
+    /// ImageNet's evaluation transform: shorter side to 256, centre crop 224x224.
+    pub const IMAGENET: Preprocess = Preprocess { resize: 256, crop: (224, 224) };
+
+    /// Shorter side to `size`, then the centre square of `size`.
+    pub fn square(size: i64) -> Preprocess {
+        Preprocess { resize: size, crop: (size, size) }
+    }
+
+    fn check(&self) -> Result<(), DataError> {
+        let (ch, cw) = self.crop;
+        if self.resize < 1 || ch < 1 || cw < 1 {
+            return Err(DataError::InvalidConfig(format!("resize {} and crop {ch}x{cw} must be positive", self.resize)));
+        }
+        Ok(())
+    }
+
+    /// The size an `(h, w)` image has after `Resize`: torchvision's rule, the shorter side
+    /// at `resize` and the longer truncated to keep the ratio.
+    fn resized(&self, (h, w): (i64, i64)) -> (i64, i64) {
+        if h <= w {
+            (self.resize, (self.resize as f64 * w as f64 / h as f64) as i64)
+        } else {
+            ((self.resize as f64 * h as f64 / w as f64) as i64, self.resize)
+        }
+    }
+
+    /// Top-left corner of the centre crop of an `(h, w)` image, rounded as Python's
+    /// `round` does (half to even), as torchvision computes it.
+    fn corner(&self, (h, w): (i64, i64)) -> Result<(i64, i64), DataError> {
+        let (ch, cw) = self.crop;
+        if ch > h || cw > w {
+            return Err(DataError::InvalidConfig(format!(
+                "a {ch}x{cw} crop of a {h}x{w} image: the crop must fit the resized image"
+            )));
+        }
+        let centre = |len: i64, crop: i64| ((len - crop) as f64 / 2.0).round_ties_even() as i64;
+        Ok((centre(h, ch), centre(w, cw)))
+    }
+
+    /// `[N, C, H, W]` float images, resized and cropped.
+    pub fn images(&self, xs: &Tensor) -> Result<Tensor, DataError> {
+        self.check()?;
+        let size = xs.size();
+        if size.len() != 4 {
+            return Err(DataError::InvalidConfig(format!("images must be [N, C, H, W]; got {size:?}")));
+        }
+        let (h, w) = self.resized((size[2], size[3]));
+        let resized = xs.to_kind(Kind::Float).internal_upsample_bilinear2d_aa([h, w], false, None, None);
+        self.cropped(&resized)
+    }
+
+    /// `[N, H, W]` integer label maps, resized (nearest) and cropped.
+    pub fn labels(&self, maps: &Tensor) -> Result<Tensor, DataError> {
+        self.check()?;
+        let size = maps.size();
+        if size.len() != 3 {
+            return Err(DataError::InvalidConfig(format!("label maps must be [N, H, W]; got {size:?}")));
+        }
+        let (h, w) = self.resized((size[1], size[2]));
+        let resized = maps.to_kind(Kind::Float).unsqueeze(1).upsample_nearest2d([h, w], None, None).squeeze_dim(1);
+        Ok(self.cropped(&resized)?.to_kind(maps.kind()))
+    }
+
+    fn cropped(&self, xs: &Tensor) -> Result<Tensor, DataError> {
+        let d = xs.dim();
+        let (h, w) = (xs.size()[d - 2], xs.size()[d - 1]);
+        let (top, left) = self.corner((h, w))?;
+        Ok(xs.narrow(d as i64 - 2, top, self.crop.0).narrow(d as i64 - 1, left, self.crop.1).contiguous())
+    }
+
+    /// A batch as the network sees it: images and label maps transformed, and each image's
+    /// concept labels recounted from what the crop kept.
+    pub fn batch(&self, batch: &ConceptBatch, vocabulary: &Vocabulary) -> Result<ConceptBatch, DataError> {
+        let images = self.images(&batch.images)?;
+        let concepts = batch
+            .concepts
+            .iter()
+            .map(|(c, m)| Ok((*c, self.labels(m)?)))
+            .collect::<Result<std::collections::BTreeMap<Category, Tensor>, DataError>>()?;
+        let image_labels = batch.image_labels.copy();
+        for (category, map) in &concepts {
+            let k = vocabulary.names(*category).len() as i64;
+            if k == 0 {
+                continue;
+            }
+            let first = vocabulary.global_index(Concept { category: *category, index: 0 }) as i64;
+            let ids = Tensor::arange(k, (Kind::Int64, map.device())).view([1, 1, 1, k]);
+            let present = map.unsqueeze(-1).eq_tensor(&ids).any_dims(&[1i64, 2][..], false);
+            image_labels.narrow(1, first, k).copy_(&present.to_kind(image_labels.kind()));
+        }
+        Ok(ConceptBatch { images, concepts, image_labels })
+    }
+}
+
+/// A concept data set seen through a [`Preprocess`]: every batch transformed as it is read,
+/// so nothing is stored twice.
+pub struct Preprocessed<D> {
+    data: D,
+    preprocess: Preprocess,
+}
+
+impl<D: ConceptDataset> Preprocessed<D> {
+    pub fn new(data: D, preprocess: Preprocess) -> Result<Self, DataError> {
+        preprocess.check()?;
+        let (h, w) = data.image_size();
+        preprocess.corner(preprocess.resized((h as i64, w as i64)))?;
+        Ok(Preprocessed { data, preprocess })
+    }
+
+    /// The data set underneath.
+    pub fn inner(&self) -> &D {
+        &self.data
+    }
+}
+
+impl<D: ConceptDataset> ConceptDataset for Preprocessed<D> {
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    fn image_size(&self) -> (usize, usize) {
+        (self.preprocess.crop.0 as usize, self.preprocess.crop.1 as usize)
+    }
+
+    fn vocabulary(&self) -> &Vocabulary {
+        self.data.vocabulary()
+    }
+
+    fn batch(&self, range: Range<usize>) -> Result<ConceptBatch, DataError> {
+        self.preprocess.batch(&self.data.batch(range)?, self.data.vocabulary())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{ConceptScenes, SceneConfig};
+    use crate::models::fixture::{self, relative_error};
+
+    /// torchvision's `Resize` and `CenterCrop`, run by PyTorch on the fixture input
+    /// (`scripts/fixtures/vision.py`).
+    #[test]
+    fn resize_and_crop_equal_torchvision() {
+        let expected = fixture::json("vision", "preprocess.json");
+        for case in expected["cases"].as_array().unwrap() {
+            let shape: Vec<i64> = case["input"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+            let x = fixture::input([shape[0], shape[1], shape[2], shape[3]]);
+            let p = Preprocess {
+                resize: case["resize"].as_i64().unwrap(),
+                crop: (case["crop"][0].as_i64().unwrap(), case["crop"][1].as_i64().unwrap()),
+            };
+            let err = relative_error(&p.images(&x).unwrap(), &case["images"], "images");
+            assert!(err < 1e-4, "{case}: relative error {err:.2e}");
+            let maps = (x.select(1, 0) * 7.0).floor().to_kind(Kind::Int64) - 1;
+            let got = p.labels(&maps).unwrap();
+            assert_eq!(got.kind(), Kind::Int64);
+            assert!(relative_error(&got, &case["labels"], "labels") == 0.0, "{case}: labels");
+        }
+    }
+
+    #[test]
+    fn a_preprocessed_data_set_reads_transformed_batches_and_recounts_labels() {
+        let scenes = ConceptScenes::generate(4, &SceneConfig { size: 48, seed: 2, ..Default::default() }).unwrap();
+        let again = ConceptScenes::generate(4, &SceneConfig { size: 48, seed: 2, ..Default::default() }).unwrap();
+        let crop = Preprocessed::new(again, Preprocess { resize: 64, crop: (16, 24) }).unwrap();
+        assert_eq!((crop.len(), crop.image_size()), (4, (16, 24)));
+        let batch = crop.batch(0..4).unwrap();
+        assert_eq!(batch.images.size(), [4, 3, 16, 24]);
+        let vocabulary = crop.vocabulary();
+        for (category, map) in &batch.concepts {
+            assert_eq!(map.size(), [4, 16, 24]);
+            let k = vocabulary.names(*category).len();
+            for i in 0..4 {
+                for index in 0..k {
+                    let column = vocabulary.global_index(Concept { category: *category, index }) as i64;
+                    let shown = map.get(i).eq(index as i64).any().int64_value(&[]) == 1;
+                    assert_eq!(batch.image_labels.double_value(&[i, column]) == 1.0, shown, "{category} {index}");
+                }
+            }
+        }
+        let err = Preprocessed::new(scenes, Preprocess { resize: 16, crop: (32, 32) }).err().unwrap().to_string();
+        assert!(err.contains("crop"), "{err}");
+        assert!(Preprocess::IMAGENET.images(&Tensor::zeros([3, 8, 8], tch::kind::FLOAT_CPU)).is_err());
+    }
+}
