@@ -93,3 +93,25 @@ def test_inns_interpret_a_tap_of_a_loaded_export(kc):
     assert outputs(r)
     r = ok(run(kc, ":fgsm inn_cnn_conv1_cinn,inn_cnn_logits_cinn --data own_digits --eps 0.1 --count 2"))
     assert "FGSM, eps 0.1" in str(outputs(r)[-1]["content"]["data"]["text/plain"])
+
+
+def test_saliency_and_the_pointing_game_run_on_your_models(kc):
+    ok(run(kc, ":seed 0\nlet vnet = VisionNet::new(Arch::ResNet18, 11, device).unwrap();"))
+    ok(run(kc, ":data scenes --n 24 --size 64 --seed 5 --as sal_scenes"))
+    ok(run(kc, ":sevec vnet --layer layer3 --data sal_scenes"))
+    classes = ok(run(kc, 'vnet_layer3_sevec.concepts.iter().filter(|c| c.starts_with("object:")).take(2).cloned().collect::<Vec<_>>().join(",")'))
+    two = classes.result().strip('"')
+    r = ok(run(kc, f":saliency vnet sal_scenes[0] --class {two} --semantic"))
+    assert pngs(r)
+    r = ok(run(kc, ":pointing-game vnet --data sal_scenes"))
+    assert pngs(r)
+    # A TorchScript export: gradients reach its input (Gradient×Input), but its ReLUs are
+    # libtorch's, so Guided Backprop is refused with the alternative.
+    ok(run(kc, f":model load {EXPORT} --as sal_cnn"))
+    ok(run(kc, ":data scenes --n 24 --size 32 --seed 5 --as sal_small"))
+    ok(run(kc, ":sevec sal_cnn --layer conv2 --data sal_small"))
+    one = ok(run(kc, 'sal_cnn_conv2_sevec.concepts.iter().find(|c| c.starts_with("object:") && sal_cnn_conv2_sevec.class_index(c).unwrap() < 10).unwrap().clone()')).result().strip('"')
+    r = ok(run(kc, f":saliency sal_cnn sal_small[0] --class {one} --method gxi"))
+    assert pngs(r)
+    evalue = error(run(kc, f":saliency sal_cnn sal_small[0] --class {one} --method gbp"), "MetricError")
+    assert "--method gxi" in evalue, evalue

@@ -353,6 +353,39 @@ mod tests {
     }
 
     #[test]
+    fn model_load_opens_a_state_dict_or_an_export_by_what_the_file_holds() {
+        let fixture = |dir: &str, name: &str| format!("{}/tests/fixtures/{dir}/{name}", env!("CARGO_MANIFEST_DIR"));
+        let state_dict = fixture("vision", "squeezenet1_1-fixture.pth");
+        let Action::Rust(code) = run(&format!(":model load {state_dict}"), &view()).unwrap() else { panic!() };
+        assert!(code.starts_with("let squeezenet1_1: glassbox::models::VisionNet = "), "{code}");
+        assert!(code.contains(&format!("VisionNet::load({state_dict:?}, None, glassbox::device())")), "{code}");
+        let Action::Rust(code) = run(&format!(":model load {state_dict} --arch squeezenet1_0 --as sq"), &view()).unwrap()
+        else {
+            panic!()
+        };
+        assert!(code.starts_with("let sq: ") && code.contains(r#"Some("squeezenet1_0".parse()"#), "{code}");
+        let export = fixture("script", "tuple.pt");
+        let Action::Rust(code) = run(&format!(":model load {export} --taps conv2,logits"), &view()).unwrap() else {
+            panic!()
+        };
+        assert!(code.starts_with("let tuple: glassbox::models::ScriptModel = "), "{code}");
+        assert!(code.contains(r#"tuple_names: Some(vec!["conv2".into(), "logits".into()])"#), "{code}");
+        let err = |line: String| run(&line, &view()).unwrap_err().0;
+        assert!(err(":model load".into()).contains("needs PATH"));
+        assert!(err(":model load absent.pth".into()).contains("absent.pth"));
+        assert!(err(format!(":model load {export} --arch resnet18")).contains("TorchScript"));
+        assert!(err(format!(":model load {state_dict} --taps a")).contains("state dict"));
+        assert!(err(format!(":model load {state_dict} --arch resnet5")).contains("resnet50"));
+        assert!(err(":model scenes-resnet --arch resnet18".into()).contains("--arch is for `:model load PATH`"));
+        assert_eq!(default_name(std::path::Path::new("my-net.v2.pt")), "my_net_v2");
+        assert_eq!(default_name(std::path::Path::new("3d.pt")), "model_3d");
+        assert_eq!(default_name(std::path::Path::new("vgg16_bn-6c64b313.pth")), "vgg16_bn");
+        let line = ":model load x.pth --arch vgg16";
+        let (_, _, m) = complete(line, line.len(), &view(), &mut Stages).unwrap();
+        assert_eq!(m, ["vgg16", "vgg16_bn"]);
+    }
+
+    #[test]
     fn train_and_eval_build_a_config_from_flags() {
         let mut view = view();
         view.variables.push(("scenes".into(), "glassbox::data::ConceptScenes".into()));
