@@ -20,7 +20,7 @@ pub mod vocab;
 
 pub use broden::{Broden, BrodenConfig};
 pub use cityscapes::{Cityscapes, CityscapesConfig};
-pub use preprocess::{Preprocess, Preprocessed};
+pub use preprocess::{at_size, AtSize, Preprocess, Preprocessed};
 pub use colormnist::{ColorMnist, ColorMnistConfig, Factor, Mnist, Split};
 pub use scenes::{BoundingBox, Colour, ConceptScenes, SceneConfig};
 pub use vocab::{Category, Concept, Vocabulary};
@@ -114,6 +114,25 @@ pub trait ConceptDataset {
     fn batches(&self, batch_size: usize) -> Batches<'_, Self> {
         assert!(batch_size > 0, "batch size must be positive");
         Batches { dataset: self, batch_size, next: 0 }
+    }
+}
+
+/// A borrowed data set is one, so views such as [`Preprocessed`] can borrow what they read.
+impl<D: ConceptDataset + ?Sized> ConceptDataset for &D {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    fn image_size(&self) -> (usize, usize) {
+        (**self).image_size()
+    }
+
+    fn vocabulary(&self) -> &Vocabulary {
+        (**self).vocabulary()
+    }
+
+    fn batch(&self, range: Range<usize>) -> Result<ConceptBatch, DataError> {
+        (**self).batch(range)
     }
 }
 

@@ -154,6 +154,57 @@ impl<D: ConceptDataset> ConceptDataset for Preprocessed<D> {
     }
 }
 
+/// A data set at the size a model takes its images: the data set itself when the model
+/// takes any size or the images already have it, else read through a resize of the shorter
+/// side and a centre crop to that size, label maps alike. This is how concept data sets
+/// meet a network trained at a fixed size (an ImageNet classifier's 224x224, an export
+/// probed at 32x32).
+pub enum AtSize<'a, D: ?Sized> {
+    Same(&'a D),
+    Resized(Preprocessed<&'a D>),
+}
+
+/// [`AtSize`] for a model's [`input_size`](crate::models::Tapped::input_size).
+pub fn at_size<D: ConceptDataset + ?Sized>(data: &D, size: Option<(i64, i64)>) -> Result<AtSize<'_, D>, DataError> {
+    let (h, w) = data.image_size();
+    match size {
+        Some((th, tw)) if (th, tw) != (h as i64, w as i64) => {
+            Ok(AtSize::Resized(Preprocessed::new(data, Preprocess { resize: th.max(tw), crop: (th, tw) })?))
+        }
+        _ => Ok(AtSize::Same(data)),
+    }
+}
+
+impl<D: ConceptDataset + ?Sized> ConceptDataset for AtSize<'_, D> {
+    fn len(&self) -> usize {
+        match self {
+            AtSize::Same(d) => d.len(),
+            AtSize::Resized(d) => d.len(),
+        }
+    }
+
+    fn image_size(&self) -> (usize, usize) {
+        match self {
+            AtSize::Same(d) => d.image_size(),
+            AtSize::Resized(d) => d.image_size(),
+        }
+    }
+
+    fn vocabulary(&self) -> &Vocabulary {
+        match self {
+            AtSize::Same(d) => d.vocabulary(),
+            AtSize::Resized(d) => d.vocabulary(),
+        }
+    }
+
+    fn batch(&self, range: Range<usize>) -> Result<ConceptBatch, DataError> {
+        match self {
+            AtSize::Same(d) => d.batch(range),
+            AtSize::Resized(d) => d.batch(range),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,8 +252,26 @@ mod tests {
                 }
             }
         }
+        assert!(matches!(at_size(&scenes, None).unwrap(), AtSize::Same(_)));
+        assert!(matches!(at_size(&scenes, Some((48, 48))).unwrap(), AtSize::Same(_)));
+        let big = at_size(&scenes, Some((64, 64))).unwrap();
+        assert_eq!(big.image_size(), (64, 64));
+        assert_eq!(big.batch(1..3).unwrap().concepts[&Category::Object].size(), [2, 64, 64]);
         let err = Preprocessed::new(scenes, Preprocess { resize: 16, crop: (32, 32) }).err().unwrap().to_string();
         assert!(err.contains("crop"), "{err}");
         assert!(Preprocess::IMAGENET.images(&Tensor::zeros([3, 8, 8], tch::kind::FLOAT_CPU)).is_err());
+    }
+
+    /// An export that takes only 32x32 images is inspected on 48x48 scenes: the scenes are
+    /// resized to what it takes on the way in.
+    #[test]
+    fn metrics_read_a_data_set_at_the_size_the_model_takes() {
+        let scenes = ConceptScenes::generate(6, &SceneConfig { size: 48, seed: 3, ..Default::default() }).unwrap();
+        let export = crate::models::fixture::path("script", "taps.pt");
+        let model = crate::models::ScriptModel::load(export, tch::Device::Cpu).unwrap();
+        assert_eq!(crate::models::Tapped::input_size(&model), Some((32, 32)));
+        let config = crate::metrics::InspectConfig { batch_size: 4, ..Default::default() };
+        let result = crate::metrics::inspect(&model, "conv2", &scenes, &config).unwrap();
+        assert_eq!((result.images, result.channels.len()), (6, 8));
     }
 }

@@ -142,6 +142,7 @@ pub fn inspect<D: ConceptDataset + ?Sized>(
     config: &InspectConfig,
 ) -> Result<Inspectability, MetricError> {
     let stage = resolve_layer(model, stage)?;
+    let data = &crate::data::at_size(data, model.input_size())?;
     let concepts = ConceptSet::new(data.vocabulary(), config.categories.as_deref())?;
     if data.is_empty() || config.batch_size == 0 || !(2..=histogram::MAX_BINS).contains(&config.bins) {
         return Err(MetricError::Invalid(format!(

@@ -35,6 +35,7 @@ pub fn top_channels<D: ConceptDataset + ?Sized>(
     n: usize,
     images: usize,
 ) -> Result<Output, MetricError> {
+    let data = &crate::data::at_size(data, model.input_size())?;
     let (shown, acts) = activations(model, result, data, images)?;
     let top: Vec<_> = result.ranked().into_iter().take(n).collect();
     let channels: Vec<i64> = top.iter().map(|c| c.channel as i64).collect();
@@ -58,6 +59,7 @@ pub fn channel_overlay<D: ConceptDataset + ?Sized>(
     let Some(score) = result.channels.get(channel) else {
         return Err(MetricError::Invalid(format!("no channel {channel}; the layer has {}", result.channels.len())));
     };
+    let data = &crate::data::at_size(data, model.input_size())?;
     let (shown, acts) = activations(model, result, data, images)?;
     let map = acts.select(1, channel as i64);
     display::show(&Grid::overlay(&shown, &map, 0.6).columns(images).scale(2));

@@ -153,6 +153,7 @@ pub fn semantic_vectors<D: ConceptDataset + ?Sized>(
     config: &SevecConfig,
 ) -> Result<SemanticVectors, MetricError> {
     let stage = resolve_layer(model, layer)?;
+    let data = &crate::data::at_size(data, model.input_size())?;
     if data.is_empty() || config.batch_size == 0 {
         return Err(MetricError::Invalid("needs at least one image and a batch size of 1 or more".into()));
     }
