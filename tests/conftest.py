@@ -135,3 +135,25 @@ def kc(kernel):
     _, client = kernel
     drain(client)
     return client
+
+
+def ok(r):
+    """The run, after checking its cell succeeded."""
+    content = r.reply["content"]
+    assert content["status"] == "ok", (content.get("ename"), content.get("evalue"))
+    return r
+
+
+def error(r, ename="UsageError"):
+    """The message of the cell's error, after checking it is an `ename`."""
+    content = r.reply["content"]
+    assert content["status"] == "error" and content["ename"] == ename, content
+    return content["evalue"]
+
+
+def outputs(r):
+    return r.of("display_data") + r.of("execute_result")
+
+
+def pngs(r):
+    return [m for m in outputs(r) if "image/png" in m["content"]["data"]]

@@ -1,16 +1,6 @@
 """Concept embeddings through the kernel: :net2vec, :nearest, :arith, :embed-distance (Net2Vec),
 and :sevec, :diversity, :relevance, :saliency, :pointing-game (semantic vectors)."""
-from conftest import run
-
-
-def ok(r):
-    content = r.reply["content"]
-    assert content["status"] == "ok", (content.get("ename"), content.get("evalue"))
-    return r
-
-
-def pngs(r):
-    return [m for m in r.of("display_data") + r.of("execute_result") if "image/png" in m["content"]["data"]]
+from conftest import ok, pngs, run
 
 
 def test_net2vec_commands_bind_an_embedding_and_query_it(kc):

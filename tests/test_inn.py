@@ -2,27 +2,7 @@
 :samples, :invariance, :fgsm, :semantic-inn, :swap, :factor-probe, :sensitivity. Small step
 counts: these check that each command runs the library end to end and shows its result; the
 Rust tests check that training learns."""
-from conftest import run
-
-
-def ok(r):
-    content = r.reply["content"]
-    assert content["status"] == "ok", (content.get("ename"), content.get("evalue"))
-    return r
-
-
-def error(r, ename="UsageError"):
-    content = r.reply["content"]
-    assert content["status"] == "error" and content["ename"] == ename, content
-    return content["evalue"]
-
-
-def outputs(r):
-    return r.of("display_data") + r.of("execute_result")
-
-
-def pngs(r):
-    return [m for m in outputs(r) if "image/png" in m["content"]["data"]]
+from conftest import error, ok, outputs, pngs, run
 
 
 def figures(r):

@@ -5,32 +5,12 @@ command reaches the library with the loaded model and shows its result; the Rust
 check the taps against PyTorch and that training learns."""
 import os
 
-from conftest import run
+from conftest import error, ok, outputs, pngs, run
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 STATE_DICT = os.path.join(FIXTURES, "vision", "squeezenet1_1-fixture.pth")
 EXPORT = os.path.join(FIXTURES, "script", "taps.pt")
 TUPLE_EXPORT = os.path.join(FIXTURES, "script", "tuple.pt")
-
-
-def ok(r):
-    content = r.reply["content"]
-    assert content["status"] == "ok", (content.get("ename"), content.get("evalue"))
-    return r
-
-
-def error(r, ename="UsageError"):
-    content = r.reply["content"]
-    assert content["status"] == "error" and content["ename"] == ename, content
-    return content["evalue"]
-
-
-def outputs(r):
-    return r.of("display_data") + r.of("execute_result")
-
-
-def pngs(r):
-    return [m for m in outputs(r) if "image/png" in m["content"]["data"]]
 
 
 def test_a_state_dict_opens_as_its_torchvision_architecture(kc):
