@@ -258,6 +258,20 @@ mod tests {
         assert_eq!(load_partial(with_sb.var_store(), &path).unwrap(), vec!["sb.bias", "sb.weight"]);
     }
 
+    /// The same state dict as PyTorch writes it with `torch.save` and with
+    /// `safetensors.torch.save_file` (`scripts/fixtures/pth.py`) reads the same.
+    #[test]
+    fn pytorch_files_read_alike_in_both_formats() {
+        let fixture = |name: &str| crate::models::fixture::path("pth", name);
+        let pt = read_file(&fixture("state_dict.pt"), tch::Device::Cpu).unwrap();
+        let st = read_file(&fixture("state_dict.safetensors"), tch::Device::Cpu).unwrap();
+        assert_eq!(pt.keys().collect::<Vec<_>>(), st.keys().collect::<Vec<_>>());
+        assert!(!pt.keys().any(|k| k.ends_with("num_batches_tracked")), "{:?}", pt.keys());
+        for (name, t) in &pt {
+            assert!(t.equal(&st[name]), "{name}");
+        }
+    }
+
     #[test]
     fn missing_garbage_and_unknown_files_are_named() {
         let _serial = crate::models::serial();
