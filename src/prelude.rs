@@ -13,8 +13,8 @@ pub use crate::metrics::{
     SemanticVectors, SevecConfig,
 };
 pub use crate::models::{
-    self, fit, score, BlockKind, Edit, Examples, Insertion, LeNet, LeNetConfig, ModelError, Optim, ResNetConfig,
-    Arch, Normalize, ScriptModel, ScriptOptions, Stage, Tapped, TappedNet, Task, TaskData, TrainConfig, VisionNet,
+    self, fit, score, Arch, BlockKind, Edit, Editable, Examples, Insertion, LeNet, LeNetConfig, ModelError, Normalize,
+    Optim, ResNetConfig, ScriptModel, ScriptOptions, Stage, Tapped, TappedNet, Task, TaskData, TrainConfig, VisionNet,
 };
 pub use crate::progress::Progress;
 pub use crate::runtime::input;

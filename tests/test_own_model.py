@@ -95,3 +95,17 @@ def test_saliency_and_the_pointing_game_run_on_your_models(kc):
     assert pngs(r)
     evalue = error(run(kc, f":saliency sal_cnn sal_small[0] --class {one} --method gbp"), "MetricError")
     assert "--method gxi" in evalue, evalue
+
+
+def test_a_usb_after_a_block_of_a_torchvision_resnet(kc):
+    ok(run(kc, ":seed 0\nlet usb_net = VisionNet::new(Arch::ResNet18, 10, device).unwrap();"))
+    ok(run(kc, ":data colormnist --n 64 --split train --seed 3 --as usb_digits"))
+    r = ok(run(kc, ":usb usb_net --after layer3.1 --groups 2 --width 4 --data usb_digits --epochs 1 --seed 0"))
+    assert outputs(r)
+    table = ok(run(kc, ":layers usb_net_usb --size 32 --only layer3.1,usb,layer4.0.conv1")).result()
+    assert "usb" in table and "[1, 8, 2, 2]" in table, table
+    assert "accuracy" in ok(run(kc, ":eval usb_net_usb --data usb_digits")).result()
+    evalue = error(run(kc, ":ssb usb_net --after layer3.1 --data usb_digits"))
+    assert "torchvision classifier" in evalue and ":usb" in evalue, evalue
+    evalue = error(run(kc, ":usb usb_net --after layer3.1.conv1 --width 4 --data usb_digits"), "SbError")
+    assert "layer3.1" in evalue, evalue

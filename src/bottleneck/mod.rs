@@ -7,10 +7,13 @@
 //!   towards one-hot by temperature annealing or an entropy loss, trained jointly with the
 //!   later stages ([`usb`]).
 //!
-//! Both are inserted with [`TappedNet::insert_after`] (eq. 4 and 9), which returns an
-//! [`SbNet`]: the edited network, the bottleneck's inference mode, and once trained the
-//! [`SbReport`] that is one row of the paper's tables 3-5. The original network is not
-//! touched.
+//! Both go into any [`Editable`] net: glassbox's [`TappedNet`] after a stage, or a
+//! torchvision ResNet ([`VisionNet`]) after a residual block (`layer4.2`) or a whole layer,
+//! where the SB paper puts them. [`SbNet::insert`] (or `net.insert_after`, eq. 4 and 9)
+//! returns an [`SbNet`]: the edited network, the bottleneck's inference mode, and once
+//! trained the [`SbReport`] that is one row of the paper's tables 3-5. The original network
+//! is not touched. SSBs need a segmentation net and pixel-level concept annotations; USBs
+//! train on any task.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -22,7 +25,8 @@ use tch::{Kind, Tensor};
 use crate::data::{Category, ConceptBatch, ConceptDataset, DataError};
 use crate::display::{Output, Render};
 use crate::models::{
-    evaluate, Edit, Examples, Insertion, ModelError, Score, Stage, StageInfo, Tapped, TappedNet, Taps, Task,
+    evaluate, Edit, Editable, Examples, Insertion, InsertionPoint, ModelError, Score, Stage, StageInfo, Tapped,
+    TappedNet, Taps, Task, TaskData, VisionNet,
 };
 
 pub mod ssb;
@@ -193,62 +197,55 @@ impl From<Usb> for Bottleneck {
 /// How the stage after the bottleneck gets the channels it expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Restore {
-    /// Rebuild the next stage's first convolution for `N_SB` input channels: f̂_stage-(i+1)
-    /// of eq. 9, the paper's choice.
+    /// Rebuild the next stage's (or residual block's) first convolution and shortcut for
+    /// `N_SB` input channels, or the classifier if it comes next: f̂_stage-(i+1) of eq. 9,
+    /// the paper's choice.
     #[default]
     AdaptNext,
     /// Add a 1x1 convolution `f_r` from `N_SB` back to `N_i` channels (eq. 4).
     Project,
 }
 
-/// A network with a semantic bottleneck: the edited [`TappedNet`] (the original is
-/// untouched), the bottleneck and its inference mode, and its report once trained. Every
-/// tapped-model tool (`:layers`, `:eval`, metrics) takes it; the bottleneck's output is the
-/// stage named `ssb` or `usb`.
-pub struct SbNet {
-    net: TappedNet,
+/// A network with a semantic bottleneck: the edited net (a [`TappedNet`] unless said
+/// otherwise; the original is untouched), the bottleneck and its inference mode, and its
+/// report once trained. Every tapped-model tool (`:layers`, `:eval`, metrics) takes it; the
+/// bottleneck's output is the stage named `ssb` or `usb`.
+pub struct SbNet<N = TappedNet> {
+    net: N,
     bottleneck: Bottleneck,
     after: Stage,
     shared: Arc<Shared>,
     pub(crate) report: Option<SbReport>,
 }
 
-impl fmt::Debug for SbNet {
+impl<N: Editable> fmt::Debug for SbNet<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SbNet({} after {}: {:?})", self.bottleneck.describe(), self.after, self.net)
     }
 }
 
-impl TappedNet {
-    /// A copy of this net with `bottleneck` inserted after `stage` and the next stage adapted
-    /// to its channels (SB paper eq. 9); see [`TappedNet::insert_after_with`] for `f_r`.
-    pub fn insert_after(&self, stage: &str, bottleneck: impl Into<Bottleneck>) -> Result<SbNet, SbError> {
-        self.insert_after_with(stage, bottleneck, Restore::AdaptNext)
-    }
-
-    /// [`TappedNet::insert_after`], choosing how the next stage is fed (eq. 4 or 9).
-    pub fn insert_after_with(
-        &self,
-        stage: &str,
-        bottleneck: impl Into<Bottleneck>,
-        restore: Restore,
-    ) -> Result<SbNet, SbError> {
+impl<N: Editable> SbNet<N> {
+    /// A copy of `net` with `bottleneck` inserted after the stage named `after`, the stage
+    /// that reads its output fed as `restore` says (SB paper eq. 4 or 9).
+    pub fn insert(net: &N, after: &str, bottleneck: impl Into<Bottleneck>, restore: Restore) -> Result<Self, SbError> {
         let bottleneck = bottleneck.into();
-        let after = self.stage(stage)?;
-        let stages = self.stages();
-        let at = stages.iter().position(|s| s.stage == after).expect("resolved stages exist");
-        let next = stages.get(at + 1).filter(|n| matches!(n.stage, Stage::Block(_) | Stage::Head));
-        let Some(next) = next else {
-            let allowed: Vec<String> = stages
-                .windows(2)
-                .filter(|w| matches!(w[1].stage, Stage::Block(_) | Stage::Head))
-                .map(|w| w[0].stage.to_string())
-                .collect();
+        let points = net.insertion_points();
+        if points.is_empty() {
             return Err(SbError::Invalid(format!(
-                "a bottleneck goes after a stage that feeds a residual stage or the head, which `{stage}` \
-                 does not; insert after one of: {}",
-                allowed.join(", ")
+                "{net:?} has no stage a bottleneck can follow; bottlenecks go into glassbox's TappedNet and \
+                 torchvision's ResNets (after a residual block or layer)"
             )));
+        }
+        let Some(InsertionPoint { after, next }) = points.iter().find(|p| p.after.to_string() == after).cloned() else {
+            let allowed: Vec<String> = points.iter().map(|p| p.after.to_string()).collect();
+            let why = match net.stage(after) {
+                Err(_) => format!("unknown stage `{after}`"),
+                Ok(_) => format!(
+                    "a bottleneck goes after a stage whose output feeds a residual stage or block, or the head; \
+                     `{after}` does not"
+                ),
+            };
+            return Err(SbError::Invalid(format!("{why}; insert after one of: {}", allowed.join(", "))));
         };
         let (training, inference) = bottleneck.modes();
         let shared = Shared::new(inference);
@@ -267,21 +264,49 @@ impl TappedNet {
         let sb_stage = Stage::Inserted(name.to_owned());
         let edits = match restore {
             Restore::AdaptNext => {
-                vec![Edit::insert_after(after.clone(), sb), Edit::adapt_input(next.stage.clone(), sizes.iter().sum())]
+                vec![Edit::insert_after(after.clone(), sb), Edit::adapt_input(next, sizes.iter().sum())]
             }
             Restore::Project => vec![
                 Edit::insert_after(after.clone(), sb),
-                Edit::insert_after(sb_stage, Insertion::conv1x1(format!("{name}_r"), self.stage_channels(&after)?)),
+                Edit::insert_after(sb_stage, Insertion::conv1x1(format!("{name}_r"), net.stage_channels(&after)?)),
             ],
         };
-        let net = self.edited(edits)?;
+        let net = net.edited(edits)?;
         Ok(SbNet { net, bottleneck, after, shared, report: None })
     }
 }
 
-impl SbNet {
+/// `net.insert_after(..)` on the nets bottlenecks go into, for callers without a trait in
+/// scope.
+macro_rules! insert_after {
+    ($($net:ty),*) => {$(
+        impl $net {
+            /// A copy of this net with `bottleneck` inserted after `stage` and the stage that
+            /// reads its output adapted to its channels (SB paper eq. 9); see
+            #[doc = concat!("[`", stringify!($net), "::insert_after_with`]")]
+            /// for `f_r` (eq. 4).
+            pub fn insert_after(&self, stage: &str, bottleneck: impl Into<Bottleneck>) -> Result<SbNet<$net>, SbError> {
+                SbNet::insert(self, stage, bottleneck, Restore::AdaptNext)
+            }
+
+            /// `insert_after`, choosing how the next stage is fed (eq. 4 or 9).
+            pub fn insert_after_with(
+                &self,
+                stage: &str,
+                bottleneck: impl Into<Bottleneck>,
+                restore: Restore,
+            ) -> Result<SbNet<$net>, SbError> {
+                SbNet::insert(self, stage, bottleneck, restore)
+            }
+        }
+    )*};
+}
+
+insert_after!(TappedNet, VisionNet);
+
+impl<N: Editable> SbNet<N> {
     /// The edited network.
-    pub fn net(&self) -> &TappedNet {
+    pub fn net(&self) -> &N {
         &self.net
     }
 
@@ -355,13 +380,13 @@ impl SbNet {
     }
 }
 
-impl ModuleT for SbNet {
+impl<N: Editable> ModuleT for SbNet<N> {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.net.forward_t(xs, train)
     }
 }
 
-impl Tapped for SbNet {
+impl<N: Editable> Tapped for SbNet<N> {
     fn stages(&self) -> Vec<StageInfo> {
         self.net.stages()
     }
@@ -370,12 +395,21 @@ impl Tapped for SbNet {
         self.net.forward_taps(xs, taps, train)
     }
 
-    fn forward_edited(&self, xs: &Tensor, at: &[Stage], edit: &dyn Fn(&Stage, Tensor) -> Tensor) -> Result<Tensor, ModelError> {
+    fn forward_edited(
+        &self,
+        xs: &Tensor,
+        at: &[Stage],
+        edit: &dyn Fn(&Stage, Tensor) -> Tensor,
+    ) -> Result<Tensor, ModelError> {
         self.net.forward_edited(xs, at, edit)
     }
 
     fn guided_relus(&self) -> bool {
         self.net.guided_relus()
+    }
+
+    fn input_size(&self) -> Option<(i64, i64)> {
+        self.net.input_size()
     }
 
     fn var_store(&self) -> &nn::VarStore {
@@ -493,7 +527,7 @@ impl Render for SbReport {
     }
 }
 
-impl Render for SbNet {
+impl<N: Editable> Render for SbNet<N> {
     fn render(&self) -> Output {
         match &self.report {
             Some(report) => report.render(),
@@ -502,27 +536,59 @@ impl Render for SbNet {
     }
 }
 
-/// Training and test batches: `test` when given, else the last fifth of `data`, held out of
-/// training.
+/// How many of `n` examples are held out for the report when no test data is given: the
+/// last fifth.
+fn held_out(n: usize) -> Result<usize, SbError> {
+    if n < 2 {
+        return Err(SbError::Invalid(format!("{n} images cannot be split into training and test images")));
+    }
+    Ok((n / 5).max(1))
+}
+
+/// Training and test batches of concept data: `test` when given, else the last fifth of
+/// `data`, held out of training.
 fn split<D: ConceptDataset + ?Sized>(data: &D, test: Option<&D>) -> Result<(ConceptBatch, ConceptBatch), SbError> {
     if let Some(test) = test {
         return Ok((data.batch(0..data.len())?, test.batch(0..test.len())?));
     }
     let n = data.len();
-    if n < 2 {
-        return Err(SbError::Invalid(format!("{n} images cannot be split into training and test images")));
-    }
-    let held = (n / 5).max(1);
+    let held = held_out(n)?;
     Ok((data.batch(0..n - held)?, data.batch(n - held..n)?))
 }
 
-/// Refuses what the trainers cannot use: a net that does not segment (the task the concept
-/// data sets label is the object map), or data without the annotations the groups need.
-fn check_annotations(net: &TappedNet, data: &ConceptBatch, groups: &[Category]) -> Result<(), SbError> {
+/// Training and test examples of `net`'s task, split as [`split`] does.
+fn split_examples<N: Tapped, D: TaskData + ?Sized>(
+    net: &N,
+    data: &D,
+    test: Option<&D>,
+) -> Result<(Examples, Examples), SbError> {
+    let examples = data.examples(net.task())?;
+    if let Some(test) = test {
+        return Ok((examples, test.examples(net.task())?));
+    }
+    let n = examples.len();
+    let held = held_out(n)?;
+    let part = |start: usize, len: usize| -> Result<Examples, SbError> {
+        let (start, len) = (start as i64, len as i64);
+        let images = examples.images().narrow(0, start, len);
+        let targets = examples.targets().narrow(0, start, len);
+        Ok(match examples.task() {
+            Task::Classification => Examples::classification(images, targets)?,
+            Task::Segmentation => Examples::segmentation(images, targets)?,
+        })
+    };
+    Ok((part(0, n - held)?, part(n - held, held)?))
+}
+
+/// Refuses what the SSB trainer cannot use: a net that does not segment (the task the
+/// concept data sets label is the object map), or data without the annotations the groups
+/// need.
+fn check_annotations(net: &impl Tapped, data: &ConceptBatch, groups: &[Category]) -> Result<(), SbError> {
     if net.task() != Task::Segmentation {
         return Err(SbError::Invalid(
-            "bottlenecks are trained on a concept data set's object maps, a segmentation task, but this net \
-             classifies images"
+            "an SSB is trained on a concept data set: its concept maps, then its object maps, a segmentation \
+             task (SB paper sec. 3.1), but this net classifies images; a USB (`usb`, :usb) trains on the \
+             net's own task"
                 .into(),
         ));
     }
@@ -544,28 +610,30 @@ fn task_examples(data: &ConceptBatch) -> Result<Examples, SbError> {
     Ok(Examples::segmentation(data.images.shallow_clone(), objects.shallow_clone())?)
 }
 
-/// Whether a stage comes after `stage` in `net` (the head always does): the θ of the
-/// bottleneck trainers (eq. 15 and 21).
-fn after_stage(net: &TappedNet, stage: &Stage) -> impl Fn(&Stage) -> bool {
+/// Whether a stage comes after `stage` in `net`'s forward order (the head always does): the
+/// θ of the bottleneck trainers (eq. 15 and 21). A torchvision net lists a module after
+/// the modules inside it, so a layer that contains `stage` counts as later; it holds no
+/// variables of its own, so [`Editable::train_only`] never trains it for that.
+fn after_stage(net: &impl Tapped, stage: &Stage) -> impl Fn(&Stage) -> bool {
     let stages: Vec<Stage> = net.stages().into_iter().map(|s| s.stage).collect();
     let at = stages.iter().position(|s| s == stage).unwrap_or(stages.len());
     let later = stages[at + 1..].to_vec();
     move |s| later.contains(s)
 }
 
-/// Scores `sb` against the `original` net on `test`: the row of tables 3-5.
-fn report(original: &TappedNet, sb: &SbNet, test: &ConceptBatch) -> Result<SbReport, SbError> {
-    let examples = task_examples(test)?;
+/// Scores `sb` against the `original` net on `test`: the row of tables 3-5, without the
+/// SSB's concept scores (they need concept maps).
+fn report<N: Editable>(original: &N, sb: &SbNet<N>, test: &Examples) -> Result<SbReport, SbError> {
     let modes: &[Inference] = match sb.bottleneck {
         Bottleneck::Ssb(_) => &[Inference::Linear, Inference::Softmax],
         Bottleneck::Usb(_) => &[Inference::Softmax, Inference::Argmax],
     };
     let mut scores = Vec::new();
     for mode in modes {
-        scores.push((*mode, sb.with_inference(*mode, || evaluate(sb, &examples, 64))?));
+        scores.push((*mode, sb.with_inference(*mode, || evaluate(sb, test, 64))?));
     }
     let active = match sb.bottleneck {
-        Bottleneck::Usb(_) => Some(sb.active_channels(&test.images, 64)?),
+        Bottleneck::Usb(_) => Some(sb.active_channels(test.images(), 64)?),
         Bottleneck::Ssb(_) => None,
     };
     Ok(SbReport {
@@ -574,15 +642,15 @@ fn report(original: &TappedNet, sb: &SbNet, test: &ConceptBatch) -> Result<SbRep
         stage_channels: original.stage_channels(&sb.after)?,
         channels: sb.bottleneck.channels(),
         active,
-        original: evaluate(original, &examples, 64)?,
+        original: evaluate(original, test, 64)?,
         scores,
-        concepts: ssb::concept_accuracy(sb, test)?,
-        test_images: examples.len(),
+        concepts: Vec::new(),
+        test_images: test.len(),
     })
 }
 
 /// The report of a trained bottlenecked net (`:sb-report`).
-pub fn report_of(sb: &SbNet) -> Result<SbReport, SbError> {
+pub fn report_of<N: Editable>(sb: &SbNet<N>) -> Result<SbReport, SbError> {
     sb.report.clone().ok_or_else(|| {
         SbError::Invalid("this net's bottleneck has not been trained; train it with :ssb or :usb".into())
     })

@@ -4,7 +4,7 @@ use tch::{Kind, Reduction, Tensor};
 
 use super::{Inference, SbError, SbNet};
 use crate::data::{Category, ConceptBatch, ConceptDataset, Vocabulary};
-use crate::models::{cross_entropy, optimize, train_with, Optim, Tapped, TappedNet, TrainConfig, IGNORE};
+use crate::models::{cross_entropy, optimize, train_with, Editable, Optim, TrainConfig, IGNORE};
 
 /// An SSB: one group per concept category (eq. 11 uses parts and materials), one channel per
 /// concept of that category in the data set's vocabulary, each a 1x1 convolution with bias
@@ -81,29 +81,32 @@ impl Default for SsbTraining {
 /// Inserts `ssb` after `after` in (a copy of) `net` and trains it in two phases on `data`:
 /// the concept maps of its groups in phase 1, the object maps (the segmentation task) in
 /// phase 2. The report compares it with `net` on `test`, or on the last fifth of `data`
-/// (then held out of training) when there is no `test`.
-pub fn ssb<D: ConceptDataset + ?Sized>(
-    net: &TappedNet,
+/// (then held out of training) when there is no `test`. `net` must segment: the paper
+/// trains SSBs on pixel-level annotations of segmentation data; a classifier is refused.
+pub fn ssb<N: Editable, D: ConceptDataset + ?Sized>(
+    net: &N,
     after: &str,
     groups: &[Category],
     data: &D,
     test: Option<&D>,
     training: &SsbTraining,
-) -> Result<SbNet, SbError> {
+) -> Result<SbNet<N>, SbError> {
     let ssb = Ssb::new(groups, data.vocabulary())?;
     let (train, test) = super::split(data, test)?;
     super::check_annotations(net, &train, &ssb.groups)?;
-    let mut sb = net.insert_after(after, ssb.clone())?;
+    let mut sb = SbNet::insert(net, after, ssb.clone(), super::Restore::AdaptNext)?;
     phase1(&sb, &ssb, &train, &training.phase1)?;
     phase2(&sb, &train, &training.phase2)?;
-    sb.report = Some(super::report(net, &sb, &test)?);
+    let mut report = super::report(net, &sb, &super::task_examples(&test)?)?;
+    report.concepts = concept_accuracy(&sb, &test)?;
+    sb.report = Some(report);
     Ok(sb)
 }
 
 /// Phase 1 (eq. 14): trains θ_Phase1 = the SSB's parameters with the per-group softmax
 /// cross-entropy of eq. 10 against the concept maps, upsampled to the image; pixels without
 /// a label in a group do not count for that group.
-pub fn phase1(sb: &SbNet, ssb: &Ssb, data: &ConceptBatch, config: &TrainConfig) -> Result<(), SbError> {
+pub fn phase1<N: Editable>(sb: &SbNet<N>, ssb: &Ssb, data: &ConceptBatch, config: &TrainConfig) -> Result<(), SbError> {
     let (net, stage, after) = (sb.net(), sb.sb_stage(), sb.after().clone());
     let module = net.module(&stage)?;
     let maps: Vec<&Tensor> = ssb.groups.iter().map(|c| &data.concepts[c]).collect();
@@ -130,7 +133,7 @@ pub fn phase1(sb: &SbNet, ssb: &Ssb, data: &ConceptBatch, config: &TrainConfig) 
 
 /// Phase 2 (eq. 15): fine-tunes θ_Phase2 = the adapted next stage and every later stage on
 /// the segmentation task, with the SSB and everything before it frozen.
-pub fn phase2(sb: &SbNet, data: &ConceptBatch, config: &TrainConfig) -> Result<(), SbError> {
+pub fn phase2<N: Editable>(sb: &SbNet<N>, data: &ConceptBatch, config: &TrainConfig) -> Result<(), SbError> {
     let examples = super::task_examples(data)?;
     let net = sb.net();
     let _frozen = net.train_only(super::after_stage(net, &sb.sb_stage()));
@@ -141,7 +144,7 @@ pub fn phase2(sb: &SbNet, data: &ConceptBatch, config: &TrainConfig) -> Result<(
 /// The fraction of labelled pixels where each group's arg-max channel is the pixel's
 /// concept, with the majority concept's share: how well the SSB's channels predict their
 /// concepts on `data`.
-pub(crate) fn concept_accuracy(sb: &SbNet, data: &ConceptBatch) -> Result<Vec<super::ConceptScore>, SbError> {
+fn concept_accuracy<N: Editable>(sb: &SbNet<N>, data: &ConceptBatch) -> Result<Vec<super::ConceptScore>, SbError> {
     let super::Bottleneck::Ssb(ssb) = sb.bottleneck() else {
         return Ok(Vec::new());
     };

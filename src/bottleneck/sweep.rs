@@ -1,9 +1,8 @@
 //! The USB size sweep of SB paper fig. 5: the task score against the bottleneck's size N·K.
 
 use super::{Inference, Regularizer, SbError, SbReport, Usb};
-use crate::data::ConceptDataset;
 use crate::display::{Output, Render};
-use crate::models::{TappedNet, TrainConfig};
+use crate::models::{Editable, TaskData, TrainConfig};
 use crate::viz::LinePlot;
 
 /// One USB of the sweep.
@@ -24,8 +23,8 @@ pub struct Sweep {
 /// Trains one USB per `(n, k)` after `after` (each from the same seed, so points differ only
 /// in size) and reports each: fig. 5's sweep.
 #[allow(clippy::too_many_arguments)]
-pub fn sweep_usb<D: ConceptDataset + ?Sized>(
-    net: &TappedNet,
+pub fn sweep_usb<N: Editable, D: TaskData + ?Sized>(
+    net: &N,
     after: &str,
     ns: &[usize],
     ks: &[i64],

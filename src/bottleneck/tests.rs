@@ -148,3 +148,122 @@ fn an_ssb_recovers_the_task_and_its_channels_name_concepts() {
     learned::at_least("ssb: worst group, accuracy - majority", worst, 0.2);
     assert_eq!(sb.inference(), Inference::Linear, "the report restores the inference mode");
 }
+
+mod torchvision {
+    use super::*;
+    use crate::models::{Arch, Editable, VisionNet};
+
+    fn resnet18() -> VisionNet {
+        VisionNet::new(Arch::ResNet18, 5, Device::Cpu).unwrap()
+    }
+
+    /// 32x32 images of 5 classes, each class a background colour under noise.
+    fn colours(n: i64, seed: u64) -> Examples {
+        let cpu = (Kind::Float, Device::Cpu);
+        tch::manual_seed(seed as i64);
+        let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(5);
+        let palette =
+            Tensor::from_slice(&[0.9f32, 0.1, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.1, 0.5, 0.5, 0.5])
+                .view([5, 3, 1, 1]);
+        let noise = Tensor::randn([n, 3, 32, 32], cpu) * 0.2;
+        let images = (palette.index_select(0, &labels) + noise).clamp(0.0, 1.0);
+        Examples::classification(images, labels).unwrap()
+    }
+
+    /// SB paper sec. 3.2 on torchvision's ResNet-18: a USB after a block of `layer3`, trained
+    /// with `layer4` (adapted to its channels, eq. 9) and `fc` on the image labels (eq. 21),
+    /// learns the classes while everything before it stays as it was.
+    #[test]
+    fn a_usb_after_a_resnet_block_learns_the_classes() {
+        let _serial = crate::models::serial();
+        tch::manual_seed(learned::torch_seed(0));
+        let net = resnet18();
+        let (train, test) = (colours(160, learned::seed(1)), colours(60, learned::seed(2)));
+        let u = Usb::new(2, 4).unwrap();
+        tch::manual_seed(learned::torch_seed(3));
+        let sb = net.insert_after("layer3.1", u.clone()).unwrap();
+        let frozen_before = sb.var_store().variables()["layer3.1.conv2.weight"].copy();
+        let before = evaluate(&sb, &test, 64).unwrap();
+        // Adam rather than the paper's SGD: annealing scales the USB's gradients by 1/T
+        // (eq. 20), which one SGD rate cannot follow over thirty steps.
+        let config = TrainConfig {
+            epochs: 3,
+            lr: 1e-3,
+            optimizer: crate::models::Optim::Adam,
+            seed: Some(learned::seed(0)),
+            ..usb::default_training()
+        };
+        let trained = usb::fit(&sb, &u, &train, &config).unwrap();
+        let after = evaluate(&sb, &test, 64).unwrap();
+        println!("{before} -> {after}; {trained}");
+        learned::at_least("usb resnet18: test loss drop", before.loss - after.loss, 0.3);
+        learned::at_least("usb resnet18: argmax accuracy - majority", after.accuracy - after.majority, 0.2);
+        assert!(sb.var_store().variables()["layer3.1.conv2.weight"].equal(&frozen_before), "eq. 21 trains only θ");
+        assert!(sb.var_store().trainable_variables().iter().all(|v| v.requires_grad()), "the guard thaws");
+        let names: Vec<String> = sb.stages().iter().map(|s| s.stage.to_string()).collect();
+        let at = names.iter().position(|s| s == "layer3.1").unwrap();
+        assert_eq!(names[at + 1..at + 3], ["usb", "layer3"]);
+        assert_eq!(sb.net().input_channels(&Stage::Module("layer4.0".into())).unwrap(), 8);
+        assert!(net.stages().iter().all(|s| !matches!(s.stage, Stage::Inserted(_))), "the original is untouched");
+    }
+
+    /// The library's `usb` on a classifier: labelled images, held-out last fifth, the
+    /// table row.
+    #[test]
+    fn usb_reports_on_a_classifier() {
+        let _serial = crate::models::serial();
+        tch::manual_seed(0);
+        let net = resnet18();
+        let data = colours(40, 5);
+        let config = TrainConfig { epochs: 1, seed: Some(0), ..usb::default_training() };
+        let sb = usb(&net, "layer4", Usb::new(1, 4).unwrap(), &data, None, &config).unwrap();
+        let report = report_of(&sb).unwrap();
+        assert_eq!((report.after.as_str(), report.stage_channels, report.channels), ("layer4", 512, 4));
+        assert_eq!(report.test_images, 8);
+        assert!(report.original.miou.is_none() && report.score(Inference::Argmax).is_some());
+        assert!(report.active.unwrap() >= 1 && report.active.unwrap() <= 4);
+        assert_eq!(sb.var_store().variables()["fc.weight"].size(), [5, 4]);
+    }
+
+    /// θ of eq. 21 on a torchvision net: each convolution and batch norm by its own name,
+    /// so the layer that holds the bottleneck does not unfreeze its earlier blocks.
+    #[test]
+    fn only_what_follows_the_bottleneck_trains() {
+        let _serial = crate::models::serial();
+        let sb = resnet18().insert_after("layer4.0", Usb::new(1, 4).unwrap()).unwrap();
+        let grad = |name: &str| sb.var_store().variables()[name].requires_grad();
+        {
+            let _frozen = sb.net().train_only(after_stage(sb.net(), sb.after()));
+            assert!(!grad("layer4.0.conv1.weight") && !grad("layer3.1.bn2.weight") && !grad("conv1.weight"));
+            assert!(grad("usb.0.weight") && grad("layer4.1.conv1.weight") && grad("layer4.1.downsample.0.weight"));
+            assert!(grad("fc.weight") && grad("fc.bias"));
+        }
+        assert!(grad("layer4.0.conv1.weight") && grad("conv1.weight"));
+    }
+
+    #[test]
+    fn bad_torchvision_bottlenecks_say_what_is_allowed() {
+        let _serial = crate::models::serial();
+        let net = resnet18();
+        let u = || Usb::new(1, 4).unwrap();
+        let e = net.insert_after("layer9.0", u()).unwrap_err().to_string();
+        assert!(e.contains("unknown stage `layer9.0`") && e.contains("layer4.0, layer4.1, layer4"), "{e}");
+        let e = net.insert_after("layer4.1.conv1", u()).unwrap_err().to_string();
+        assert!(
+            e.contains("`layer4.1.conv1` does not") && e.contains("insert after one of: layer1.0, layer1.1, layer1,"),
+            "{e}"
+        );
+        let squeezenet = VisionNet::new(Arch::SqueezeNet1_1, 5, Device::Cpu).unwrap();
+        let e = squeezenet.insert_after("features.3", u()).unwrap_err().to_string();
+        assert!(e.contains("no stage a bottleneck can follow") && e.contains("ResNet"), "{e}");
+        // SSBs learn from pixel-level concepts through a segmentation task.
+        let e = ssb(&net, "layer4.1", &[Category::Material], &scenes(6, 1), None, &SsbTraining::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("classifies images") && e.contains(":usb"), "{e}");
+        // Concept data has no image labels for a classifier's task.
+        let config = TrainConfig { epochs: 1, ..usb::default_training() };
+        let e = usb(&net, "layer4.1", u(), &scenes(6, 1), None, &config).unwrap_err().to_string();
+        assert!(e.contains("this model classifies images"), "{e}");
+    }
+}

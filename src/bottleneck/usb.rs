@@ -5,8 +5,7 @@ use std::fmt;
 use tch::{Kind, Reduction, Tensor};
 
 use super::{SbError, SbNet};
-use crate::data::ConceptDataset;
-use crate::models::{cross_entropy, optimize, Tapped, TappedNet, TrainConfig};
+use crate::models::{cross_entropy, optimize, Editable, Examples, TaskData, TrainConfig, TrainReport};
 
 /// How a USB is pushed towards one-hot outputs (sec. 3.2.1, "one-hot relaxation").
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,29 +111,34 @@ pub fn default_training() -> TrainConfig {
 }
 
 /// Inserts `usb` after `after` in (a copy of) `net` and trains it with every later stage on
-/// `data`'s segmentation task (eq. 21), regularised as `usb.regularizer` says. The report
-/// compares softmax and arg-max inference with `net` on `test`, or on the held-out last
-/// fifth of `data`.
-pub fn usb<D: ConceptDataset + ?Sized>(
-    net: &TappedNet,
+/// `net`'s task on `data` (eq. 21): segmentation of a concept data set's objects, or
+/// classification of labelled images (ColorMNIST, [`Examples`]); regularised as
+/// `usb.regularizer` says. The report compares softmax and arg-max inference with `net` on
+/// `test`, or on the held-out last fifth of `data`.
+pub fn usb<N: Editable, D: TaskData + ?Sized>(
+    net: &N,
     after: &str,
     usb: Usb,
     data: &D,
     test: Option<&D>,
     config: &TrainConfig,
-) -> Result<SbNet, SbError> {
+) -> Result<SbNet<N>, SbError> {
     usb.regularizer.validate()?;
-    let (train, test) = super::split(data, test)?;
-    super::check_annotations(net, &train, &[])?;
-    let mut sb = net.insert_after(after, usb.clone())?;
-    fit(&sb, &usb, &super::task_examples(&train)?, config)?;
+    let (train, test) = super::split_examples(net, data, test)?;
+    let mut sb = SbNet::insert(net, after, usb.clone(), super::Restore::AdaptNext)?;
+    fit(&sb, &usb, &train, config)?;
     sb.report = Some(super::report(net, &sb, &test)?);
     Ok(sb)
 }
 
 /// Trains θ of eq. 21 (the USB, the adapted next stage and every later stage) on `examples`:
 /// task cross-entropy, plus the entropy loss or under the annealed temperature.
-pub fn fit(sb: &SbNet, usb: &Usb, examples: &crate::models::Examples, config: &TrainConfig) -> Result<(), SbError> {
+pub fn fit<N: Editable>(
+    sb: &SbNet<N>,
+    usb: &Usb,
+    examples: &Examples,
+    config: &TrainConfig,
+) -> Result<TrainReport, SbError> {
     let net = sb.net();
     let stage = sb.sb_stage();
     let steps = config.steps_for(examples.len());
@@ -149,9 +153,9 @@ pub fn fit(sb: &SbNet, usb: &Usb, examples: &crate::models::Examples, config: &T
             Regularizer::Anneal { .. } => loss,
         })
     };
-    optimize(net.var_store(), examples.len(), config, step_loss, |_| {})?;
+    let report = optimize(net.var_store(), examples.len(), config, step_loss, |_| {})?;
     sb.set_temperature(usb.regularizer.temperature(steps, steps));
-    Ok(())
+    Ok(report)
 }
 
 /// Eq. 19 summed over the `n` groups of `probs` (`[N, n·K, H, W]` softmax outputs): the mean

@@ -20,8 +20,8 @@ pub mod vocab;
 
 pub use broden::{Broden, BrodenConfig};
 pub use cityscapes::{Cityscapes, CityscapesConfig};
-pub use preprocess::{at_size, AtSize, Preprocess, Preprocessed};
 pub use colormnist::{ColorMnist, ColorMnistConfig, Factor, Mnist, Split};
+pub use preprocess::{at_size, AtSize, Preprocess, Preprocessed};
 pub use scenes::{BoundingBox, Colour, ConceptScenes, SceneConfig};
 pub use vocab::{Category, Concept, Vocabulary};
 

@@ -32,7 +32,10 @@ impl Preprocess {
     fn check(&self) -> Result<(), DataError> {
         let (ch, cw) = self.crop;
         if self.resize < 1 || ch < 1 || cw < 1 {
-            return Err(DataError::InvalidConfig(format!("resize {} and crop {ch}x{cw} must be positive", self.resize)));
+            return Err(DataError::InvalidConfig(format!(
+                "resize {} and crop {ch}x{cw} must be positive",
+                self.resize
+            )));
         }
         Ok(())
     }

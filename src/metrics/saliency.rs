@@ -268,7 +268,7 @@ impl Render for SaliencyComparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{Arch, ResNetConfig, ScriptModel, Task, TappedNet, VisionNet};
+    use crate::models::{Arch, ResNetConfig, ScriptModel, TappedNet, Task, VisionNet};
     use tch::nn::ModuleT;
 
     #[test]

@@ -26,7 +26,7 @@ use super::saliency::{class_scores, forward_from, Gate};
 use super::{resolve_layer, MetricError};
 use crate::data::{Category, Concept, ConceptDataset, Vocabulary};
 use crate::display::{Output, Render};
-use crate::models::{Stage, Tapped, TappedNet};
+use crate::models::{Stage, Tapped};
 use crate::progress::Progress;
 use crate::viz::{Grid, Heatmap, ScatterPlot};
 

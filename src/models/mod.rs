@@ -13,30 +13,32 @@ use std::str::FromStr;
 
 use tch::{nn, Device, Tensor};
 
+pub mod edit;
+pub mod fit;
 #[cfg(test)]
 pub(crate) mod fixture;
-pub mod fit;
 pub mod lenet;
+pub mod pth;
 pub mod relu;
 pub mod report;
 pub mod resnet;
 pub mod script;
-pub mod pth;
 pub mod train;
 pub mod vision;
 pub mod weights;
 pub mod zoo;
 
+pub use edit::{Edit, Editable, Insertion, InsertionPoint};
 pub use fit::{fit, score, TaskData};
 pub use lenet::{LeNet, LeNetConfig};
 pub use report::stage_names_json;
-pub use resnet::{BlockKind, Edit, Insertion, ResNetConfig, TappedNet};
+pub use resnet::{BlockKind, ResNetConfig, TappedNet};
 pub use script::{ScriptModel, ScriptOptions};
-pub use vision::{Arch, Normalize, VisionNet};
 pub use train::{
     accuracy, cross_entropy, evaluate, miou, optimize, poly_lr, train, train_with, Examples, Optim, Score, StepInfo,
     TrainConfig, TrainReport, IGNORE,
 };
+pub use vision::{Arch, Normalize, VisionNet};
 
 /// What can go wrong building, editing, running, saving or training a model.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -161,7 +163,12 @@ pub trait Tapped: nn::ModuleT {
     /// `at` goes through `edit` before later stages see it: how saliency stops gradients at a
     /// layer (SeVec paper sec. 5) and how a layer's output is replaced. A model that runs as
     /// one piece (a TorchScript export) takes no stages here, and says so.
-    fn forward_edited(&self, xs: &Tensor, at: &[Stage], edit: &dyn Fn(&Stage, Tensor) -> Tensor) -> Result<Tensor, ModelError> {
+    fn forward_edited(
+        &self,
+        xs: &Tensor,
+        at: &[Stage],
+        edit: &dyn Fn(&Stage, Tensor) -> Tensor,
+    ) -> Result<Tensor, ModelError> {
         let _ = edit;
         match at.first() {
             None => Ok(self.forward_taps(xs, &[], false)?.0),

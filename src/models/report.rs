@@ -21,7 +21,7 @@ fn thousands(n: i64) -> String {
     let digits = n.abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -47,7 +47,8 @@ impl Render for VisionNet {
 
 impl Render for ScriptModel {
     fn render(&self) -> Output {
-        let names: Vec<String> = self.stages().into_iter().map(|s| s.stage.to_string()).filter(|n| n != "head").collect();
+        let names: Vec<String> =
+            self.stages().into_iter().map(|s| s.stage.to_string()).filter(|n| n != "head").collect();
         card("TorchScript export", self, self.parameter_count(), &names)
     }
 }

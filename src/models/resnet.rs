@@ -10,11 +10,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use tch::nn::{self, ModuleT};
 use tch::{Device, Tensor};
 
+use super::edit::{check_channels as check, set_requires_grad, Edit, Editable, Frozen, Insertion, InsertionPoint};
 use super::relu::relu;
 use super::{check_input, check_taps, ModelError, Stage, StageInfo, Tapped, Taps, Task};
 
@@ -123,76 +123,6 @@ impl ResNetConfig {
             ));
         }
         Ok(())
-    }
-}
-
-/// How an inserted module is built: given the `VarStore` path to put its variables under and
-/// the channels it receives. Kept so that a copy of the net can build it again.
-pub type BuildModule = dyn Fn(&nn::Path, i64) -> Box<dyn ModuleT> + Send + Sync;
-
-/// A module to insert after a stage: `f_SB` (followed by `f_r` if it restores the channel
-/// count) in SB paper eq. 4.
-#[derive(Clone)]
-pub struct Insertion {
-    name: String,
-    out_channels: i64,
-    build: Arc<BuildModule>,
-}
-
-impl Insertion {
-    /// `name` becomes its stage name and its `VarStore` path; `build` must return a module
-    /// that outputs `out_channels` channels at the spatial size it receives.
-    pub fn new(
-        name: impl Into<String>,
-        out_channels: i64,
-        build: impl Fn(&nn::Path, i64) -> Box<dyn ModuleT> + Send + Sync + 'static,
-    ) -> Self {
-        Insertion { name: name.into(), out_channels, build: Arc::new(build) }
-    }
-
-    /// A 1x1 convolution with bias and no non-linearity, the shape of a semantic bottleneck
-    /// layer (SB paper eq. 9: no non-linearity on SSB outputs).
-    pub fn conv1x1(name: impl Into<String>, out_channels: i64) -> Self {
-        Insertion::new(name, out_channels, move |p, in_channels| {
-            Box::new(nn::conv2d(p, in_channels, out_channels, 1, Default::default()))
-        })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn out_channels(&self) -> i64 {
-        self.out_channels
-    }
-}
-
-impl fmt::Debug for Insertion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Insertion({} -> {} channels)", self.name, self.out_channels)
-    }
-}
-
-/// A change to a net's architecture, applied with [`TappedNet::edited`] or [`TappedNet::edit`].
-#[derive(Debug, Clone)]
-pub enum Edit {
-    /// Runs `insertion` on the output of `after` (SB paper eq. 4). Several insertions after
-    /// the same stage run in reverse order of insertion (each goes right after `after`);
-    /// insert after an inserted module's name to chain them instead.
-    InsertAfter { after: Stage, insertion: Insertion },
-    /// Rebuilds what reads `stage`'s input (the first block's first convolution and its
-    /// shortcut; the classifier for `head`) for `in_channels` channels, freshly initialised:
-    /// f̂_stage-(i+1) of SB paper eq. 9.
-    AdaptInput { stage: Stage, in_channels: i64 },
-}
-
-impl Edit {
-    pub fn insert_after(after: Stage, insertion: Insertion) -> Edit {
-        Edit::InsertAfter { after, insertion }
-    }
-
-    pub fn adapt_input(stage: Stage, in_channels: i64) -> Edit {
-        Edit::AdaptInput { stage, in_channels }
     }
 }
 
@@ -365,7 +295,7 @@ impl TappedNet {
                         .collect();
                     (Box::new(ResStage(blocks)), config.stage_out(*k))
                 }
-                Step::Insert(ins) => ((ins.build)(&(&root / ins.name.as_str()), channels), ins.out_channels),
+                Step::Insert(ins) => (ins.build(&root, channels), ins.out_channels()),
             };
             slots.push(Slot { stage: step.stage(), module, out_channels: out, frozen: AtomicBool::new(false) });
             channels = out;
@@ -374,10 +304,7 @@ impl TappedNet {
         Ok(TappedNet { config, edits, vs, slots, head })
     }
 
-    /// A copy with `edits` applied on top of this net's; `self` is untouched. Variables
-    /// whose name and shape are unchanged carry their values over (trained weights, batch
-    /// norm statistics); new or reshaped ones (inserted modules, adapted convolutions) are
-    /// freshly initialised.
+    /// See [`Editable::edited`].
     pub fn edited(&self, edits: impl IntoIterator<Item = Edit>) -> Result<TappedNet, ModelError> {
         let all = self.edits.iter().cloned().chain(edits).collect();
         let net = Self::build(self.config.clone(), all, self.vs.device())?;
@@ -437,10 +364,8 @@ impl TappedNet {
         self.vs.set_device(device);
     }
 
-    /// Freezes every stage for which `trains` is false until the guard is dropped: its
-    /// variables stop requiring gradients, so trainers leave them alone, and it runs in
-    /// evaluation mode, so its batch-norm statistics stay as they were. This is how the
-    /// bottleneck trainers pick θ_Phase1, θ_Phase2 and θ of SB paper eq. 14, 15 and 21.
+    /// Freezes every stage for which `trains` is false until the guard is dropped; see
+    /// [`Editable::train_only`].
     pub fn train_only(&self, trains: impl Fn(&Stage) -> bool) -> Frozen<'_> {
         for slot in &self.slots {
             slot.frozen.store(!trains(&slot.stage), Ordering::Relaxed);
@@ -450,35 +375,41 @@ impl TappedNet {
             first.parse::<Stage>().unwrap_or_else(|_| Stage::Inserted(first.to_owned()))
         };
         set_requires_grad(&self.vs, |name| trains(&stage_of(name)));
-        Frozen { net: self }
+        Frozen::new(move || {
+            for slot in &self.slots {
+                slot.frozen.store(false, Ordering::Relaxed);
+            }
+            set_requires_grad(&self.vs, |_| true);
+        })
     }
 }
 
-/// Sets which trainable variables require gradients; buffers (batch-norm statistics) are
-/// never trainable and are left alone.
-fn set_requires_grad(vs: &nn::VarStore, on: impl Fn(&str) -> bool) {
-    let trainable: std::collections::HashSet<usize> =
-        vs.trainable_variables().iter().map(|t| t.data_ptr() as usize).collect();
-    for (name, var) in vs.variables() {
-        if trainable.contains(&(var.data_ptr() as usize)) {
-            let _ = var.set_requires_grad(on(&name));
-        }
+/// The inherent methods are the same, for callers without the trait in scope.
+impl Editable for TappedNet {
+    fn edited(&self, edits: impl IntoIterator<Item = Edit>) -> Result<Self, ModelError> {
+        TappedNet::edited(self, edits)
     }
-}
 
-/// Keeps some stages of a [`TappedNet`] frozen (see [`TappedNet::train_only`]); dropping it
-/// makes every stage trainable again.
-#[must_use = "the stages are frozen only while the guard lives"]
-pub struct Frozen<'a> {
-    net: &'a TappedNet,
-}
+    fn module(&self, stage: &Stage) -> Result<&dyn ModuleT, ModelError> {
+        TappedNet::module(self, stage)
+    }
 
-impl Drop for Frozen<'_> {
-    fn drop(&mut self) {
-        for slot in &self.net.slots {
-            slot.frozen.store(false, Ordering::Relaxed);
-        }
-        set_requires_grad(&self.net.vs, |_| true);
+    fn input_channels(&self, stage: &Stage) -> Result<i64, ModelError> {
+        TappedNet::input_channels(self, stage)
+    }
+
+    /// After any stage that feeds a residual stage or the head.
+    fn insertion_points(&self) -> Vec<InsertionPoint> {
+        let stages = self.stages();
+        stages
+            .windows(2)
+            .filter(|w| matches!(w[1].stage, Stage::Block(_) | Stage::Head))
+            .map(|w| InsertionPoint { after: w[0].stage.clone(), next: w[1].stage.clone() })
+            .collect()
+    }
+
+    fn train_only(&self, trains: impl Fn(&Stage) -> bool) -> Frozen<'_> {
+        TappedNet::train_only(self, trains)
     }
 }
 
@@ -494,7 +425,7 @@ impl Step {
         match self {
             Step::Stem => Stage::Stem,
             Step::Stage(k) => Stage::Block(*k as u8),
-            Step::Insert(ins) => Stage::Inserted(ins.name.clone()),
+            Step::Insert(ins) => ins.stage(),
         }
     }
 }
@@ -508,10 +439,8 @@ fn plan(config: &ResNetConfig, edits: &[Edit]) -> Result<Vec<Step>, ModelError> 
     for edit in edits {
         match edit {
             Edit::InsertAfter { after, insertion } => {
-                check_insertion_name(&insertion.name, &steps)?;
-                if insertion.out_channels < 1 {
-                    return bad(format!("`{}` must output a positive number of channels", insertion.name));
-                }
+                let taken: Vec<String> = steps.iter().map(|s| s.stage().to_string()).collect();
+                insertion.validate(taken.iter().map(String::as_str))?;
                 let Some(at) = steps.iter().position(|s| &s.stage() == after) else {
                     let names: Vec<String> = steps.iter().map(|s| s.stage().to_string()).collect();
                     return bad(format!("cannot insert after `{after}`; insert after one of: {}", names.join(", ")));
@@ -538,36 +467,12 @@ fn plan(config: &ResNetConfig, edits: &[Edit]) -> Result<Vec<Step>, ModelError> 
     Ok(steps)
 }
 
-fn check_insertion_name(name: &str, steps: &[Step]) -> Result<(), ModelError> {
-    let valid = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.starts_with(|c: char| c.is_ascii_alphabetic());
-    if !valid {
-        return Err(ModelError::InvalidEdit(format!(
-            "insertion name `{name}` must be letters, digits and `_`, starting with a letter"
-        )));
-    }
-    if name.parse::<Stage>().is_ok() || steps.iter().any(|s| s.stage().to_string() == name) {
-        return Err(ModelError::InvalidEdit(format!("insertion name `{name}` is already a stage name")));
-    }
-    Ok(())
-}
-
 /// Checks the channels flowing through `steps`: each residual stage and the head take
 /// their original input channels unless adapted.
 fn check_flow(config: &ResNetConfig, steps: &[Step], adapted: &BTreeMap<Stage, i64>) -> Result<(), ModelError> {
     let mut channels = config.stem_width;
     let mut from = Stage::Stem;
     let takes = |stage: &Stage, original: i64| adapted.get(stage).copied().unwrap_or(original);
-    let check = |stage: &Stage, takes: i64, channels: i64, from: &Stage| {
-        if takes == channels {
-            return Ok(());
-        }
-        Err(ModelError::InvalidEdit(format!(
-            "`{stage}` takes {takes} channels but `{from}` gives {channels}; adapt it with \
-             Edit::adapt_input({stage}, {channels}) (SB paper eq. 9) or make `{from}` output {takes} (f_r, eq. 4)"
-        )))
-    };
     for step in &steps[1..] {
         let stage = step.stage();
         match step {
@@ -575,7 +480,7 @@ fn check_flow(config: &ResNetConfig, steps: &[Step], adapted: &BTreeMap<Stage, i
                 check(&stage, takes(&stage, config.stage_in(*k)), channels, &from)?;
                 channels = config.stage_out(*k);
             }
-            Step::Insert(ins) => channels = ins.out_channels,
+            Step::Insert(ins) => channels = ins.out_channels(),
             Step::Stem => unreachable!("the stem comes first"),
         }
         from = stage;
@@ -618,7 +523,12 @@ impl Tapped for TappedNet {
         Ok((logits, out))
     }
 
-    fn forward_edited(&self, xs: &Tensor, at: &[Stage], edit: &dyn Fn(&Stage, Tensor) -> Tensor) -> Result<Tensor, ModelError> {
+    fn forward_edited(
+        &self,
+        xs: &Tensor,
+        at: &[Stage],
+        edit: &dyn Fn(&Stage, Tensor) -> Tensor,
+    ) -> Result<Tensor, ModelError> {
         check_input(xs, self.config.in_channels)?;
         check_taps(&self.stages(), at)?;
         let mut x = xs.shallow_clone();

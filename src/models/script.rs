@@ -68,7 +68,11 @@ impl ScriptModel {
     }
 
     /// Loads `path` onto `device` and finds its taps by running it once on a zero image.
-    pub fn load_with(path: impl AsRef<Path>, options: &ScriptOptions, device: Device) -> Result<ScriptModel, ModelError> {
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        options: &ScriptOptions,
+        device: Device,
+    ) -> Result<ScriptModel, ModelError> {
         let path = path.as_ref();
         let name = path.display().to_string();
         let fail = |message: String| ModelError::Script { path: name.clone(), message };
@@ -145,7 +149,10 @@ impl ScriptModel {
             (Some(l), _) => {
                 if !named.iter().any(|(n, _)| n == l) {
                     let names: Vec<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
-                    return Err(fail(format!("no output `{l}` to take as logits; the outputs are {}", names.join(", "))));
+                    return Err(fail(format!(
+                        "no output `{l}` to take as logits; the outputs are {}",
+                        names.join(", ")
+                    )));
                 }
                 l.clone()
             }
@@ -160,7 +167,10 @@ impl ScriptModel {
         let channels = |t: &Tensor| t.size().get(1).copied().unwrap_or(1);
         let mut taps: Vec<StageInfo> = match outputs {
             Outputs::Tensor => Vec::new(),
-            _ => named.iter().map(|(n, t)| StageInfo { stage: Stage::Module(n.clone()), channels: channels(t) }).collect(),
+            _ => named
+                .iter()
+                .map(|(n, t)| StageInfo { stage: Stage::Module(n.clone()), channels: channels(t) })
+                .collect(),
         };
         let classes = named.iter().find(|(n, _)| *n == logits).map_or(1, |(_, t)| channels(t));
         taps.push(StageInfo { stage: Stage::Head, channels: classes });
@@ -208,7 +218,9 @@ impl ScriptModel {
                 })
                 .collect(),
             (Outputs::Tuple(names), IValue::TensorList(ts)) => Ok(names.iter().cloned().zip(ts).collect()),
-            (_, other) => Err(fail(format!("forward returned {} where the probe returned otherwise", describe(&other)))),
+            (_, other) => {
+                Err(fail(format!("forward returned {} where the probe returned otherwise", describe(&other))))
+            }
         }
     }
 
@@ -219,7 +231,8 @@ impl ScriptModel {
 
     /// The refusal of a tap the export does not return, with how to export taps.
     fn unknown(&self, name: &str) -> ModelError {
-        let how = "export the layers you want as a dict: `create_feature_extractor(model, {\"layer3\": \"layer3\", ..})` \
+        let how =
+            "export the layers you want as a dict: `create_feature_extractor(model, {\"layer3\": \"layer3\", ..})` \
                    from torchvision.models.feature_extraction, then `torch.jit.script(..).save(..)`";
         let message = match self.outputs {
             Outputs::Tensor => format!(
@@ -235,8 +248,10 @@ impl ScriptModel {
 /// Whether `path` is a TorchScript export (a zip with the module's `code/`) rather than a
 /// file of weights, for opening either with one command.
 pub fn is_torchscript(path: &Path) -> Result<bool, ModelError> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| ModelError::Weights { path: path.display().to_string(), message: format!("cannot open it: {e}") })?;
+    let file = std::fs::File::open(path).map_err(|e| ModelError::Weights {
+        path: path.display().to_string(),
+        message: format!("cannot open it: {e}"),
+    })?;
     let Ok(archive) = zip::ZipArchive::new(file) else {
         return Ok(false);
     };
@@ -315,7 +330,11 @@ impl Tapped for ScriptModel {
     }
 
     fn stage(&self, name: &str) -> Result<Stage, ModelError> {
-        self.taps.iter().find(|s| s.stage.to_string() == name).map(|s| s.stage.clone()).ok_or_else(|| self.unknown(name))
+        self.taps
+            .iter()
+            .find(|s| s.stage.to_string() == name)
+            .map(|s| s.stage.clone())
+            .ok_or_else(|| self.unknown(name))
     }
 
     fn var_store(&self) -> &nn::VarStore {

@@ -9,10 +9,17 @@ use super::{Action, ReplView};
 /// The categories an SSB group can be.
 const CATEGORIES: &[&str] = &["object", "part", "material", "colour"];
 
-const MODEL_ARG: ArgSpec =
-    ArgSpec { name: "MODEL", kind: ArgKind::Model, required: true, help: "a variable holding a TappedNet" };
-const AFTER: FlagSpec =
-    FlagSpec { name: "after", kind: FlagKind::Stages, help: "the stage the bottleneck follows (required)" };
+const MODEL_ARG: ArgSpec = ArgSpec {
+    name: "MODEL",
+    kind: ArgKind::Model,
+    required: true,
+    help: "a variable holding a TappedNet or a torchvision ResNet (VisionNet)",
+};
+const AFTER: FlagSpec = FlagSpec {
+    name: "after",
+    kind: FlagKind::Stages,
+    help: "the stage the bottleneck follows (required): a TappedNet's stage, a ResNet's block (layer4.1) or layer",
+};
 const TEST: FlagSpec = FlagSpec {
     name: "test",
     kind: FlagKind::Data,
@@ -116,22 +123,42 @@ pub static SWEEP_USB: CommandSpec = CommandSpec {
     run: sweep_usb,
 };
 
+/// The nets a bottleneck goes into, by evcxr's type name.
+const NET_TYPES: &[&str] = &["TappedNet", "VisionNet"];
+
+/// What a torchvision classifier trains on (the library's classification `TaskData`).
+const CLASSIFICATION_DATA_TYPES: &[&str] = &["ColorMnist", "Examples"];
+
 /// The model, the stage after it, and the data and test variables of a bottleneck command.
 struct Common<'a> {
     model: &'a str,
+    /// The bottlenecked net's type, as Rust.
+    sb_type: &'static str,
     after: String,
     data: &'a str,
     /// `Some(&TEST)` or `None`, as Rust.
     test: String,
 }
 
+/// Whether `model` holds a VisionNet.
+fn is_vision(view: &ReplView, model: &str) -> bool {
+    view.variables.iter().any(|(n, ty)| n == model && super::is_type(ty, &["VisionNet"]))
+}
+
+/// A TappedNet trains on concept data sets here (their segmentation task), a VisionNet on
+/// classification data.
 fn common<'a>(inv: &'a Invocation, view: &ReplView) -> Result<Common<'a>, UsageError> {
-    let model = super::typed_variable(&inv.args[0], view, &["TappedNet"], "TappedNet")?;
+    let model = super::typed_variable(&inv.args[0], view, NET_TYPES, "TappedNet or VisionNet")?;
+    let (sb_type, data_types) = if is_vision(view, model) {
+        ("glassbox::bottleneck::SbNet<glassbox::models::VisionNet>", CLASSIFICATION_DATA_TYPES)
+    } else {
+        ("glassbox::bottleneck::SbNet", super::DATASET_TYPES)
+    };
     let after = super::one_stage(inv, "after")?;
-    let data = data_flag(inv, view, super::DATASET_TYPES)?;
+    let data = data_flag(inv, view, data_types)?;
     let test = match inv.text("test") {
         Some(test) => {
-            let test = super::typed_variable(test, view, super::DATASET_TYPES, "data set")?;
+            let test = super::typed_variable(test, view, data_types, "data set")?;
             let type_of = |v: &str| view.variables.iter().find(|(n, _)| n == v).map(|(_, t)| t.rsplit("::").next());
             if type_of(test) != type_of(data) {
                 return Err(UsageError(format!("--test must be the same kind of data set as --data ({data})")));
@@ -140,19 +167,27 @@ fn common<'a>(inv: &'a Invocation, view: &ReplView) -> Result<Common<'a>, UsageE
         }
         None => "None".into(),
     };
-    Ok(Common { model, after, data, test })
+    Ok(Common { model, sb_type, after, data, test })
 }
 
-fn bind(inv: &Invocation, model: &str, suffix: &str, call: String) -> Result<Action, UsageError> {
-    let default = format!("{model}_{suffix}");
+fn bind(inv: &Invocation, c: &Common, suffix: &str, call: String) -> Result<Action, UsageError> {
+    let default = format!("{}_{suffix}", c.model);
     let var = super::identifier(inv.text("as").unwrap_or(&default))?;
     Ok(Action::Rust(format!(
-        "let {var}: glassbox::bottleneck::SbNet = glassbox::runtime::or_raise({call}, \"SbError\");\n\
-         glassbox::display::Render::render(&{var})"
+        "let {var}: {} = glassbox::runtime::or_raise({call}, \"SbError\");\n\
+         glassbox::display::Render::render(&{var})",
+        c.sb_type
     )))
 }
 
 fn ssb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    if is_vision(view, &inv.args[0]) {
+        return Err(UsageError(format!(
+            "`{}` is a torchvision classifier, and an SSB is trained on pixel-level concept annotations through \
+             a segmentation task (SB paper sec. 3.1); train an unsupervised bottleneck on its classes with :usb",
+            inv.args[0]
+        )));
+    }
     let c = common(inv, view)?;
     let groups = match inv.flags.get("groups") {
         Some(Value::List(g)) => g.clone(),
@@ -185,7 +220,7 @@ fn ssb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         c.test,
         seed = seed_statement(inv)?,
     );
-    bind(inv, c.model, "ssb", call)
+    bind(inv, &c, "ssb", call)
 }
 
 pub(super) fn capitalised(word: &str) -> String {
@@ -264,7 +299,7 @@ fn usb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         c.test,
         seed = seed_statement(inv)?,
     );
-    bind(inv, c.model, "usb", call)
+    bind(inv, &c, "usb", call)
 }
 
 fn sb_report(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
@@ -378,6 +413,32 @@ mod tests {
         assert!(error(":ssb net --after stage2 --data scenes --test digits").contains("not a data set"));
         assert!(error(":sb-report net").contains("SbNet"));
         assert!(error(":sweep-usb net --after stage2 --k 1,2 --data scenes").contains("at least 2"));
+    }
+
+    #[test]
+    fn usb_on_a_torchvision_resnet_names_its_types_and_classification_data() {
+        let view = super::super::testing::session(&[
+            ("resnet", "glassbox::models::VisionNet"),
+            ("digits", "ColorMnist"),
+            ("scenes", "ConceptScenes"),
+        ]);
+        let code = |line: &str| super::super::testing::code(line, &view);
+        let error = |line: &str| super::super::testing::error(line, &view);
+        let c = code(":usb resnet --after layer4.1 --groups 2 --width 5 --data digits --epochs 2");
+        for part in [
+            "let resnet_usb: glassbox::bottleneck::SbNet<glassbox::models::VisionNet> = ",
+            "glassbox::bottleneck::usb(&resnet, \"layer4.1\", u.with(",
+            "&digits, None",
+            "Usb::new(2, 5)",
+        ] {
+            assert!(c.contains(part), "{part}\n{c}");
+        }
+        let c = code(":sweep-usb resnet --after layer3 --k 2,4 --data digits");
+        assert!(c.contains("sweep_usb(&resnet, \"layer3\", &[1, 2], &[2, 4]"), "{c}");
+        let e = error(":usb resnet --after layer4.1 --width 5 --data scenes");
+        assert!(e.contains("ColorMnist, Examples"), "{e}");
+        let e = error(":ssb resnet --after layer4.1 --data scenes");
+        assert!(e.contains("torchvision classifier") && e.contains(":usb"), "{e}");
     }
 
     #[test]

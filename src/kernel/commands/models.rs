@@ -86,7 +86,9 @@ fn load(inv: &Invocation) -> Result<Action, UsageError> {
             )));
         }
         let names = match inv.flags.get("taps") {
-            Some(Value::List(names)) => format!("Some(vec![{}])", names.iter().map(|n| format!("{n:?}.into()")).collect::<Vec<_>>().join(", ")),
+            Some(Value::List(names)) => {
+                format!("Some(vec![{}])", names.iter().map(|n| format!("{n:?}.into()")).collect::<Vec<_>>().join(", "))
+            }
             _ => "None".into(),
         };
         (
@@ -359,7 +361,8 @@ mod tests {
         let Action::Rust(code) = run(&format!(":model load {state_dict}"), &view()).unwrap() else { panic!() };
         assert!(code.starts_with("let squeezenet1_1: glassbox::models::VisionNet = "), "{code}");
         assert!(code.contains(&format!("VisionNet::load({state_dict:?}, None, glassbox::device())")), "{code}");
-        let Action::Rust(code) = run(&format!(":model load {state_dict} --arch squeezenet1_0 --as sq"), &view()).unwrap()
+        let Action::Rust(code) =
+            run(&format!(":model load {state_dict} --arch squeezenet1_0 --as sq"), &view()).unwrap()
         else {
             panic!()
         };

@@ -119,7 +119,8 @@ pub fn probe<D: ConceptDataset + ?Sized>(
     batch_size: usize,
 ) -> Result<Probe, MetricError> {
     let stage = resolve_layer(model, layer)?;
-    let (train, val) = (&crate::data::at_size(train, model.input_size())?, &crate::data::at_size(val, model.input_size())?);
+    let (train, val) =
+        (&crate::data::at_size(train, model.input_size())?, &crate::data::at_size(val, model.input_size())?);
     if train.is_empty() || val.is_empty() || batch_size == 0 {
         return Err(MetricError::Invalid(
             "Net2Vec needs a non-empty train and val split and a batch size of 1 or more".into(),

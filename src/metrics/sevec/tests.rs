@@ -3,6 +3,7 @@ use crate::data::{ConceptScenes, SceneConfig};
 use crate::learned;
 use crate::metrics::pointing::{pointing_game, PointingConfig};
 use crate::metrics::saliency::compare_saliency;
+use crate::models::TappedNet;
 
 /// Eq. 3 and the diversity straight from their definitions.
 fn by_definition(a: &Tensor, members: &[usize]) -> (Tensor, f64) {

@@ -149,7 +149,10 @@ impl Arch {
             if shape("features.0.weight").is_some_and(|s| s.get(2) == Some(&11)) {
                 return Some(Arch::AlexNet);
             }
-            let convs = shapes.iter().filter(|(n, s)| n.starts_with("features.") && n.ends_with(".weight") && s.len() == 4).count();
+            let convs = shapes
+                .iter()
+                .filter(|(n, s)| n.starts_with("features.") && n.ends_with(".weight") && s.len() == 4)
+                .count();
             let batch_norm = has("features.1.running_mean");
             let depth = convs + 3;
             return Arch::ALL.into_iter().find(|a| a.family() == Family::Vgg { depth, batch_norm });
@@ -169,8 +172,13 @@ impl FromStr for Arch {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Arch::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| {
-            let hint = crate::suggest::closest(s, Arch::names().into_iter()).map(|m| format!("; did you mean `{m}`?")).unwrap_or_default();
-            ModelError::InvalidConfig(format!("unknown architecture `{s}`{hint}; the architectures are: {}", Arch::names().join(", ")))
+            let hint = crate::suggest::closest(s, Arch::names().into_iter())
+                .map(|m| format!("; did you mean `{m}`?"))
+                .unwrap_or_default();
+            ModelError::InvalidConfig(format!(
+                "unknown architecture `{s}`{hint}; the architectures are: {}",
+                Arch::names().join(", ")
+            ))
         })
     }
 }

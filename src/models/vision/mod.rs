@@ -16,11 +16,13 @@ use std::path::Path;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
+use super::edit::{set_requires_grad, Edit, Editable, Frozen, InsertionPoint};
 use super::{check_input, check_taps, weights, ModelError, Stage, StageInfo, Tapped, Taps, Task};
 
 mod alexnet;
 mod arch;
 pub mod bench;
+mod edit;
 mod graph;
 mod resnet;
 mod squeezenet;
@@ -28,6 +30,7 @@ mod vgg;
 
 pub use arch::Arch;
 use arch::Family;
+use edit::Plan;
 use graph::{Node, Recorder};
 
 /// The per-channel normalization a network was trained with: `(x - mean) / std`.
@@ -56,12 +59,16 @@ impl Normalize {
     }
 }
 
-/// A torchvision classifier whose named submodules can be read ([`Tapped`]). Owns its
-/// weights.
+/// A torchvision classifier whose named submodules can be read ([`Tapped`]) and, for a
+/// ResNet, into which modules can be inserted after a residual block or layer
+/// ([`Editable`]). Owns its weights.
 pub struct VisionNet {
     arch: Arch,
     num_classes: i64,
     normalize: Normalize,
+    /// The edits applied since the net was built from its architecture, and their plan.
+    edits: Vec<Edit>,
+    plan: Plan,
     vs: nn::VarStore,
     /// Everything before torchvision's `torch.flatten(x, 1)`.
     body: Vec<Node>,
@@ -79,21 +86,42 @@ impl std::fmt::Debug for VisionNet {
 impl VisionNet {
     /// A freshly initialised network (draws from libtorch's generator: seed it first).
     pub fn new(arch: Arch, num_classes: i64, device: Device) -> Result<VisionNet, ModelError> {
+        Self::build(arch, num_classes, Vec::new(), device)
+    }
+
+    fn build(arch: Arch, num_classes: i64, edits: Vec<Edit>, device: Device) -> Result<VisionNet, ModelError> {
         if num_classes < 1 {
             return Err(ModelError::InvalidConfig(format!("num_classes must be positive, got {num_classes}")));
         }
+        let plan = Plan::new(arch, &edits)?;
         let vs = nn::VarStore::new(device);
         let root = vs.root();
+        let inserted = |after: &str, mut channels: i64| -> Vec<Node> {
+            plan.inserted_after(after)
+                .map(|ins| {
+                    let node = Node::inserted(ins.name(), ins.build(&root, channels), channels, ins.out_channels());
+                    channels = ins.out_channels();
+                    node
+                })
+                .collect()
+        };
         let (body, head) = match arch.family() {
-            Family::ResNet { block, depths } => resnet::build(&root, block, depths, num_classes),
+            Family::ResNet { block, depths } => resnet::build(&root, block, depths, num_classes, &inserted),
             Family::Vgg { depth, batch_norm } => vgg::build(&root, vgg::config(depth), batch_norm, num_classes),
             Family::AlexNet => alexnet::build(&root, num_classes),
             Family::SqueezeNet { version_1_1 } => squeezenet::build(&root, version_1_1, num_classes),
         };
         let mut taps = graph::taps_of(&body);
         taps.extend(graph::taps_of(&head));
+        // Inserted modules are looked up by name like torchvision's (their variables are
+        // top-level paths too), so a name torchvision already uses is refused.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = taps.iter().map(|t| t.stage.to_string()).find(|name| !seen.insert(name.clone())) {
+            return Err(ModelError::InvalidEdit(format!("insertion name `{dup}` is already the name of a module")));
+        }
         taps.push(StageInfo { stage: Stage::Head, channels: num_classes });
-        Ok(VisionNet { arch, num_classes, normalize: Normalize::IMAGENET, vs, body, head, taps })
+        let normalize = Normalize::IMAGENET;
+        Ok(VisionNet { arch, num_classes, normalize, edits, plan, vs, body, head, taps })
     }
 
     /// Reads a weights file into the architecture it is for: `arch` if given, else the one
@@ -123,12 +151,30 @@ impl VisionNet {
         Ok(net)
     }
 
-    /// An independent copy: same architecture, weights and normalization.
+    /// An independent copy: same architecture, edits, weights and normalization.
     pub fn try_clone(&self) -> Result<VisionNet, ModelError> {
-        let mut copy = VisionNet::new(self.arch, self.num_classes, self.vs.device())?;
-        copy.vs.copy(&self.vs)?;
-        copy.normalize = self.normalize;
-        Ok(copy)
+        self.edited([])
+    }
+
+    /// The edits applied since the net was built from its architecture.
+    pub fn edits(&self) -> &[Edit] {
+        &self.edits
+    }
+
+    /// Every node, outermost first.
+    fn nodes(&self) -> Vec<&Node> {
+        let mut out = Vec::new();
+        for node in self.body.iter().chain(&self.head) {
+            node.visit(&mut |n| out.push(n));
+        }
+        out
+    }
+
+    fn node(&self, stage: &Stage) -> Result<&Node, ModelError> {
+        self.nodes().into_iter().find(|n| &n.stage() == stage).ok_or_else(|| ModelError::UnknownStage {
+            name: stage.to_string(),
+            allowed: super::stage_list(&self.taps[..self.taps.len() - 1]),
+        })
     }
 
     pub fn arch(&self) -> Arch {
@@ -143,6 +189,56 @@ impl VisionNet {
     /// Uses `normalize` on inputs from now on (a network trained with other statistics).
     pub fn set_normalize(&mut self, normalize: Normalize) {
         self.normalize = normalize;
+    }
+}
+
+impl Editable for VisionNet {
+    fn edited(&self, edits: impl IntoIterator<Item = Edit>) -> Result<Self, ModelError> {
+        let all = self.edits.iter().cloned().chain(edits).collect();
+        let mut net = Self::build(self.arch, self.num_classes, all, self.vs.device())?;
+        super::copy_matching(&self.vs, &net.vs);
+        net.normalize = self.normalize;
+        Ok(net)
+    }
+
+    /// Any named module (not only a tap: a residual block's shared `relu` too).
+    fn module(&self, stage: &Stage) -> Result<&dyn ModuleT, ModelError> {
+        Ok(self.node(stage)?)
+    }
+
+    fn input_channels(&self, stage: &Stage) -> Result<i64, ModelError> {
+        Ok(self.node(stage)?.in_channels())
+    }
+
+    /// After each residual block and layer of a ResNet (and each inserted module); none for
+    /// the other architectures.
+    fn insertion_points(&self) -> Vec<InsertionPoint> {
+        self.plan.points()
+    }
+
+    /// Each convolution, batch norm and linear layer is judged by its own name
+    /// (`layer4.1.conv1`), each inserted module by its stage: the predicate picks the
+    /// modules that hold variables, whatever contains them.
+    fn train_only(&self, trains: impl Fn(&Stage) -> bool) -> Frozen<'_> {
+        let nodes = self.nodes();
+        for node in &nodes {
+            node.set_frozen(!trains(&node.stage()));
+        }
+        let owner = |variable: &str| {
+            let top = variable.split('.').next().unwrap_or(variable);
+            match variable.rsplit_once('.') {
+                _ if self.plan.is_inserted(top) => Stage::Inserted(top.to_owned()),
+                Some((module, _)) => Stage::Module(module.to_owned()),
+                None => Stage::Module(variable.to_owned()),
+            }
+        };
+        set_requires_grad(&self.vs, |name| trains(&owner(name)));
+        Frozen::new(move || {
+            for node in nodes {
+                node.set_frozen(false);
+            }
+            set_requires_grad(&self.vs, |_| true);
+        })
     }
 }
 
@@ -170,7 +266,12 @@ impl Tapped for VisionNet {
         Ok((logits, out))
     }
 
-    fn forward_edited(&self, xs: &Tensor, at: &[Stage], edit: &dyn Fn(&Stage, Tensor) -> Tensor) -> Result<Tensor, ModelError> {
+    fn forward_edited(
+        &self,
+        xs: &Tensor,
+        at: &[Stage],
+        edit: &dyn Fn(&Stage, Tensor) -> Tensor,
+    ) -> Result<Tensor, ModelError> {
         check_input(xs, 3)?;
         check_taps(&self.taps, at)?;
         let mut rec = Recorder::editing(at, edit);

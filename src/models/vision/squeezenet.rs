@@ -17,11 +17,46 @@ enum Entry {
 pub(super) fn build(root: &nn::Path, version_1_1: bool, num_classes: i64) -> (Vec<Node>, Vec<Node>) {
     use Entry::{Fire, Pool};
     let (stem_channels, stem_kernel, entries) = if version_1_1 {
-        (64, 3, vec![Pool, Fire(16, 64), Fire(16, 64), Pool, Fire(32, 128), Fire(32, 128), Pool, Fire(48, 192), Fire(48, 192), Fire(64, 256), Fire(64, 256)])
+        (
+            64,
+            3,
+            vec![
+                Pool,
+                Fire(16, 64),
+                Fire(16, 64),
+                Pool,
+                Fire(32, 128),
+                Fire(32, 128),
+                Pool,
+                Fire(48, 192),
+                Fire(48, 192),
+                Fire(64, 256),
+                Fire(64, 256),
+            ],
+        )
     } else {
-        (96, 7, vec![Pool, Fire(16, 64), Fire(16, 64), Fire(32, 128), Pool, Fire(32, 128), Fire(48, 192), Fire(48, 192), Fire(64, 256), Pool, Fire(64, 256)])
+        (
+            96,
+            7,
+            vec![
+                Pool,
+                Fire(16, 64),
+                Fire(16, 64),
+                Fire(32, 128),
+                Pool,
+                Fire(32, 128),
+                Fire(48, 192),
+                Fire(48, 192),
+                Fire(64, 256),
+                Pool,
+                Fire(64, 256),
+            ],
+        )
     };
-    let mut features = vec![conv(root, "features.0", 3, stem_channels, stem_kernel, 2, 0, true), relu_node("features.1", stem_channels)];
+    let mut features = vec![
+        conv(root, "features.0", 3, stem_channels, stem_kernel, 2, 0, true),
+        relu_node("features.1", stem_channels),
+    ];
     let mut channels = stem_channels;
     for entry in entries {
         let name = format!("features.{}", features.len());
@@ -46,9 +81,18 @@ pub(super) fn build(root: &nn::Path, version_1_1: bool, num_classes: i64) -> (Ve
 fn fire(root: &nn::Path, name: &str, inplanes: i64, squeeze: i64, expand: i64) -> Node {
     let at = |part: &str| format!("{name}.{part}");
     let op = Op::Fire {
-        squeeze: vec![conv(root, &at("squeeze"), inplanes, squeeze, 1, 1, 0, true), relu_node(&at("squeeze_activation"), squeeze)],
-        expand1x1: vec![conv(root, &at("expand1x1"), squeeze, expand, 1, 1, 0, true), relu_node(&at("expand1x1_activation"), expand)],
-        expand3x3: vec![conv(root, &at("expand3x3"), squeeze, expand, 3, 1, 1, true), relu_node(&at("expand3x3_activation"), expand)],
+        squeeze: vec![
+            conv(root, &at("squeeze"), inplanes, squeeze, 1, 1, 0, true),
+            relu_node(&at("squeeze_activation"), squeeze),
+        ],
+        expand1x1: vec![
+            conv(root, &at("expand1x1"), squeeze, expand, 1, 1, 0, true),
+            relu_node(&at("expand1x1_activation"), expand),
+        ],
+        expand3x3: vec![
+            conv(root, &at("expand3x3"), squeeze, expand, 3, 1, 1, true),
+            relu_node(&at("expand3x3_activation"), expand),
+        ],
     };
     Node::new(name, op, 2 * expand)
 }

@@ -56,12 +56,8 @@ fn read_json(name: &str) -> Value {
 fn check_against_pytorch(net: &VisionNet, expected: &Value) {
     let arch = net.arch().name();
     let want = expected["taps"].as_object().unwrap();
-    let ours: Vec<String> = net
-        .stages()
-        .into_iter()
-        .filter(|s| matches!(s.stage, Stage::Module(_)))
-        .map(|s| s.stage.to_string())
-        .collect();
+    let ours: Vec<String> =
+        net.stages().into_iter().filter(|s| matches!(s.stage, Stage::Module(_))).map(|s| s.stage.to_string()).collect();
     let mut theirs: Vec<&String> = want.keys().collect();
     theirs.sort();
     let mut sorted = ours.iter().collect::<Vec<_>>();
@@ -129,7 +125,10 @@ fn a_file_for_another_architecture_is_refused_with_the_variables_at_fault() {
     let err = VisionNet::load(fixture("squeezenet1_1-fixture.pth"), Some(Arch::ResNet18), Device::Cpu)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`conv1.weight`") && err.contains("are missing") && err.contains("`features.0.bias`"), "{err}");
+    assert!(
+        err.contains("`conv1.weight`") && err.contains("are missing") && err.contains("`features.0.bias`"),
+        "{err}"
+    );
 }
 
 #[test]

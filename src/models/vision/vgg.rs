@@ -20,7 +20,12 @@ pub(super) fn config(depth: usize) -> &'static [i64] {
 }
 
 /// `(body, head)`: `features` and `avgpool`, then `classifier`.
-pub(super) fn build(root: &nn::Path, config: &[i64], batch_norm_after_conv: bool, num_classes: i64) -> (Vec<Node>, Vec<Node>) {
+pub(super) fn build(
+    root: &nn::Path,
+    config: &[i64],
+    batch_norm_after_conv: bool,
+    num_classes: i64,
+) -> (Vec<Node>, Vec<Node>) {
     let mut features = Vec::new();
     let mut channels = 3;
     for &entry in config {
