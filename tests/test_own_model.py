@@ -81,9 +81,9 @@ def test_saliency_and_the_pointing_game_run_on_your_models(kc):
     ok(run(kc, ":sevec vnet --layer layer3 --data sal_scenes"))
     classes = ok(run(kc, 'vnet_layer3_sevec.concepts.iter().filter(|c| c.starts_with("object:")).take(2).cloned().collect::<Vec<_>>().join(",")'))
     two = classes.result().strip('"')
-    r = ok(run(kc, f":saliency vnet sal_scenes[0] --class {two} --semantic"))
+    r = ok(run(kc, f":saliency vnet sal_scenes[0] --class {two} --semantic --in vnet_layer3_sevec"))
     assert pngs(r)
-    r = ok(run(kc, ":pointing-game vnet --data sal_scenes"))
+    r = ok(run(kc, ":pointing-game vnet --data sal_scenes --in vnet_layer3_sevec"))
     assert pngs(r)
     # A TorchScript export: gradients reach its input (Gradient×Input), but its ReLUs are
     # libtorch's, so Guided Backprop is refused with the alternative.
@@ -91,10 +91,12 @@ def test_saliency_and_the_pointing_game_run_on_your_models(kc):
     ok(run(kc, ":data scenes --n 24 --size 32 --seed 5 --as sal_small"))
     ok(run(kc, ":sevec sal_cnn --layer conv2 --data sal_small"))
     one = ok(run(kc, 'sal_cnn_conv2_sevec.concepts.iter().find(|c| c.starts_with("object:") && sal_cnn_conv2_sevec.class_index(c).unwrap() < 10).unwrap().clone()')).result().strip('"')
-    r = ok(run(kc, f":saliency sal_cnn sal_small[0] --class {one} --method gxi"))
+    r = ok(run(kc, f":saliency sal_cnn sal_small[0] --class {one} --method gxi --in sal_cnn_conv2_sevec"))
     assert pngs(r)
-    evalue = error(run(kc, f":saliency sal_cnn sal_small[0] --class {one} --method gbp"), "MetricError")
+    evalue = error(run(kc, f":saliency sal_cnn sal_small[0] --class {one} --method gbp --in sal_cnn_conv2_sevec"), "MetricError")
     assert "--method gxi" in evalue, evalue
+    r = ok(run(kc, ":pointing-game sal_cnn --data sal_small --in sal_cnn_conv2_sevec"))
+    assert pngs(r) and "GBP" not in r.result() and "GxI" in r.result(), r.result()
 
 
 def test_a_usb_after_a_block_of_a_torchvision_resnet(kc):

@@ -404,8 +404,8 @@ impl<N: Editable> Tapped for SbNet<N> {
         self.net.forward_edited(xs, at, edit)
     }
 
-    fn guided_relus(&self) -> bool {
-        self.net.guided_relus()
+    fn runs_in_glassbox(&self) -> bool {
+        self.net.runs_in_glassbox()
     }
 
     fn input_size(&self) -> Option<(i64, i64)> {

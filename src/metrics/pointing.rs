@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
-use super::saliency::{energy, saliency, Method};
+use super::saliency::{at_input_size, energy, saliency, Method};
 use super::sevec::SemanticVectors;
 use super::MetricError;
 use crate::data::{BoundingBox, Category, Concept, ConceptDataset, ConceptScenes};
@@ -194,25 +194,51 @@ pub fn pointing_game(
     scenes: &ConceptScenes,
     config: &PointingConfig,
 ) -> Result<PointingGame, MetricError> {
-    let targets = targets(scenes, sevecs, config.min_pixels);
+    let mut targets = targets(scenes, sevecs, config.min_pixels);
+    // An object the net has no class for cannot be explained as a class.
+    targets.retain(|t| sevecs.class_index(&t.concept).is_ok_and(|c| c < net.num_classes()));
     if targets.is_empty() || config.levels.is_empty() || config.batch_size == 0 {
         return Err(MetricError::Invalid("no target objects, levels or batch size to play with".into()));
     }
     let (h, w) = (scenes.images.size()[2], scenes.images.size()[3]);
-    let names = ["GBP", "semantic GBP", "GxI", "semantic GxI", "random", "centre"];
+    // Guided Backprop and the semantic gates reach inside the model; an export, which runs
+    // in libtorch as one piece, plays with plain Gradient×Input.
+    let open = net.runs_in_glassbox();
+    let methods: Vec<Method> = [Method::GuidedBackprop, Method::GradientInput]
+        .into_iter()
+        .filter(|m| open || *m == Method::GradientInput)
+        .collect();
+    let variants: &[bool] = if open { &[false, true] } else { &[false] };
+    let names: Vec<String> = methods
+        .iter()
+        .flat_map(|m| {
+            variants.iter().map(move |semantic| format!("{}{}", if *semantic { "semantic " } else { "" }, m.name()))
+        })
+        .chain(["random".to_owned(), "centre".to_owned()])
+        .collect();
     let mut hits = vec![vec![0usize; config.levels.len()]; names.len()];
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut progress = Progress::new("pointing game", Some(targets.len().div_ceil(config.batch_size) as u64));
     for chunk in targets.chunks(config.batch_size) {
         let index: Vec<i64> = chunk.iter().map(|t| t.image).collect();
-        let images = scenes.images.index_select(0, &Tensor::from_slice(&index));
+        let images = at_input_size(net, &scenes.images.index_select(0, &Tensor::from_slice(&index)));
+        // Energy back at the scene's size, where the boxes are.
+        let at_scene = |e: Tensor| {
+            if e.size()[1..] == [h, w] {
+                e
+            } else {
+                e.unsqueeze(1).upsample_bilinear2d([h, w], false, None, None).squeeze_dim(1)
+            }
+        };
         let concepts: Vec<&str> = chunk.iter().map(|t| t.concept.as_str()).collect();
         let classes: Vec<i64> = concepts.iter().map(|c| sevecs.class_index(c)).collect::<Result<_, _>>()?;
         let gate = sevecs.gate(&concepts)?;
         let mut maps = Vec::new();
-        for method in [Method::GuidedBackprop, Method::GradientInput] {
-            maps.push(energy(&saliency(net, &images, &classes, method, None)?));
-            maps.push(energy(&saliency(net, &images, &classes, method, Some(&gate))?));
+        for &method in &methods {
+            for &semantic in variants {
+                let gate = semantic.then_some(&gate);
+                maps.push(at_scene(energy(&saliency(net, &images, &classes, method, gate)?)));
+            }
         }
         let noise: Vec<f32> = (0..chunk.len() as i64 * h * w).map(|_| rng.gen::<f32>()).collect();
         maps.push(Tensor::from_slice(&noise).view([-1, h, w]));

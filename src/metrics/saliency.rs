@@ -124,7 +124,7 @@ pub fn saliency(
     if let Some(gate) = gate {
         check_gate(net, gate, (h, w), size[0])?;
     }
-    if method == Method::GuidedBackprop && !net.guided_relus() {
+    if method == Method::GuidedBackprop && !net.runs_in_glassbox() {
         return Err(MetricError::Invalid(
             "Guided Backprop rewrites how gradients cross glassbox's own ReLUs, and this model's ReLUs run inside \
              libtorch (a TorchScript export); use Gradient×Input (`--method gxi`)"
@@ -175,6 +175,19 @@ fn check_gate(net: &impl Tapped, gate: &Gate, input: (i64, i64), n: i64) -> Resu
     Ok(())
 }
 
+/// `images` `[N, C, H, W]` resized (whole, not cropped) to the size `net` takes when it
+/// has one, so that its units line up with SeVecs measured at that size; positions in the
+/// frame, and so bounding boxes, keep their relative place.
+pub fn at_input_size(net: &impl Tapped, images: &Tensor) -> Tensor {
+    let size = images.size();
+    match net.input_size() {
+        Some((h, w)) if (h, w) != (size[2], size[3]) => {
+            images.to_kind(Kind::Float).internal_upsample_bilinear2d_aa([h, w], false, None, None)
+        }
+        _ => images.shallow_clone(),
+    }
+}
+
 /// The energy of saliency maps `[N, C, H, W]`: `|map|` summed over channels, `[N, H, W]`.
 pub fn energy(maps: &Tensor) -> Tensor {
     maps.abs().sum_dim_intlist(1, false, Kind::Float)
@@ -217,6 +230,7 @@ pub fn explain(
         return Err(MetricError::Invalid("name at least one method and one class to explain".into()));
     }
     let image = if image.dim() == 4 { image.get(0) } else { image.shallow_clone() };
+    let image = at_input_size(net, &image.unsqueeze(0)).get(0);
     let indices: Vec<i64> = classes.iter().map(|c| sevecs.class_index(c)).collect::<Result<_, _>>()?;
     let n = classes.len() as i64;
     let images = image.unsqueeze(0).expand([n, -1, -1, -1], false).contiguous();

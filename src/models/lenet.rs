@@ -112,6 +112,41 @@ impl ModuleT for LeNet {
     }
 }
 
+impl LeNet {
+    /// One forward pass keeping the outputs of `taps`, each stage of `at` passed through
+    /// `edit` on its way on.
+    fn pass(
+        &self,
+        xs: &Tensor,
+        taps: &[Stage],
+        at: &[Stage],
+        edit: &dyn Fn(&Stage, Tensor) -> Tensor,
+    ) -> Result<(Tensor, Taps), ModelError> {
+        check_input(xs, self.config.in_channels)?;
+        let size = xs.size();
+        if size[2] != self.config.input_size || size[3] != self.config.input_size {
+            let s = self.config.input_size;
+            return Err(ModelError::BadInput(format!("LeNet takes {s}x{s} images; got {}x{}", size[2], size[3])));
+        }
+        check_taps(&self.stages(), taps)?;
+        check_taps(&self.stages(), at)?;
+        let mut out = Taps::new();
+        let mut stage = |stage: Stage, t: Tensor| {
+            let t = if at.contains(&stage) { edit(&stage, t) } else { t };
+            if taps.contains(&stage) {
+                out.insert(stage, t.shallow_clone());
+            }
+            t
+        };
+        let x = stage(Stage::Conv(1), relu(&xs.apply(&self.conv1)).max_pool2d_default(2));
+        let x = stage(Stage::Conv(2), relu(&x.apply(&self.conv2)).max_pool2d_default(2));
+        let x = stage(Stage::Fc(1), relu(&x.flatten(1, -1).apply(&self.fc1)));
+        let x = stage(Stage::Fc(2), relu(&x.apply(&self.fc2)));
+        let logits = stage(Stage::Head, x.apply(&self.head));
+        Ok((logits, out))
+    }
+}
+
 impl Tapped for LeNet {
     fn stages(&self) -> Vec<StageInfo> {
         let c = &self.config;
@@ -128,33 +163,19 @@ impl Tapped for LeNet {
     }
 
     fn forward_taps(&self, xs: &Tensor, taps: &[Stage], _train: bool) -> Result<(Tensor, Taps), ModelError> {
-        check_input(xs, self.config.in_channels)?;
-        let size = xs.size();
-        if size[2] != self.config.input_size || size[3] != self.config.input_size {
-            let s = self.config.input_size;
-            return Err(ModelError::BadInput(format!("LeNet takes {s}x{s} images; got {}x{}", size[2], size[3])));
-        }
-        check_taps(&self.stages(), taps)?;
-        let mut out = Taps::new();
-        let mut keep = |stage: Stage, t: &Tensor| {
-            if taps.contains(&stage) {
-                out.insert(stage, t.shallow_clone());
-            }
-        };
-        let x = relu(&xs.apply(&self.conv1)).max_pool2d_default(2);
-        keep(Stage::Conv(1), &x);
-        let x = relu(&x.apply(&self.conv2)).max_pool2d_default(2);
-        keep(Stage::Conv(2), &x);
-        let x = relu(&x.flatten(1, -1).apply(&self.fc1));
-        keep(Stage::Fc(1), &x);
-        let x = relu(&x.apply(&self.fc2));
-        keep(Stage::Fc(2), &x);
-        let logits = x.apply(&self.head);
-        keep(Stage::Head, &logits);
-        Ok((logits, out))
+        self.pass(xs, taps, &[], &|_, t| t)
     }
 
-    fn guided_relus(&self) -> bool {
+    fn forward_edited(
+        &self,
+        xs: &Tensor,
+        at: &[Stage],
+        edit: &dyn Fn(&Stage, Tensor) -> Tensor,
+    ) -> Result<Tensor, ModelError> {
+        Ok(self.pass(xs, &[], at, edit)?.0)
+    }
+
+    fn runs_in_glassbox(&self) -> bool {
         true
     }
 

@@ -178,10 +178,11 @@ pub trait Tapped: nn::ModuleT {
         }
     }
 
-    /// Whether every ReLU of the model is glassbox's [`relu::relu`], so that guided
-    /// backpropagation can rewrite how gradients cross them. A TorchScript export's ReLUs
-    /// are inside libtorch's graph.
-    fn guided_relus(&self) -> bool {
+    /// Whether glassbox runs the model's layers itself: every ReLU is [`relu::relu`], so
+    /// guided backpropagation can rewrite how gradients cross them, and
+    /// [`forward_edited`](Tapped::forward_edited) reaches its stages. A TorchScript export
+    /// runs inside libtorch as one piece.
+    fn runs_in_glassbox(&self) -> bool {
         false
     }
 

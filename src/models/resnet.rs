@@ -543,7 +543,7 @@ impl Tapped for TappedNet {
         Ok(if at.contains(&Stage::Head) { edit(&Stage::Head, logits) } else { logits })
     }
 
-    fn guided_relus(&self) -> bool {
+    fn runs_in_glassbox(&self) -> bool {
         true
     }
 

@@ -280,7 +280,7 @@ impl Tapped for VisionNet {
         Ok(if at.contains(&Stage::Head) { edit(&Stage::Head, logits) } else { logits })
     }
 
-    fn guided_relus(&self) -> bool {
+    fn runs_in_glassbox(&self) -> bool {
         true
     }
 
