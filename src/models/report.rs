@@ -7,12 +7,12 @@ use crate::display::{Output, Render};
 /// `what: K classes, P parameters, T taps: a, b, c` as text and HTML.
 fn card(what: &str, model: &impl Tapped, parameters: i64, shown: &[String]) -> Output {
     let taps = model.stages().len() - 1;
-    let line = format!(
-        "{what}: {} classes, {} parameters, {taps} taps{}; `:layers` lists them with their shapes",
-        model.num_classes(),
-        thousands(parameters),
-        if shown.is_empty() { String::new() } else { format!(": {}", shown.join(", ")) }
-    );
+    let head = format!("{what}: {} classes, {} parameters", model.num_classes(), thousands(parameters));
+    let line = if taps == 0 {
+        format!("{head}, tapped at its output only (`head`); export a dict of layers to tap inside it")
+    } else {
+        format!("{head}, {taps} taps: {}; `:layers` lists them with their shapes", shown.join(", "))
+    };
     Output::html(format!("<p>{}</p>", crate::display::escape(&line))).and(Output::text(line))
 }
 
@@ -95,6 +95,17 @@ pub fn show_layers(model: &impl Tapped, size: Option<(i64, i64)>, only: &[&str])
 mod tests {
     use super::*;
     use crate::models::{ResNetConfig, TappedNet, Task};
+
+    #[test]
+    fn a_loaded_model_says_what_it_is_and_what_it_taps() {
+        let fixture = |dir: &str, name: &str| crate::models::fixture::path(dir, name);
+        let text = |o: Output| o.data()["text/plain"].as_str().unwrap().to_owned();
+        let plain = ScriptModel::load(fixture("script", "plain.pt"), tch::Device::Cpu).unwrap();
+        assert!(text(plain.render()).contains("10 classes, 4,498 parameters, tapped at its output only"));
+        let taps = ScriptModel::load(fixture("script", "taps.pt"), tch::Device::Cpu).unwrap();
+        assert!(text(taps.render()).contains("4 taps: conv1, conv2, fc1, logits;"));
+        assert_eq!(thousands(25_557_032), "25,557,032");
+    }
 
     #[test]
     fn the_table_lists_stages_with_shapes_and_filters() {
