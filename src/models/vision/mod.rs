@@ -242,6 +242,14 @@ impl Editable for VisionNet {
     }
 }
 
+impl VisionNet {
+    /// The logits of one pass: normalize, the body, torchvision's `flatten(x, 1)`, the head.
+    fn run(&self, xs: &Tensor, train: bool, rec: &mut Recorder) -> Tensor {
+        let features = graph::run(&self.body, &self.normalize.apply(xs), train, rec);
+        graph::run(&self.head, &features.flatten(1, -1), train, rec)
+    }
+}
+
 impl ModuleT for VisionNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.forward_taps(xs, &[], train).map(|(logits, _)| logits).unwrap_or_else(|e| panic!("{e}"))
@@ -257,8 +265,7 @@ impl Tapped for VisionNet {
         check_input(xs, 3)?;
         check_taps(&self.taps, taps)?;
         let mut rec = Recorder::new(taps);
-        let features = graph::run(&self.body, &self.normalize.apply(xs), train, &mut rec);
-        let logits = graph::run(&self.head, &features.flatten(1, -1), train, &mut rec);
+        let logits = self.run(xs, train, &mut rec);
         let mut out = rec.taps;
         if taps.contains(&Stage::Head) {
             out.insert(Stage::Head, logits.shallow_clone());
@@ -274,9 +281,7 @@ impl Tapped for VisionNet {
     ) -> Result<Tensor, ModelError> {
         check_input(xs, 3)?;
         check_taps(&self.taps, at)?;
-        let mut rec = Recorder::editing(at, edit);
-        let features = graph::run(&self.body, &self.normalize.apply(xs), false, &mut rec);
-        let logits = graph::run(&self.head, &features.flatten(1, -1), false, &mut rec);
+        let logits = self.run(xs, false, &mut Recorder::editing(at, edit));
         Ok(if at.contains(&Stage::Head) { edit(&Stage::Head, logits) } else { logits })
     }
 
