@@ -66,9 +66,10 @@ pub struct Broden {
 impl Broden {
     /// Reads the images of `root` that `config` selects.
     ///
-    /// When one image has several mask files for a category, a later file labels only the
-    /// pixels the earlier ones left unlabelled: the first annotation wins, so overlapping
-    /// sources never blend into a label none of them gave.
+    /// When one image has several mask files for a category, a pixel keeps every distinct
+    /// concept they give it, as NetDissect counts them: the first in the cell's order goes
+    /// to the label map, the others to [`ConceptBatch::overlaps`], which have as many layers
+    /// as the most concepts any pixel of the data set carries in that category.
     pub fn load(root: impl AsRef<Path>, config: &BrodenConfig) -> Result<Self, DataError> {
         let root = root.as_ref();
         check_size(config.size)?;
@@ -84,18 +85,20 @@ impl Broden {
         let mut names = Vec::new();
         let mut images = Vec::new();
         let mut maps: BTreeMap<Category, Vec<i64>> = BTreeMap::new();
+        let mut overlaps: BTreeMap<Category, Vec<Vec<Vec<i64>>>> = BTreeMap::new();
         for row in rows {
             let image = index.field(row, "image")?;
             let at = format!("named by {}, line {}", index.file, row.line);
             images.push(read_rgb(&root.join("images").join(image), config.size, &at)?);
             for (&(category, column, name), (_, codes)) in columns.iter().zip(&codes) {
                 let cell = &row.fields[column];
-                let map = read_category(root, cell, codes, config.size, &format!("{name} {at}"))?;
+                let (map, layers) = read_category(root, cell, codes, config.size, &format!("{name} {at}"))?;
                 maps.entry(category).or_default().extend(map);
+                overlaps.entry(category).or_default().push(layers);
             }
             names.push(image.to_string());
         }
-        let data = Stacked::new(images, maps, config.size, &vocabulary);
+        let data = Stacked::new(images, maps, overlaps, config.size, &vocabulary);
         Ok(Broden { vocabulary, names, data })
     }
 
@@ -205,27 +208,42 @@ fn read_codes(path: &Path, labels: &HashMap<u32, String>) -> Result<Codes, DataE
     Ok(Codes { names: entries.into_iter().map(|e| e.2).collect(), index_of, file: table.file })
 }
 
-/// One category's label map of one image, row-major at `size`, from an `index.csv` cell.
+/// One category's label map of one image, row-major at `size`, from an `index.csv` cell,
+/// with the layers of further concepts its pixels carry (each row-major, `-1` where a pixel
+/// has no more): a pixel's concepts in the order the cell gives them, each counted once.
 fn read_category(
     root: &Path,
     cell: &str,
     codes: &Codes,
     size: (usize, usize),
     at: &str,
-) -> Result<Vec<i64>, DataError> {
+) -> Result<(Vec<i64>, Vec<Vec<i64>>), DataError> {
     let mut map = vec![-1i64; size.0 * size.1];
+    let mut layers: Vec<Vec<i64>> = Vec::new();
     for entry in cell.split(';').map(str::trim).filter(|e| !e.is_empty()) {
-        let layer = match entry.parse::<u32>() {
+        let labels = match entry.parse::<u32>() {
             Ok(number) => vec![to_index(number, codes, at)?; map.len()],
             Err(_) => read_mask(&root.join("images").join(entry), codes, size, at)?,
         };
-        for (pixel, label) in map.iter_mut().zip(layer) {
-            if *pixel < 0 {
-                *pixel = label;
+        for (pixel, label) in labels.into_iter().enumerate().filter(|(_, l)| *l >= 0) {
+            if map[pixel] < 0 {
+                map[pixel] = label;
+                continue;
+            }
+            if map[pixel] == label {
+                continue;
+            }
+            match layers.iter().position(|layer| layer[pixel] < 0 || layer[pixel] == label) {
+                Some(r) => layers[r][pixel] = label,
+                None => {
+                    let mut layer = vec![-1i64; map.len()];
+                    layer[pixel] = label;
+                    layers.push(layer);
+                }
             }
         }
     }
-    Ok(map)
+    Ok((map, layers))
 }
 
 /// A mask PNG as category indices at `size`; label number 0 becomes -1.
@@ -254,17 +272,25 @@ fn to_index(number: u32, codes: &Codes, at: &str) -> Result<i64, DataError> {
 pub(super) struct Stacked {
     images: Tensor,
     concepts: BTreeMap<Category, Tensor>,
+    /// `[N, R, H, W]` per category where some pixel carries two of its concepts.
+    overlaps: BTreeMap<Category, Tensor>,
+    /// Per category of `overlaps`, whether each image has a pixel with two concepts, so that
+    /// a batch leaves out the overlaps its images lack without looking at them.
+    overlapping: BTreeMap<Category, Vec<bool>>,
     image_labels: Tensor,
     size: (usize, usize),
 }
 
 impl Stacked {
-    /// Stacks `[3, H, W]` images and row-major maps of `N·H·W` indices per category; image
-    /// labels mark every concept that survives in the (resized) maps, so they never claim a
-    /// concept the maps do not show.
+    /// Stacks `[3, H, W]` images, row-major maps of `N·H·W` indices per category, and per
+    /// category and image the layers of further concepts (each `H·W`; images with fewer
+    /// layers than the most any has are padded with `-1`). Image labels mark every concept
+    /// that survives in the (resized) maps and layers, so they never claim one the
+    /// annotations do not show.
     pub(super) fn new(
         images: Vec<Tensor>,
         maps: BTreeMap<Category, Vec<i64>>,
+        overlaps: BTreeMap<Category, Vec<Vec<Vec<i64>>>>,
         size: (usize, usize),
         vocabulary: &Vocabulary,
     ) -> Stacked {
@@ -272,17 +298,40 @@ impl Stacked {
         let (h, w) = (size.0 as i64, size.1 as i64);
         let mut labels = vec![0f32; n * vocabulary.len()];
         let pixels = size.0 * size.1;
+        let mut mark = |category: Category, image: usize, values: &[i64]| {
+            for &index in values.iter().filter(|&&v| v >= 0) {
+                let column = vocabulary.global_index(Concept { category, index: index as usize });
+                labels[image * vocabulary.len() + column] = 1.0;
+            }
+        };
         for (&category, map) in &maps {
             for (i, image) in map.chunks(pixels).enumerate() {
-                for &index in image.iter().filter(|&&v| v >= 0) {
-                    let column = vocabulary.global_index(Concept { category, index: index as usize });
-                    labels[i * vocabulary.len() + column] = 1.0;
-                }
+                mark(category, i, image);
             }
+        }
+        let mut stacked_overlaps = BTreeMap::new();
+        let mut overlapping = BTreeMap::new();
+        for (category, per_image) in overlaps {
+            let r = per_image.iter().map(Vec::len).max().unwrap_or(0);
+            if r == 0 {
+                continue;
+            }
+            let mut flat = Vec::with_capacity(n * r * pixels);
+            for (i, layers) in per_image.iter().enumerate() {
+                for layer in layers {
+                    mark(category, i, layer);
+                    flat.extend_from_slice(layer);
+                }
+                flat.resize(flat.len() + (r - layers.len()) * pixels, -1);
+            }
+            stacked_overlaps.insert(category, Tensor::from_slice(&flat).view([n as i64, r as i64, h, w]));
+            overlapping.insert(category, per_image.iter().map(|layers| !layers.is_empty()).collect());
         }
         Stacked {
             images: Tensor::stack(&images, 0),
             concepts: maps.into_iter().map(|(c, m)| (c, Tensor::from_slice(&m).view([n as i64, h, w]))).collect(),
+            overlaps: stacked_overlaps,
+            overlapping,
             image_labels: Tensor::from_slice(&labels).view([n as i64, vocabulary.len() as i64]),
             size,
         }
@@ -295,9 +344,16 @@ impl Stacked {
 
     pub(super) fn slice(&self, range: Range<usize>) -> ConceptBatch {
         let (start, len) = (range.start as i64, (range.end - range.start) as i64);
+        let overlaps = self
+            .overlaps
+            .iter()
+            .filter(|(c, _)| self.overlapping[*c][range.clone()].iter().any(|&o| o))
+            .map(|(c, t)| (*c, t.narrow(0, start, len)))
+            .collect();
         ConceptBatch {
             images: self.images.narrow(0, start, len),
             concepts: self.concepts.iter().map(|(c, t)| (*c, t.narrow(0, start, len))).collect(),
+            overlaps,
             image_labels: self.image_labels.narrow(0, start, len),
         }
     }
@@ -567,15 +623,66 @@ c.png,train,16,16,16,16,,,,,,
     }
 
     #[test]
-    fn later_masks_fill_only_unlabelled_pixels() {
+    fn overlapping_masks_keep_both_concepts() {
         let root = broden_fixture("broden-layers");
         let broden = Broden::load(&root, &config((8, 8))).unwrap();
         let batch = broden.batch(1..2).unwrap();
-        // The 4x4 masks upsampled: the top two rows car (0), the rest wall (1).
+        // The 4x4 masks upsampled: the top two rows car (0) first, the rest wall (1).
         let object: Vec<i64> = flat(&batch.concepts[&Category::Object]);
         assert_eq!(object, (0..64).map(|i| if i < 16 { 0 } else { 1 }).collect::<Vec<_>>());
-        // The bare number 6 in the material cell labels the whole image wood.
+        // The second mask's wall on the car rows is kept as their second concept.
+        assert_eq!(batch.overlaps[&Category::Object].size(), [1, 1, 8, 8]);
+        let second: Vec<i64> = flat(&batch.overlaps[&Category::Object]);
+        assert_eq!(second, (0..64).map(|i| if i < 16 { 1 } else { -1 }).collect::<Vec<_>>());
+        // The bare number 6 in the material cell labels the whole image wood, and only that.
         assert_eq!(flat::<i64>(&batch.concepts[&Category::Material]), vec![0; 64]);
+        assert_eq!(batch.overlaps.keys().collect::<Vec<_>>(), [&Category::Object]);
+    }
+
+    #[test]
+    fn a_repeated_concept_is_not_duplicated() {
+        let root = broden_fixture("broden-repeated");
+        fs::write(root.join("label.csv"), format!("{LABELS}7,sky,object(1),1,0.1,\n")).unwrap();
+        fs::write(
+            root.join("c_object.csv"),
+            "code,number,name,frequency,coverage\n1,3,car,2,0.5\n2,5,wall,1,0.3\n3,7,sky,1,0.1\n",
+        )
+        .unwrap();
+        // Car on the top row, wall everywhere twice, then sky everywhere, then car everywhere.
+        let index = INDEX.replace("b_object1.png;b_object2.png", "b_object1.png;b_object2.png;b_object2.png;7;3");
+        fs::write(root.join("index.csv"), index).unwrap();
+        let broden = Broden::load(&root, &config((8, 8))).unwrap();
+        let batch = broden.batch(1..2).unwrap();
+        let top = |i: usize| i < 16;
+        let object: Vec<i64> = flat(&batch.concepts[&Category::Object]);
+        assert_eq!(object, (0..64).map(|i| if top(i) { 0 } else { 1 }).collect::<Vec<_>>());
+        // Three distinct concepts a pixel at most, so two layers, though the cell names five.
+        let layers = &batch.overlaps[&Category::Object];
+        assert_eq!(layers.size(), [1, 2, 8, 8]);
+        let first: Vec<i64> = flat(&layers.select(1, 0));
+        assert_eq!(first, (0..64).map(|i| if top(i) { 1 } else { 2 }).collect::<Vec<_>>());
+        let second: Vec<i64> = flat(&layers.select(1, 1));
+        assert_eq!(second, (0..64).map(|i| if top(i) { 2 } else { 0 }).collect::<Vec<_>>());
+        // Image labels mark sky, which only the overlaps hold.
+        assert_eq!(flat::<f32>(&batch.image_labels)[0..3], [1., 1., 1.]);
+        // An image without overlaps in a data set with some has none in its batch; with the
+        // overlapping one, it is padded with -1.
+        assert!(broden.batch(0..1).unwrap().overlaps.is_empty());
+        let both = broden.batch(0..2).unwrap();
+        assert_eq!(both.overlaps[&Category::Object].size(), [2, 2, 8, 8]);
+        assert_eq!(flat::<i64>(&both.overlaps[&Category::Object].get(0)), vec![-1; 128]);
+    }
+
+    #[test]
+    fn data_without_overlaps_has_empty_overlaps() {
+        let root = broden_fixture("broden-no-overlaps");
+        fs::write(root.join("index.csv"), INDEX.replace("b_object1.png;b_object2.png", "b_object2.png")).unwrap();
+        let broden = Broden::load(&root, &config((8, 8))).unwrap();
+        let batch = broden.batch(0..3).unwrap();
+        assert!(batch.overlaps.is_empty());
+        assert_eq!(flat::<i64>(&batch.concepts[&Category::Object].get(1)), vec![1; 64]);
+        let moved = batch.to_device(tch::Device::Cpu);
+        assert!(moved.overlaps.is_empty());
     }
 
     #[test]
@@ -619,6 +726,9 @@ c.png,train,16,16,16,16,,,,,,
         let object: Vec<i64> = flat(&batch.concepts[&Category::Object].get(0));
         assert_eq!(&object[..6], [0, 0, 0, 1, 1, 1]);
         assert_eq!(&object[18..], [0, 0, 0, -1, -1, -1]);
+        // b's overlaps are resized with its maps: wall on the car row, the top one of four.
+        let second: Vec<i64> = flat(&batch.overlaps[&Category::Object].get(1));
+        assert_eq!(second, (0..24).map(|i| if i < 6 { 1 } else { -1 }).collect::<Vec<_>>());
     }
 
     #[test]

@@ -107,7 +107,7 @@ impl Cityscapes {
             names.push(format!("{city}/{stem}"));
         }
         let maps = BTreeMap::from([(Category::Object, objects)]);
-        let data = Stacked::new(images, maps, config.size, &vocabulary);
+        let data = Stacked::new(images, maps, BTreeMap::new(), config.size, &vocabulary);
         Ok(Cityscapes { vocabulary, names, data })
     }
 

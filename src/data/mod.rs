@@ -59,6 +59,13 @@ pub struct ConceptBatch {
     /// Per category a `[N, H, W]` int64 map of concept indices, `-1` where unlabelled.
     /// Categories the data set does not annotate are absent.
     pub concepts: BTreeMap<Category, Tensor>,
+    /// Per category `[N, R, H, W]` int64: the further concepts of the category a pixel
+    /// carries beyond the one in `concepts` (`-1` elsewhere). Broden's masks of one category
+    /// overlap, and NetDissect counts such a pixel for each of its concepts. A pixel's extra
+    /// concepts fill layers `0..` in order and never repeat one it already carries. A
+    /// category is absent when no pixel of the batch carries two of its concepts, so data
+    /// sets with one concept per pixel and category leave this empty.
+    pub overlaps: BTreeMap<Category, Tensor>,
     /// `[N, n_concepts]` float, 1 where a concept is visible anywhere in the image; columns
     /// in [`Vocabulary::global_index`] order.
     pub image_labels: Tensor,
@@ -84,6 +91,7 @@ impl ConceptBatch {
         ConceptBatch {
             images: self.images.to_device(device),
             concepts: self.concepts.iter().map(|(c, t)| (*c, t.to_device(device))).collect(),
+            overlaps: self.overlaps.iter().map(|(c, t)| (*c, t.to_device(device))).collect(),
             image_labels: self.image_labels.to_device(device),
         }
     }

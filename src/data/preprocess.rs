@@ -5,6 +5,7 @@
 //! the network's own ([`crate::models::Normalize`]), so what comes out of here is still
 //! images in `[0, 1]` that every data set and picture understands.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use tch::{Kind, Tensor};
@@ -94,15 +95,34 @@ impl Preprocess {
         Ok(xs.narrow(d as i64 - 2, top, self.crop.0).narrow(d as i64 - 1, left, self.crop.1).contiguous())
     }
 
-    /// A batch as the network sees it: images and label maps transformed, and each image's
-    /// concept labels recounted from what the crop kept.
+    /// `[N, R, H, W]` overlap layers ([`ConceptBatch::overlaps`]), resized and cropped as
+    /// [`Preprocess::labels`] does maps, so every layer keeps the pixels its map keeps.
+    pub fn overlaps(&self, layers: &Tensor) -> Result<Tensor, DataError> {
+        let size = layers.size();
+        if size.len() != 4 {
+            return Err(DataError::InvalidConfig(format!("overlap layers must be [N, R, H, W]; got {size:?}")));
+        }
+        let maps = self.labels(&layers.reshape([size[0] * size[1], size[2], size[3]]))?;
+        Ok(maps.view([size[0], size[1], self.crop.0, self.crop.1]))
+    }
+
+    /// A batch as the network sees it: images, label maps and overlaps transformed, and each
+    /// image's concept labels recounted from what the crop kept. Overlaps the crop leaves
+    /// without a concept are dropped, as a data set leaves them out.
     pub fn batch(&self, batch: &ConceptBatch, vocabulary: &Vocabulary) -> Result<ConceptBatch, DataError> {
         let images = self.images(&batch.images)?;
         let concepts = batch
             .concepts
             .iter()
             .map(|(c, m)| Ok((*c, self.labels(m)?)))
-            .collect::<Result<std::collections::BTreeMap<Category, Tensor>, DataError>>()?;
+            .collect::<Result<BTreeMap<Category, Tensor>, DataError>>()?;
+        let mut overlaps = BTreeMap::new();
+        for (category, layers) in &batch.overlaps {
+            let layers = self.overlaps(layers)?;
+            if layers.ge(0).any().int64_value(&[]) == 1 {
+                overlaps.insert(*category, layers);
+            }
+        }
         let image_labels = batch.image_labels.copy();
         for (category, map) in &concepts {
             let k = vocabulary.names(*category).len() as i64;
@@ -111,10 +131,17 @@ impl Preprocess {
             }
             let first = vocabulary.global_index(Concept { category: *category, index: 0 }) as i64;
             let ids = Tensor::arange(k, (Kind::Int64, map.device())).view([1, 1, 1, k]);
-            let present = map.unsqueeze(-1).eq_tensor(&ids).any_dims(&[1i64, 2][..], false);
+            let shown = |map: &Tensor| map.unsqueeze(-1).eq_tensor(&ids).any_dims(&[1i64, 2][..], false);
+            let mut present = shown(map);
+            if let Some(layers) = overlaps.get(category) {
+                let n = layers.size()[0];
+                let (h, w) = (self.crop.0, self.crop.1);
+                let flat = layers.transpose(0, 1).reshape([-1, h, w]);
+                present = present.logical_or(&shown(&flat).view([-1, n, k]).any_dim(0, false));
+            }
             image_labels.narrow(1, first, k).copy_(&present.to_kind(image_labels.kind()));
         }
-        Ok(ConceptBatch { images, concepts, image_labels })
+        Ok(ConceptBatch { images, concepts, overlaps, image_labels })
     }
 }
 
@@ -243,6 +270,7 @@ mod tests {
         assert_eq!((crop.len(), crop.image_size()), (4, (16, 24)));
         let batch = crop.batch(0..4).unwrap();
         assert_eq!(batch.images.size(), [4, 3, 16, 24]);
+        assert!(batch.overlaps.is_empty());
         let vocabulary = crop.vocabulary();
         for (category, map) in &batch.concepts {
             assert_eq!(map.size(), [4, 16, 24]);
@@ -263,6 +291,41 @@ mod tests {
         let err = Preprocessed::new(scenes, Preprocess { resize: 16, crop: (32, 32) }).err().unwrap().to_string();
         assert!(err.contains("crop"), "{err}");
         assert!(Preprocess::IMAGENET.images(&Tensor::zeros([3, 8, 8], tch::kind::FLOAT_CPU)).is_err());
+    }
+
+    /// A 4x4 image all `a`, whose left column is also `b` and top-right pixel also `c`.
+    fn overlapping_batch() -> (ConceptBatch, Vocabulary) {
+        let vocabulary = Vocabulary::new([(Category::Object, vec!["a", "b", "c"])]).unwrap();
+        let mut layer = vec![-1i64; 16];
+        for y in 0..4 {
+            layer[y * 4] = 1;
+        }
+        layer[3] = 2;
+        let batch = ConceptBatch {
+            images: Tensor::rand([1, 3, 4, 4], tch::kind::FLOAT_CPU),
+            concepts: [(Category::Object, Tensor::zeros([1, 4, 4], tch::kind::INT64_CPU))].into(),
+            overlaps: [(Category::Object, Tensor::from_slice(&layer).view([1, 1, 4, 4]))].into(),
+            image_labels: Tensor::ones([1, 3], tch::kind::FLOAT_CPU),
+        };
+        (batch, vocabulary)
+    }
+
+    #[test]
+    fn overlaps_are_resized_like_the_maps_and_counted_in_image_labels() {
+        let (batch, vocabulary) = overlapping_batch();
+        let grow = Preprocess::square(8);
+        let out = grow.batch(&batch, &vocabulary).unwrap();
+        let layers = &out.overlaps[&Category::Object];
+        assert_eq!((layers.size(), layers.kind()), (vec![1, 1, 8, 8], Kind::Int64));
+        let expected = grow.labels(&batch.overlaps[&Category::Object].select(1, 0)).unwrap();
+        assert!(layers.select(1, 0).equal(&expected));
+        assert_eq!(layers.select(1, 0).get(0).get(7).int64_value(&[0]), 1);
+        assert_eq!(Vec::<f32>::try_from(&out.image_labels.view([-1])).unwrap(), [1., 1., 1.]);
+        // The centre 2x2 keeps neither extra concept: no overlaps, and b and c unlabelled.
+        let centre = Preprocess { resize: 4, crop: (2, 2) }.batch(&batch, &vocabulary).unwrap();
+        assert!(centre.overlaps.is_empty());
+        assert_eq!(Vec::<f32>::try_from(&centre.image_labels.view([-1])).unwrap(), [1., 0., 0.]);
+        assert!(Preprocess::square(2).overlaps(&Tensor::zeros([1, 4, 4], tch::kind::INT64_CPU)).is_err());
     }
 
     /// An export that takes only 32x32 images is inspected on 48x48 scenes: the scenes are

@@ -869,9 +869,15 @@ impl ConceptScenes {
         }
     }
 
-    /// The images and concept maps, without instances and boxes.
+    /// The images and concept maps, without instances and boxes; a scene pixel carries one
+    /// concept per category, so there are no overlaps.
     pub fn into_batch(self) -> ConceptBatch {
-        ConceptBatch { images: self.images, concepts: self.concepts, image_labels: self.image_labels }
+        ConceptBatch {
+            images: self.images,
+            concepts: self.concepts,
+            overlaps: BTreeMap::new(),
+            image_labels: self.image_labels,
+        }
     }
 }
 

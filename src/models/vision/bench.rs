@@ -142,6 +142,7 @@ impl ConceptDataset for StreamedScenes {
         Ok(ConceptBatch {
             images: cat(&|s| &s.images),
             concepts: categories.into_iter().map(|c| (c, cat(&|s| &s.concepts[&c]))).collect(),
+            overlaps: Default::default(),
             image_labels: cat(&|s| &s.image_labels),
         })
     }
