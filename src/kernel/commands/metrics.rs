@@ -13,37 +13,67 @@ const LAYER: FlagSpec =
 const DATA: FlagSpec =
     FlagSpec { name: "data", kind: FlagKind::Data, help: "a concept data set with pixel annotations (required)" };
 
-/// The flags of the alignment pass, shared by `:auic` and `:dissect`.
+/// `:auic`'s alternative to a model: activations and masks computed elsewhere, in files.
+const ACTS: FlagSpec = FlagSpec {
+    name: "acts",
+    kind: FlagKind::Text,
+    help: "a file of activations [N, K, H, W] (.npy, .npz, .safetensors), instead of NET --layer; needs --masks",
+};
+const MASKS: FlagSpec = FlagSpec {
+    name: "masks",
+    kind: FlagKind::Text,
+    help: "a file of [N, H, W] concept masks named `category:concept` (.npz, .safetensors), with --acts",
+};
+
+/// How the alignment pass runs, shared by `:auic` and `:dissect`.
+const OPTION_FLAGS: [FlagSpec; 4] = [
+    FlagSpec {
+        name: "categories",
+        kind: FlagKind::ChoiceList(&["object", "part", "material", "colour"]),
+        help: "concept categories to align with (default: all the data set has)",
+    },
+    FlagSpec {
+        name: "exact",
+        kind: FlagKind::Switch,
+        help: "every distinct activation a threshold (keeps all values)",
+    },
+    FlagSpec { name: "bins", kind: FlagKind::Int, help: "histogram bins per channel (default 1024)" },
+    FlagSpec {
+        name: "feature-res",
+        kind: FlagKind::Switch,
+        help: "compare at the layer's resolution, not the annotations'",
+    },
+];
+
+/// The flags of the alignment pass of a model, `:dissect`'s.
 const PASS_FLAGS: [FlagSpec; 7] = concat(
-    [LAYER, DATA],
-    [
-        FlagSpec {
-            name: "categories",
-            kind: FlagKind::ChoiceList(&["object", "part", "material", "colour"]),
-            help: "concept categories to align with (default: all the data set has)",
-        },
-        FlagSpec {
-            name: "exact",
-            kind: FlagKind::Switch,
-            help: "every distinct activation a threshold (keeps all values)",
-        },
-        FlagSpec { name: "bins", kind: FlagKind::Int, help: "histogram bins per channel (default 1024)" },
-        FlagSpec {
-            name: "feature-res",
-            kind: FlagKind::Switch,
-            help: "compare at the layer's resolution, not the annotations'",
-        },
-        FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default NET_LAYER_auic)" },
-    ],
+    concat::<2, 4, 6>([LAYER, DATA], OPTION_FLAGS),
+    [FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default NET_LAYER_auic)" }],
+);
+
+/// `:auic`'s: a model's pass, or files'.
+const AUIC_FLAGS: [FlagSpec; 9] = concat(
+    concat::<4, 4, 8>([LAYER, DATA, ACTS, MASKS], OPTION_FLAGS),
+    [FlagSpec {
+        name: "as",
+        kind: FlagKind::Text,
+        help: "the variable to bind (default NET_LAYER_auic, or with --acts the file's name then _auic)",
+    }],
 );
 
 pub static AUIC: CommandSpec = CommandSpec {
     name: "auic",
     summary: "Aligns every channel of a layer with the data set's concepts in one pass (SB paper eq. 22-24) and \
               shows AUiC (eq. 25), stability S (eq. 27), the best channels (concept, mIoU, θ*, Ψ) and the \
-              inspectability curve; binds the result.",
-    args: &[NET],
-    flags: &PASS_FLAGS,
+              inspectability curve; binds the result. Instead of NET --layer --data, --acts and --masks align \
+              activations and concept masks computed elsewhere, read from files.",
+    args: &[ArgSpec {
+        name: "NET",
+        kind: ArgKind::Model,
+        required: false,
+        help: "a variable holding a tapped model (with --layer and --data; or give --acts and --masks)",
+    }],
+    flags: &AUIC_FLAGS,
     run: auic,
 };
 
@@ -90,6 +120,31 @@ fn pass(inv: &Invocation, view: &ReplView) -> Result<(String, String), UsageErro
     let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
     let layer = super::one_stage(inv, "layer")?;
     let data = data_flag(inv, view, super::DATASET_TYPES)?;
+    let config = inspect_config(inv)?;
+    let call = format!(
+        "glassbox::runtime::or_raise(glassbox::metrics::inspect(&{net}, {layer:?}, &{data}, &{config}), \"MetricError\")"
+    );
+    Ok((call, super::derived_name(&[net, &layer, "auic"])))
+}
+
+/// `:auic --acts FILE --masks FILE`: the `glassbox::metrics::align(..)` call of activations
+/// and masks read from files, and the default name.
+fn files(inv: &Invocation, acts: &str, masks: &str) -> Result<(String, String), UsageError> {
+    let config = inspect_config(inv)?;
+    let read_acts =
+        format!("glassbox::runtime::or_raise(glassbox::metrics::files::read_activations({acts:?}), \"MetricError\")");
+    let read_masks = format!("glassbox::runtime::or_raise(glassbox::metrics::Masks::read({masks:?}), \"MetricError\")");
+    let call = format!(
+        "glassbox::runtime::or_raise(glassbox::metrics::align(&{read_acts}, &{read_masks}, &{config}), \"MetricError\")"
+    );
+    let stem = std::path::Path::new(acts).file_stem().and_then(|s| s.to_str()).unwrap_or("acts");
+    let name = super::derived_name(&[stem, "auic"]);
+    let name = if name.starts_with(|c: char| c.is_ascii_digit()) { format!("acts_{name}") } else { name };
+    Ok((call, name))
+}
+
+/// `glassbox::metrics::InspectConfig { .. }` as the option flags set it.
+fn inspect_config(inv: &Invocation) -> Result<String, UsageError> {
     let mut fields = Vec::new();
     if let Some(names) = super::categories(inv) {
         fields.push(format!("categories: Some(vec![{}])", names.join(", ")));
@@ -111,10 +166,7 @@ fn pass(inv: &Invocation, view: &ReplView) -> Result<(String, String), UsageErro
         fields.push("resolution: glassbox::metrics::Resolution::Feature".into());
     }
     let set: String = fields.iter().map(|f| format!("{f}, ")).collect();
-    let call = format!(
-        "glassbox::runtime::or_raise(glassbox::metrics::inspect(&{net}, {layer:?}, &{data}, &glassbox::metrics::InspectConfig {{ {set}..Default::default() }}), \"MetricError\")"
-    );
-    Ok((call, super::derived_name(&[net, &layer, "auic"])))
+    Ok(format!("glassbox::metrics::InspectConfig {{ {set}..Default::default() }}"))
 }
 
 fn bind(inv: &Invocation, call: String, default: String, show: &str) -> Result<Action, UsageError> {
@@ -122,8 +174,51 @@ fn bind(inv: &Invocation, call: String, default: String, show: &str) -> Result<A
     Ok(Action::Rust(format!("let {var}: glassbox::metrics::Inspectability = {call};\n{}", show.replace("VAR", var))))
 }
 
+/// `:auic` aligns a model's layer on a data set, or activations with masks from files; the
+/// two ways take different flags, and a mix of them is refused rather than half-ignored.
 fn auic(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let (call, default) = pass(inv, view)?;
+    const BOTH: &str = "either `:auic NET --layer STAGE --data DATA` or `:auic --acts FILE --masks FILE`";
+    let net = inv.args.first();
+    let (acts, masks) = (inv.text("acts"), inv.text("masks"));
+    let (call, default) = match (net, acts, masks) {
+        (None, None, None) if inv.flags.contains_key("layer") || inv.flags.contains_key("data") => {
+            return Err(UsageError(format!(
+                ":auic needs NET, the tapped model whose --layer it aligns on --data; or, without --layer and \
+                 --data, --acts FILE --masks FILE. Give {BOTH}"
+            )))
+        }
+        (None, None, None) => {
+            return Err(UsageError(format!(":auic needs something to align: {BOTH}\nusage: {}", AUIC.usage())))
+        }
+        (Some(net), Some(_), _) | (Some(net), _, Some(_)) => {
+            let given = if acts.is_some() { "--acts" } else { "--masks" };
+            return Err(UsageError(format!(
+                "{given} replaces the model: with NET `{net}`, :auic aligns its --layer on --data; without NET, \
+                 --acts and --masks give activations and masks from files. Give {BOTH}"
+            )));
+        }
+        (Some(_), None, None) => pass(inv, view)?,
+        (None, Some(acts), Some(masks)) => {
+            if let Some(flag) = ["layer", "data"].into_iter().find(|f| inv.flags.contains_key(*f)) {
+                return Err(UsageError(format!(
+                    "--{flag} is for a model (`:auic NET --layer STAGE --data DATA`); with --acts and --masks the \
+                     files are the layer and the data"
+                )));
+            }
+            files(inv, acts, masks)?
+        }
+        (None, Some(_), None) => {
+            return Err(UsageError(
+                ":auic --acts needs --masks FILE too: the concept masks (.npz, .safetensors) of the same images".into(),
+            ))
+        }
+        (None, None, Some(_)) => {
+            return Err(UsageError(
+                ":auic --masks needs --acts FILE too: the activations (.npy, .npz, .safetensors) of the same images"
+                    .into(),
+            ))
+        }
+    };
     bind(inv, call, default, "glassbox::display::Render::render(&VAR)")
 }
 
@@ -205,6 +300,54 @@ mod tests {
         );
         assert!(code(":top-channels net --from a --data scenes --channel 3")
             .contains("channel_overlay(&net, &a, &scenes, 3, 6)"));
+    }
+
+    #[test]
+    fn auic_aligns_activations_and_masks_from_files() {
+        let c = code(":auic --acts acts.npy --masks masks.safetensors");
+        let expected = "let acts_auic: glassbox::metrics::Inspectability = glassbox::runtime::or_raise(\
+                        glassbox::metrics::align(&glassbox::runtime::or_raise(glassbox::metrics::files::read_activations(\
+                        \"acts.npy\"), \"MetricError\"), &glassbox::runtime::or_raise(glassbox::metrics::Masks::read(\
+                        \"masks.safetensors\"), \"MetricError\"), &glassbox::metrics::InspectConfig { ..Default::default() }), \
+                        \"MetricError\");\nglassbox::display::Render::render(&acts_auic)";
+        assert_eq!(c, expected);
+        let c = code(
+            r#":auic --acts "my runs/layer-3.v2.npz" --masks m.npz --categories part --exact --bins 64 --feature-res"#,
+        );
+        for part in [
+            "let layer_3_v2_auic: glassbox::metrics::Inspectability",
+            r#"read_activations("my runs/layer-3.v2.npz")"#,
+            r#"Masks::read("m.npz")"#,
+            "categories: Some(vec![glassbox::data::Category::Part]), exact: true, bins: 64, \
+             resolution: glassbox::metrics::Resolution::Feature, ..Default::default()",
+            "Render::render(&layer_3_v2_auic)",
+        ] {
+            assert!(c.contains(part), "{part}\n{c}");
+        }
+        assert!(code(":auic --acts out/3.npy --masks m.npz").starts_with("let acts_3_auic: "));
+        assert!(code(":auic --masks m.npz --acts a.npy --as r").starts_with("let r: "));
+    }
+
+    #[test]
+    fn auic_takes_a_model_or_files_never_a_mix() {
+        let err = |line: &str| testing::error(line, &session(SESSION));
+        let e = err(":auic");
+        assert!(e.contains("needs something to align") && e.contains("--acts FILE --masks FILE"), "{e}");
+        let e = err(":auic --layer stage2 --data scenes");
+        assert!(e.contains("needs NET") && e.contains(":auic NET --layer STAGE --data DATA"), "{e}");
+        let e = err(":auic net --layer stage2 --data scenes --acts a.npy --masks m.npz");
+        assert!(e.contains("--acts replaces the model") && e.contains("`net`"), "{e}");
+        assert!(err(":auic net --masks m.npz").contains("--masks replaces the model"));
+        assert!(err(":auic --acts a.npy").contains("--acts needs --masks FILE"));
+        assert!(err(":auic --masks m.npz").contains("--masks needs --acts FILE"));
+        assert!(err(":auic --acts a.npy --masks m.npz --layer stage2").contains("--layer is for a model"));
+        assert!(err(":auic --acts a.npy --masks m.npz --data scenes").contains("--data is for a model"));
+        assert!(err(":auic --acts a.npy --masks m.npz --bins 1").contains("from 2 to 65536"));
+        assert!(err(":auic --acts a.npy --masks m.npz --as 3d").contains("cannot name a variable"));
+        assert!(err(":auic --acts --masks m.npz").contains("--acts needs a value"));
+        assert!(err(":auic net other --layer stage2 --data scenes").contains("takes 0 to 1 argument(s)"));
+        // The other pass commands still need their model.
+        assert!(err(":dissect --layer stage2 --data scenes").contains("takes 1 argument(s), got 0"));
     }
 
     #[test]
