@@ -39,69 +39,94 @@ fn suffix(counts: &[u64]) -> Vec<f64> {
     out
 }
 
-/// What eq. 22 needs of one channel: marked pixels `|M|` per threshold index and the number
-/// of pixels.
-struct Marked {
+/// mIoU of eq. 22 from counts: the mean of the IoU of the marked pixels with the concept
+/// (`tp` of `m` marked, `area` of the concept) and of their complements, among the `n` pixels
+/// the concept's category labels.
+fn miou(tp: f64, m: f64, area: f64, n: f64) -> f64 {
+    let positive = tp / (m + area - tp).max(1.0);
+    let negative = (n - m - area + tp) / (n - tp).max(1.0);
+    (positive + negative) / 2.0
+}
+
+/// One concept's mIoU at every threshold index `j` (bins `j..` marked), and the bounds of a
+/// threshold inside a bin.
+struct Curve<'a> {
+    joint: &'a [u64],
+    labelled: &'a [u64],
+    hits: Vec<f64>,
     marked: Vec<f64>,
+    area: f64,
     n: f64,
 }
 
-impl Marked {
-    fn new(counts: &Counts) -> Self {
-        let marked = suffix(&counts.total);
-        Marked { n: marked[0], marked }
+impl<'a> Curve<'a> {
+    /// `None` for a concept absent from the data, which cannot be aligned with.
+    fn new(counts: &'a Counts, concept: usize) -> Option<Self> {
+        let (joint, labelled) = (&counts.joint[concept], &counts.labelled[counts.category[concept]]);
+        let (hits, marked) = (suffix(joint), suffix(labelled));
+        let (area, n) = (hits[0], marked[0]);
+        (area > 0.0).then_some(Curve { joint, labelled, hits, marked, area, n })
     }
 
-    /// mIoU_{k,c}(X, θ_j) of eq. 22 for one concept at every threshold index: the mean of
-    /// the IoU of the marked pixels with the concept and of their complements.
-    fn miou_curve(&self, joint: &[u64]) -> Vec<f64> {
-        let hits = suffix(joint);
-        let area = hits[0];
-        self.marked
-            .iter()
-            .zip(&hits)
-            .map(|(&m, &tp)| {
-                let positive = tp / (m + area - tp).max(1.0);
-                let negative = (self.n - m - area + tp) / (self.n - tp).max(1.0);
-                (positive + negative) / 2.0
-            })
-            .collect()
+    fn at(&self, j: usize) -> f64 {
+        miou(self.hits[j], self.marked[j], self.area, self.n)
+    }
+
+    fn len(&self) -> usize {
+        self.hits.len()
+    }
+
+    /// The least and the most mIoU of a threshold inside bin `j`: marking its pixels of
+    /// other concepts alone, and its pixels of this concept alone.
+    fn inside(&self, j: usize) -> (f64, f64) {
+        let (h, others) = (self.joint[j] as f64, (self.labelled[j] - self.joint[j]) as f64);
+        let (tp, m) = (self.hits[j + 1], self.marked[j + 1]);
+        (miou(tp, m + others, self.area, self.n), miou(tp + h, m + h, self.area, self.n))
+    }
+
+    /// The best threshold index and its mIoU.
+    fn best(&self) -> (usize, f64) {
+        (0..self.len()).fold((0, f64::NEG_INFINITY), |acc, j| if self.at(j) > acc.1 { (j, self.at(j)) } else { acc })
     }
 }
 
-/// mIoU_{k,c}(X, θ_j) for every concept and threshold index: `[C][B+1]`.
+/// mIoU_{k,c}(X, θ_j) for every concept and threshold index: `[C][B+1]` (zeros for a concept
+/// absent from the data).
 pub fn miou_curves(counts: &Counts) -> Vec<Vec<f64>> {
-    let marked = Marked::new(counts);
-    counts.joint.iter().map(|joint| marked.miou_curve(joint)).collect()
+    (0..counts.joint.len())
+        .map(|c| match Curve::new(counts, c) {
+            Some(curve) => (0..curve.len()).map(|j| curve.at(j)).collect(),
+            None => vec![0.0; counts.total.len() + 1],
+        })
+        .collect()
 }
 
-/// The threshold at index `j`: below everything for 0, above everything at the end.
-fn threshold(counts: &Counts, j: usize) -> f64 {
-    match (counts.exact, j) {
-        (_, j) if j >= counts.thresholds.len() + usize::from(counts.exact) => f64::INFINITY,
-        (true, 0) => f64::NEG_INFINITY,
-        (true, j) => counts.thresholds[j - 1],
-        (false, j) => counts.thresholds[j],
+/// The threshold at index `j`: the largest value left unmarked when bins `j..` are marked;
+/// below everything for 0.
+pub fn threshold(counts: &Counts, j: usize) -> f64 {
+    if j == 0 {
+        f64::NEG_INFINITY
+    } else {
+        counts.upper[j - 1]
     }
+}
+
+/// c*, the threshold index and mIoU* (eq. 23-24) over the concepts that occur in the data.
+fn best(counts: &Counts) -> Option<(usize, usize, f64)> {
+    (0..counts.joint.len()).filter_map(|c| Curve::new(counts, c).map(|curve| (c, curve.best()))).fold(
+        None,
+        |acc: Option<(usize, usize, f64)>, (c, (j, m))| match acc {
+            Some(a) if a.2 >= m => Some(a),
+            _ => Some((c, j, m)),
+        },
+    )
 }
 
 /// Scores one channel against the concepts that occur in the data.
 pub fn score_channel(channel: usize, counts: &Counts) -> ChannelScore {
-    let marked = Marked::new(counts);
-    let (mut concept, mut j, mut miou) = (0, 0, f64::NEG_INFINITY);
-    for (c, joint) in counts.joint.iter().enumerate() {
-        if joint.iter().all(|n| *n == 0) {
-            continue; // a concept absent from the data cannot be aligned with
-        }
-        let curve = marked.miou_curve(joint);
-        let (at, best) =
-            curve.iter().enumerate().fold((0, f64::NEG_INFINITY), |acc, (i, v)| if *v > acc.1 { (i, *v) } else { acc });
-        if best > miou {
-            (concept, j, miou) = (c, at, best);
-        }
-    }
-    let psi = if miou.is_finite() { stability(counts, &marked.miou_curve(&counts.joint[concept]), miou) } else { 0.0 };
-    let (dissect_concept, dissect_iou, dissect_threshold) = dissect(counts, &marked);
+    let (concept, j, miou) = best(counts).unwrap_or((0, 0, 0.0));
+    let psi = psi(counts, concept).map_or(0.0, |p| p.0);
+    let (dissect_concept, dissect_iou, dissect_threshold) = dissect(counts);
     ChannelScore {
         channel,
         concept,
@@ -114,38 +139,88 @@ pub fn score_channel(channel: usize, counts: &Counts) -> ChannelScore {
     }
 }
 
-/// Ψ of eq. 26 as a mean: the integral of mIoU_{k,c*}(θ) over the channel's observed range
-/// divided by its length. Exact counts integrate the step function between distinct values;
-/// binned ones average the bin edges inside the range. A constant channel has no range and
-/// keeps its one score.
-fn stability(counts: &Counts, curve: &[f64], best: f64) -> f64 {
+/// Ψ_{k,c} of eq. 26 as a mean, the integral of mIoU_{k,c}(θ) over the channel's observed
+/// range divided by its length, with a bound on its error. Between bins the curve is exact;
+/// inside a bin it is taken as the mean of its ends, within the bin's bounds
+/// ([`Curve::inside`]). Single values have no width, so exact counts give the exact integral. A
+/// constant channel has no range and keeps its one score.
+pub fn psi(counts: &Counts, concept: usize) -> Option<(f64, f64)> {
+    let curve = Curve::new(counts, concept)?;
     let (lo, hi) = counts.range;
-    let t = &counts.thresholds;
-    let weight = |j: usize| -> f64 {
-        match counts.exact {
-            true if j >= 1 && j < t.len() => t[j] - t[j - 1],
-            false if j < t.len() && t[j] > lo && t[j] < hi => 1.0,
-            _ => 0.0,
-        }
-    };
-    let total: f64 = (0..curve.len()).map(weight).sum();
-    if total <= 0.0 || hi <= lo {
-        return best;
+    if hi <= lo {
+        return Some((curve.best().1, 0.0));
     }
-    curve.iter().enumerate().map(|(j, v)| v * weight(j)).sum::<f64>() / total
+    let (mut sum, mut error) = (0.0, 0.0);
+    for j in 0..counts.total.len() {
+        let width = counts.upper[j] - counts.lower[j];
+        if width > 0.0 {
+            let (least, most) = curve.inside(j);
+            sum += width * (curve.at(j) + curve.at(j + 1)) / 2.0;
+            error += width * (most - least);
+        }
+        if let Some(next) = counts.lower.get(j + 1) {
+            sum += (next - counts.upper[j]) * curve.at(j + 1);
+        }
+    }
+    Some((sum / (hi - lo), error / (hi - lo)))
+}
+
+/// The bins whose finer counts could change a score by more than `tolerance`: those inside
+/// which a threshold could beat mIoU* (eq. 23) by more than it, and those whose share of Ψ's
+/// error bound (eq. 26) is largest while the bound exceeds it. Single values are never
+/// listed. NetDissect's quantile threshold stays at the edge of the bin that holds the
+/// quantile.
+pub fn uncertain(counts: &Counts, tolerance: f64) -> Vec<usize> {
+    let splittable = |j: usize| counts.lower[j] < counts.upper[j];
+    let mut bins = vec![false; counts.total.len()];
+    let Some((concept, _, best)) = best(counts) else { return Vec::new() };
+    for c in 0..counts.joint.len() {
+        let Some(curve) = Curve::new(counts, c) else { continue };
+        for (j, doubt) in bins.iter_mut().enumerate() {
+            if splittable(j) && counts.joint[c][j] > 0 && curve.inside(j).1 > best + tolerance {
+                *doubt = true;
+            }
+        }
+    }
+    let (lo, hi) = counts.range;
+    if let (Some(curve), true) = (Curve::new(counts, concept), hi > lo) {
+        let mut shares: Vec<(f64, usize)> = (0..counts.total.len())
+            .filter(|&j| splittable(j))
+            .map(|j| {
+                let (least, most) = curve.inside(j);
+                ((counts.upper[j] - counts.lower[j]) * (most - least) / (hi - lo), j)
+            })
+            .collect();
+        let mut error: f64 = shares.iter().map(|s| s.0).sum();
+        shares.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (share, j) in shares {
+            if error <= tolerance / 2.0 {
+                break;
+            }
+            bins[j] = true;
+            error -= share;
+        }
+    }
+    bins.iter().enumerate().filter(|(_, d)| **d).map(|(j, _)| j).collect()
+}
+
+/// The first threshold index that marks at most [`DISSECT_QUANTILE`] of the pixels.
+fn quantile_index(counts: &Counts) -> usize {
+    let marked = suffix(&counts.total);
+    marked.iter().position(|m| *m <= DISSECT_QUANTILE * marked[0]).unwrap_or(marked.len() - 1)
 }
 
 /// NetDissect for one channel: the threshold that marks the top [`DISSECT_QUANTILE`] of its
-/// activations, and the concept with the best plain IoU there.
-fn dissect(counts: &Counts, marked: &Marked) -> (usize, f64, f64) {
-    let j = marked.marked.iter().position(|m| *m <= DISSECT_QUANTILE * marked.n).unwrap_or(marked.marked.len() - 1);
-    let m = marked.marked[j];
+/// activations, and the concept with the best plain IoU there, among the pixels its category
+/// labels.
+fn dissect(counts: &Counts) -> (usize, f64, f64) {
+    let j = quantile_index(counts);
     let (mut best, mut iou) = (0, 0.0);
-    for (c, joint) in counts.joint.iter().enumerate() {
-        let tp: f64 = joint[j.min(joint.len())..].iter().sum::<u64>() as f64;
-        let area: f64 = joint.iter().sum::<u64>() as f64;
-        let value = tp / (m + area - tp).max(1.0);
-        if area > 0.0 && value > iou {
+    for c in 0..counts.joint.len() {
+        let Some(curve) = Curve::new(counts, c) else { continue };
+        let (tp, m) = (curve.hits[j], curve.marked[j]);
+        let value = tp / (m + curve.area - tp).max(1.0);
+        if value > iou {
             (best, iou) = (c, value);
         }
     }
