@@ -26,7 +26,7 @@ const MASKS: FlagSpec = FlagSpec {
 };
 
 /// How the alignment pass runs, shared by `:auic` and `:dissect`.
-const OPTION_FLAGS: [FlagSpec; 4] = [
+const OPTION_FLAGS: [FlagSpec; 5] = [
     FlagSpec {
         name: "categories",
         kind: FlagKind::ChoiceList(&["object", "part", "material", "colour"]),
@@ -39,6 +39,11 @@ const OPTION_FLAGS: [FlagSpec; 4] = [
     },
     FlagSpec { name: "bins", kind: FlagKind::Int, help: "histogram bins per channel (default 1024)" },
     FlagSpec {
+        name: "tolerance",
+        kind: FlagKind::Float,
+        help: "how far binned scores may be from exact ones; finer passes certify it (default 5e-4)",
+    },
+    FlagSpec {
         name: "feature-res",
         kind: FlagKind::Switch,
         help: "compare at the layer's resolution, not the annotations'",
@@ -46,14 +51,14 @@ const OPTION_FLAGS: [FlagSpec; 4] = [
 ];
 
 /// The flags of the alignment pass of a model, `:dissect`'s.
-const PASS_FLAGS: [FlagSpec; 7] = concat(
-    concat::<2, 4, 6>([LAYER, DATA], OPTION_FLAGS),
+const PASS_FLAGS: [FlagSpec; 8] = concat(
+    concat::<2, 5, 7>([LAYER, DATA], OPTION_FLAGS),
     [FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default NET_LAYER_auic)" }],
 );
 
 /// `:auic`'s: a model's pass, or files'.
-const AUIC_FLAGS: [FlagSpec; 9] = concat(
-    concat::<4, 4, 8>([LAYER, DATA, ACTS, MASKS], OPTION_FLAGS),
+const AUIC_FLAGS: [FlagSpec; 10] = concat(
+    concat::<4, 5, 9>([LAYER, DATA, ACTS, MASKS], OPTION_FLAGS),
     [FlagSpec {
         name: "as",
         kind: FlagKind::Text,
@@ -160,6 +165,13 @@ fn inspect_config(inv: &Invocation) -> Result<String, UsageError> {
             )))
         }
         Some(b) => fields.push(format!("bins: {b}")),
+        None => {}
+    }
+    match inv.float("tolerance") {
+        Some(t) if !(0.0..=0.5).contains(&t) => {
+            return Err(UsageError(format!("--tolerance must be from 0 (exact) to 0.5, got {t}")))
+        }
+        Some(t) => fields.push(format!("tolerance: {t:?}")),
         None => {}
     }
     if inv.switch("feature-res") {
@@ -356,6 +368,8 @@ mod tests {
         assert!(err(":auic net --data scenes").contains("needs --layer"));
         assert!(err(":auic net --layer stage2").contains("needs --data"));
         assert!(err(":auic net --layer stage2 --data scenes --bins 1").contains("from 2 to 65536"));
+        assert!(err(":auic net --layer stage2 --data scenes --tolerance 2").contains("from 0 (exact) to 0.5"));
+        assert!(code(":auic net --layer stage2 --data scenes --tolerance 1e-4").contains("tolerance: 0.0001"));
         assert!(err(":auic net --layer stage2 --data scenes --categories colors").contains("did you mean `colour`"));
         assert!(
             err(":inspect-curve a,net").contains("not a alignment result")
