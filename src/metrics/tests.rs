@@ -359,3 +359,26 @@ fn raw_activations_align_like_the_model() {
     let e = align(&bad, &masks, &config).unwrap_err().to_string();
     assert!(e.contains("channel 3 has NaN"), "{e}");
 }
+
+/// A channel that detects a concept perfectly keeps mIoU 1 (AUiC 1) in the default mode when
+/// one activation lies a million times above the rest: a grid over the min-max range would
+/// put every other value into its lowest bin.
+#[test]
+fn an_outlier_leaves_a_perfect_detector_perfect() {
+    let _serial = crate::models::serial();
+    let masks = synthetic_masks(3, 32, 7);
+    let objects = masks.maps[&Category::Object].view([-1]);
+    let detector = objects.eq(1).to_kind(Kind::Float) + 0.5;
+    let outlier = objects.eq(1).to_kind(Kind::Float).argmax(0, false).int64_value(&[]);
+    let detector = detector.index_fill(0, &Tensor::from_slice(&[outlier]), 1e6);
+    let acts = detector.view([1, 3, 32, 32]).transpose(0, 1).contiguous();
+    let result =
+        align(&acts, &masks, &InspectConfig { categories: Some(vec![Category::Object]), ..Default::default() })
+            .unwrap();
+    let best = &result.channels[0];
+    assert_eq!(
+        (masks.vocabulary.qualified_name(crate::data::Concept { category: Category::Object, index: 1 }), best.miou),
+        (result.concepts[best.concept].clone(), 1.0)
+    );
+    assert_eq!((result.auic, result.passes), (1.0, 1), "{result:?}");
+}
