@@ -165,20 +165,24 @@ pub fn psi(counts: &Counts, concept: usize) -> Option<(f64, f64)> {
     Some((sum / (hi - lo), error / (hi - lo)))
 }
 
-/// The bins whose finer counts could change a score by more than `tolerance`: those inside
+/// The bins whose finer counts could change a score by more than `tolerance`, each with how
+/// many times the tolerance its doubt is: those inside
 /// which a threshold could beat mIoU* (eq. 23) by more than it, and those whose share of Ψ's
 /// error bound (eq. 26) is largest while the bound exceeds it. Single values are never
 /// listed. NetDissect's quantile threshold stays at the edge of the bin that holds the
 /// quantile.
-pub fn uncertain(counts: &Counts, tolerance: f64) -> Vec<usize> {
+pub fn uncertain(counts: &Counts, tolerance: f64) -> Vec<(usize, f64)> {
     let splittable = |j: usize| counts.lower[j] < counts.upper[j];
-    let mut bins = vec![false; counts.total.len()];
+    let mut bins = vec![0.0f64; counts.total.len()];
     let Some((concept, _, best)) = best(counts) else { return Vec::new() };
     for c in 0..counts.joint.len() {
         let Some(curve) = Curve::new(counts, c) else { continue };
         for (j, doubt) in bins.iter_mut().enumerate() {
-            if splittable(j) && counts.joint[c][j] > 0 && curve.inside(j).1 > best + tolerance {
-                *doubt = true;
+            if splittable(j) && counts.joint[c][j] > 0 {
+                let most = curve.inside(j).1;
+                if most > best + tolerance {
+                    *doubt = doubt.max((most - best) / tolerance);
+                }
             }
         }
     }
@@ -192,16 +196,19 @@ pub fn uncertain(counts: &Counts, tolerance: f64) -> Vec<usize> {
             })
             .collect();
         let mut error: f64 = shares.iter().map(|s| s.0).sum();
+        // Splitting a bin in k shrinks its share about k times where activations spread
+        // evenly in it: so every bin split shrinks by the factor the whole bound must.
+        let needed = error / (tolerance / 2.0);
         shares.sort_by(|a, b| b.0.total_cmp(&a.0));
         for (share, j) in shares {
             if error <= tolerance / 2.0 {
                 break;
             }
-            bins[j] = true;
+            bins[j] = bins[j].max(needed);
             error -= share;
         }
     }
-    bins.iter().enumerate().filter(|(_, d)| **d).map(|(j, _)| j).collect()
+    bins.iter().enumerate().filter(|(_, d)| **d > 0.0).map(|(j, d)| (j, *d)).collect()
 }
 
 /// The first threshold index that marks at most [`DISSECT_QUANTILE`] of the pixels.

@@ -94,7 +94,7 @@ pub fn run(size: Size, device: Device) -> Timing {
     let mut certain = vec![false; k as usize];
     let certifying = seconds(|| {
         loop {
-            let doubtful: Vec<Vec<usize>> = tables
+            let doubtful: Vec<Vec<(usize, f64)>> = tables
                 .iter()
                 .zip(&certain)
                 .map(|(t, sure)| if *sure { Vec::new() } else { auic::uncertain(&t.counts(), tolerance()) })

@@ -692,16 +692,19 @@ const SPLIT_BITS: u32 = 7;
 const SPLIT_COUNTS: usize = 1 << 27;
 
 impl ChannelPlan {
-    /// Splits `bins` (ascending indices) of `table` into `max_bins` finer bins at most
-    /// (two per bin at least).
-    pub fn new(table: &Table, bins: &[usize], max_bins: usize) -> Self {
-        let splittable: Vec<usize> = bins.iter().copied().filter(|&j| table.keys[j].0 < table.keys[j].1).collect();
+    /// Splits `doubtful` bins of `table` (ascending indices, each with how many times the
+    /// tolerance its doubt is) into `max_bins` finer bins at most: about twice as many as the
+    /// doubt needs to fall below the tolerance, if bins mixed evenly, and two at least.
+    pub fn new(table: &Table, doubtful: &[(usize, f64)], max_bins: usize) -> Self {
+        let splittable: Vec<(usize, f64)> =
+            doubtful.iter().copied().filter(|&(j, _)| table.keys[j].0 < table.keys[j].1).collect();
         let budget = (max_bins / splittable.len().max(1)).max(2);
-        let bits = SPLIT_BITS.min(budget.ilog2());
+        let most = SPLIT_BITS.min(budget.ilog2());
         let mut offset = 0;
         let splits = splittable
             .into_iter()
-            .map(|j| {
+            .map(|(j, doubt)| {
+                let bits = (doubt.log2().ceil() + 1.0).max(1.0).min(most as f64) as u32;
                 let (first, last) = table.keys[j];
                 let width = (last - first) as u64 + 1;
                 let shift = (64 - (width - 1).leading_zeros()).saturating_sub(bits);
@@ -746,9 +749,9 @@ impl ChannelPlan {
 }
 
 impl Plan {
-    /// Splits each channel's `doubtful` bins (ascending indices into its table), sharing the
-    /// pass's counters among the channels that split any.
-    pub fn new(tables: &[Table], doubtful: &[Vec<usize>], concepts: &Concepts) -> Self {
+    /// Splits each channel's `doubtful` bins (see [`ChannelPlan::new`]), sharing the pass's
+    /// counters among the channels that split any.
+    pub fn new(tables: &[Table], doubtful: &[Vec<(usize, f64)>], concepts: &Concepts) -> Self {
         let splitting = doubtful.iter().filter(|d| !d.is_empty()).count().max(1);
         let max_bins = SPLIT_COUNTS / concepts.apart_row() / splitting;
         let channels = tables.iter().zip(doubtful).map(|(t, d)| ChannelPlan::new(t, d, max_bins)).collect();

@@ -99,7 +99,8 @@ fn shards_merge_into_the_counts_of_one_pass() {
     assert_eq!(merged.tables(), one.tables());
 
     let tables = one.tables();
-    let every_other: Vec<Vec<usize>> = tables.iter().map(|t| (0..t.len()).step_by(2).collect()).collect();
+    let every_other: Vec<Vec<(usize, f64)>> =
+        tables.iter().map(|t| (0..t.len()).step_by(2).map(|j| (j, f64::INFINITY)).collect()).collect();
     let plan = Plan::new(&tables, &every_other, &concepts());
     assert!(!plan.is_empty());
     let mut whole = plan.counter();
