@@ -111,7 +111,7 @@ pub struct Labels {
 }
 
 impl Labels {
-    /// The labels of every category's rows, each category's rows together, first rows first.
+    /// Whether the rows cover `pixels` pixels, one category each, of the categories there are.
     pub fn check(&self, concepts: &Concepts, pixels: i64) -> Result<(), String> {
         let size = self.rows.size();
         if size.len() != 2 || size[0] != self.categories.len() as i64 || size[1] != pixels {
