@@ -126,23 +126,25 @@ fn rare_concepts_are_not_penalised_by_area() {
     assert!(c.dissect_iou < 0.05 && r.dissect_iou > 0.3, "{r:?} {c:?}");
 }
 
+/// A small segmentation ResNet (seeded) and `n` concept scenes of 32×32.
+fn small_net_and_scenes(seed: i64, n: usize) -> (crate::models::TappedNet, crate::data::ConceptScenes) {
+    tch::manual_seed(seed);
+    let config = crate::models::ResNetConfig {
+        widths: vec![8, 16],
+        depths: vec![1, 1],
+        strides: vec![1, 2],
+        stem_width: 8,
+        ..crate::models::ResNetConfig::small(crate::models::Task::Segmentation, 11)
+    };
+    let net = crate::models::TappedNet::new(config, Device::Cpu).unwrap();
+    let scenes = crate::data::ConceptScenes::generate(n, &crate::data::SceneConfig { size: 32, ..Default::default() });
+    (net, scenes.unwrap())
+}
+
 #[test]
 fn binned_agrees_with_exact_on_a_real_layer_and_streams() {
     let _serial = crate::models::serial();
-    tch::manual_seed(0);
-    let net = crate::models::TappedNet::new(
-        crate::models::ResNetConfig {
-            widths: vec![8, 16],
-            depths: vec![1, 1],
-            strides: vec![1, 2],
-            stem_width: 8,
-            ..crate::models::ResNetConfig::small(crate::models::Task::Segmentation, 11)
-        },
-        Device::Cpu,
-    )
-    .unwrap();
-    let scenes =
-        crate::data::ConceptScenes::generate(24, &crate::data::SceneConfig { size: 32, ..Default::default() }).unwrap();
+    let (net, scenes) = small_net_and_scenes(0, 24);
     let run = |exact, batch_size| {
         inspect(&net, "stage2", &scenes, &InspectConfig { exact, batch_size, ..Default::default() }).unwrap()
     };
@@ -329,20 +331,7 @@ fn binned_scores_are_exact_on_any_distribution() {
 #[test]
 fn raw_activations_align_like_the_model() {
     let _serial = crate::models::serial();
-    tch::manual_seed(1);
-    let net = crate::models::TappedNet::new(
-        crate::models::ResNetConfig {
-            widths: vec![8, 16],
-            depths: vec![1, 1],
-            strides: vec![1, 2],
-            stem_width: 8,
-            ..crate::models::ResNetConfig::small(crate::models::Task::Segmentation, 11)
-        },
-        Device::Cpu,
-    )
-    .unwrap();
-    let scenes =
-        crate::data::ConceptScenes::generate(12, &crate::data::SceneConfig { size: 32, ..Default::default() }).unwrap();
+    let (net, scenes) = small_net_and_scenes(1, 12);
     let config = InspectConfig { batch_size: 5, ..Default::default() };
     let from_model = inspect(&net, "stage2", &scenes, &config).unwrap();
     let batch = scenes.batch(0..12).unwrap();
