@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use glassbox::kernel::{bench, child, connection, env, install, server};
+use glassbox::kernel::{bench, child, connection, env, install, lifeline, server};
 use glassbox::models::vision::bench::Config as VisionBench;
 use std::path::PathBuf;
 
@@ -20,6 +20,10 @@ enum Command {
     Kernel {
         #[arg(long, value_name = "FILE")]
         connection_file: PathBuf,
+        /// The largest message taken in on any socket, in bytes (default 16 MiB, or
+        /// GLASSBOX_MAX_MESSAGE_BYTES); a peer that sends more is dropped.
+        #[arg(long, value_name = "BYTES")]
+        max_message_bytes: Option<usize>,
     },
     /// Measure glassbox against a baseline taken in the same run.
     Bench {
@@ -72,6 +76,7 @@ fn main() -> Result<()> {
     // This binary is also evcxr's child process; in that role the hook runs cells and never
     // returns, so it must come before anything else.
     if child::is_repl_child() {
+        lifeline::tie_child_to_parent();
         glassbox::runtime::share_with_cells();
         if let Err(e) = child::relay_stdout() {
             eprintln!("glassbox: partial lines will wait for their newline: {e}");
@@ -80,9 +85,18 @@ fn main() -> Result<()> {
     evcxr::runtime_hook();
     env::prepare_process();
     match Cli::parse().command {
-        Command::Kernel { connection_file } => {
+        Command::Kernel { connection_file, max_message_bytes } => {
             let info = connection::read(&connection_file)?;
-            runtime()?.block_on(server::run(info))
+            let mut limits = server::Limits::from_env()?;
+            if let Some(bytes) = max_message_bytes {
+                limits.max_message_bytes = bytes;
+            }
+            lifeline::watch();
+            // Not dropped: dropping a runtime waits for its threads, and one may still be in
+            // a cell whose REPL child is gone. The process ends here instead.
+            let runtime = runtime()?;
+            runtime.block_on(server::run(info, limits))?;
+            std::process::exit(0)
         }
         Command::Bench { what: BenchTarget::Kernel } => {
             let exe = std::env::current_exe()?;

@@ -114,15 +114,27 @@ pub fn share_with_cells() {
     std::env::set_var(SHARED_ENV, format!("{:x}", &LOCAL as *const Shared as usize));
 }
 
+/// What the kernel answers a wait for input with when the cell is interrupted meanwhile: no
+/// line a user can type (it holds NUL bytes), so [`input`] can tell it from an answer.
+pub const INPUT_INTERRUPTED: &str = "\0glassbox: interrupted while waiting for input\0";
+
 /// Asks the notebook user for a line of text (an `input_request` to the front end); empty
-/// when the front end takes no input.
+/// when the front end takes no input. An interrupt while it waits ends the cell with
+/// `KeyboardInterrupt`, keeping every variable.
 pub fn input(prompt: &str) -> String {
-    evcxr_input::get_string(prompt)
+    answered(evcxr_input::get_string(prompt))
 }
 
 /// Like [`input`], with the typed text hidden.
 pub fn password(prompt: &str) -> String {
-    evcxr_input::get_password(prompt)
+    answered(evcxr_input::get_password(prompt))
+}
+
+fn answered(line: String) -> String {
+    if line == INPUT_INTERRUPTED {
+        raise("KeyboardInterrupt", "interrupted while waiting for input; every variable is kept");
+    }
+    line
 }
 
 /// Ends the running cell with a named error: the kernel shows `ename: evalue` (instead of a

@@ -32,7 +32,7 @@ impl Client {
     /// Waits for the `idle` status that ends request `id`, and for its reply.
     async fn finish(&mut self, id: &str) -> Result<JupyterMessage> {
         loop {
-            let msg = wire::decode(self.iopub.recv().await?.into_vec(), &self.signer)?;
+            let msg = wire::decode(self.iopub.recv().await?.into_vec(), &self.signer)?.msg;
             let ours = msg.parent_header.as_ref().is_some_and(|p| p.msg_id == id);
             if ours && matches!(&msg.content, JupyterMessageContent::Status(s) if s.execution_state.as_str() == "idle")
             {
@@ -40,7 +40,7 @@ impl Client {
             }
         }
         loop {
-            let reply = wire::decode(self.shell.recv().await?.into_vec(), &self.signer)?;
+            let reply = wire::decode(self.shell.recv().await?.into_vec(), &self.signer)?.msg;
             if reply.parent_header.as_ref().is_some_and(|p| p.msg_id == id) {
                 return Ok(reply);
             }

@@ -1,18 +1,24 @@
 //! Interrupting a running cell without losing the session (messaging spec: `interrupt_mode`
 //! "message").
 //!
-//! The control channel asks; the REPL child gets SIGINT, which glassbox loops notice at their
-//! next step (see the library's `interrupt` module) and stop, keeping every variable. SIGINT
-//! is repeated while the cell runs, so one that lands while the cell is still compiling is not
-//! lost. Code that never checks is given [`GRACE`]; then the child is killed, evcxr starts a
-//! new one, and the error names the variables that were lost.
+//! The control channel asks. While the cell is still compiling, the compiler processes evcxr
+//! started are ended: the compilation fails, no user code ran, and the session is untouched.
+//! Once the cell runs, the REPL child gets SIGINT, which glassbox loops notice at their next
+//! step (see the library's `interrupt` module) and stop, keeping every variable; a cell
+//! waiting for `input()` is answered at once (see [`Interrupter::requested`]). SIGINT is
+//! repeated while the cell runs. Code that never checks is given [`GRACE`] of running time;
+//! then the child is killed, evcxr starts a new one, and the error names the variables that
+//! were lost.
 
+use super::processes;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a cell may ignore an interrupt before the REPL child is restarted.
 pub const GRACE: Duration = Duration::from_secs(3);
 const RESEND: Duration = Duration::from_millis(400);
+/// How soon a compilation that outlived its cancellation is looked for again.
+const CHECK: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Default)]
 struct State {
@@ -21,6 +27,19 @@ struct State {
     running: Option<u64>,
     next_cell: u64,
     requested: bool,
+    /// A compilation of the running cell was ended by the interrupt.
+    compile_cancelled: bool,
+}
+
+/// How a cell ended, as far as interrupts go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// No interrupt arrived while it ran.
+    Completed,
+    /// Interrupted while its code ran.
+    Interrupted,
+    /// Interrupted while it compiled: no code of it ran.
+    CompileCancelled,
 }
 
 /// Shared by the control channel (which interrupts) and the REPL thread (which runs cells).
@@ -41,13 +60,23 @@ impl Interrupter {
         s.next_cell += 1;
         s.running = Some(s.next_cell);
         s.requested = false;
+        s.compile_cancelled = false;
     }
 
-    /// The cell ended; whether it was interrupted.
-    pub fn end(&self) -> bool {
+    /// The cell ended; whether, and when, it was interrupted.
+    pub fn end(&self) -> Ending {
         let mut s = self.lock();
         s.running = None;
-        std::mem::take(&mut s.requested)
+        match (std::mem::take(&mut s.requested), std::mem::take(&mut s.compile_cancelled)) {
+            (false, _) => Ending::Completed,
+            (true, true) => Ending::CompileCancelled,
+            (true, false) => Ending::Interrupted,
+        }
+    }
+
+    /// Whether the running cell has been interrupted: what a wait for input watches.
+    pub fn requested(&self) -> bool {
+        self.lock().requested
     }
 
     /// Interrupts the running cell, if any, escalating on a thread of its own. Returns whether
@@ -61,9 +90,19 @@ impl Interrupter {
         };
         let this = self.clone();
         std::thread::spawn(move || {
-            let started = Instant::now();
+            // The grace period counts time the cell's code runs, not time it compiles.
+            let mut running_since = None;
             while this.still_running(cell) {
-                if started.elapsed() >= GRACE {
+                let compilers = processes::compilers(std::process::id(), pid);
+                if !compilers.is_empty() {
+                    processes::signal_all(&compilers, libc::SIGKILL);
+                    this.lock().compile_cancelled = true;
+                    running_since = None;
+                    std::thread::sleep(CHECK);
+                    continue;
+                }
+                let since = *running_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= GRACE {
                     signal(pid, libc::SIGKILL);
                     break;
                 }
@@ -84,10 +123,7 @@ impl Interrupter {
 }
 
 fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) with a pid we spawned (through evcxr) and a valid signal number.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
+    processes::signal_all(&[pid], sig);
 }
 
 #[cfg(test)]
@@ -100,7 +136,7 @@ mod tests {
         i.set_child(Some(u32::MAX)); // never signalled: no cell runs
         assert!(!i.interrupt());
         i.begin();
-        assert!(!i.end());
+        assert_eq!(i.end(), Ending::Completed);
     }
 
     #[test]
@@ -114,8 +150,8 @@ mod tests {
         assert!(i.interrupt());
         let status = child.wait().unwrap();
         assert!(!status.success());
-        assert!(i.end(), "the cell is reported as interrupted");
-        assert!(!i.end(), "and the next one is not");
+        assert_eq!(i.end(), Ending::Interrupted, "the cell is reported as interrupted");
+        assert_eq!(i.end(), Ending::Completed, "and the next one is not");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The Jupyter kernel: protocol ([`wire`], [`connection`], [`server`]), the Rust REPL
+//! The Jupyter kernel: protocol ([`wire`], [`connection`], [`server`], [`iopub`]), its
+//! process tree ([`processes`], [`lifeline`]), the Rust REPL
 //! ([`repl`]), the execute state machine ([`execute`]) and installation ([`install`]).
 
 pub mod bench;
@@ -11,6 +12,9 @@ pub mod execute;
 pub mod history;
 pub mod install;
 pub mod interrupt;
+pub mod iopub;
+pub mod lifeline;
+pub mod processes;
 pub mod repl;
 pub mod server;
 pub mod wire;

@@ -5,7 +5,7 @@
 
 use super::commands::{self, Action, ReplView, Segment};
 use super::execute::{media_from_mime_map, CellError, CellResult, CellValue};
-use super::interrupt::{Interrupter, GRACE};
+use super::interrupt::{Ending, Interrupter, GRACE};
 use crate::runtime::Event;
 use crossbeam_channel::{select, Receiver, Sender};
 use evcxr::{CommandContext, CompilationError, Error as EvcxrError, EvalCallbacks};
@@ -184,9 +184,11 @@ impl Session {
         let before: Vec<String> = self.view().variables.into_iter().map(|(n, _)| n).collect();
         self.interrupter.begin();
         let result = self.run_segments(code, input);
-        if self.interrupter.end() {
-            return Err(interrupted(&result, &before));
-        }
+        let result = match self.interrupter.end() {
+            Ending::Completed => result.map_err(|e| crashed(e, &before)),
+            Ending::Interrupted => Err(interrupted(&result, &before)),
+            Ending::CompileCancelled => Err(compile_cancelled(&result, &before)),
+        };
         if self.timing {
             self.stderr(format!("cell took {:.2} s\n", started.elapsed().as_secs_f64()));
         }
@@ -322,18 +324,39 @@ fn text_media(text: &str) -> Option<Media> {
     serde_json::from_value(serde_json::json!({ "text/plain": text })).ok()
 }
 
+/// The variables a restart of the REPL child loses: all but the prelude's, which it restores.
+fn lost_variables(before: &[String]) -> String {
+    let lost: Vec<&str> = before.iter().map(String::as_str).filter(|n| !PRELUDE_VARIABLES.contains(n)).collect();
+    if lost.is_empty() {
+        "none".to_string()
+    } else {
+        lost.join(", ")
+    }
+}
+
+fn restarted(result: &CellResult) -> bool {
+    matches!(result, Err(e) if e.ename == "ReplRestarted")
+}
+
+/// A cell whose REPL child died (an abort, a segfault, out of memory) names what was lost.
+fn crashed(error: CellError, before: &[String]) -> CellError {
+    if error.ename != "ReplRestarted" {
+        return error;
+    }
+    let evalue = format!("{}; lost variables: {}", error.evalue, lost_variables(before));
+    CellError { traceback: vec![evalue.clone()], evalue, ..error }
+}
+
 /// The error of an interrupted cell: what was kept, or, when the cell ignored the interrupt
 /// and the REPL had to be restarted, which variables were lost.
 fn interrupted(result: &CellResult, before: &[String]) -> CellError {
-    let restarted = matches!(result, Err(e) if e.ename == "ReplRestarted");
-    if restarted {
-        let lost: Vec<&str> = before.iter().map(String::as_str).filter(|n| !PRELUDE_VARIABLES.contains(n)).collect();
-        let lost = if lost.is_empty() { "none".to_string() } else { lost.join(", ") };
+    if restarted(result) {
         CellError::new(
             "KeyboardInterrupt",
             format!(
-                "the cell did not stop within {} s of the interrupt, so the REPL was restarted; lost variables: {lost}",
-                GRACE.as_secs()
+                "the cell did not stop within {} s of the interrupt, so the REPL was restarted; lost variables: {}",
+                GRACE.as_secs(),
+                lost_variables(before)
             ),
         )
     } else {
@@ -342,6 +365,18 @@ fn interrupted(result: &CellResult, before: &[String]) -> CellError {
             "interrupted; variables from earlier cells are kept (the interrupted operation kept what it had done)",
         )
     }
+}
+
+/// The error of a cell interrupted while it compiled: the compilation was ended, so no code
+/// of that part ran and the REPL child was never touched.
+fn compile_cancelled(result: &CellResult, before: &[String]) -> CellError {
+    if restarted(result) {
+        return interrupted(result, before);
+    }
+    CellError::new(
+        "KeyboardInterrupt",
+        "interrupted while compiling: the compilation was cancelled and every variable is kept",
+    )
 }
 
 /// Finds a build directory no other running kernel uses, so concurrent kernels never write
@@ -405,7 +440,7 @@ pub fn render_error(error: &EvcxrError, code: &str, offset: usize) -> CellError 
         ),
         EvcxrError::SubprocessTerminated(why) => CellError::new(
             "ReplRestarted",
-            format!("the REPL process died ({}); it was restarted and every variable was lost", why.trim()),
+            format!("the REPL process died ({}) and was restarted", why.trim()),
         ),
         EvcxrError::Message(message) => CellError {
             ename: "ReplError".into(),

@@ -1,89 +1,102 @@
-//! The kernel's sockets (messaging spec 5.3): shell and control (ROUTER), iopub (PUB), stdin
-//! (ROUTER) and heartbeat (REP), with every request bracketed by `busy`/`idle` on iopub.
+//! The kernel's sockets (messaging spec 5.4): shell and control (ROUTER), iopub (PUB, see
+//! [`super::iopub`]), stdin (ROUTER) and heartbeat (REP).
+//!
+//! What any peer may send is bounded: every socket refuses a message over
+//! [`Limits::max_message_bytes`] before allocating it, and drops that peer. What a client
+//! that holds the key sends is answered: every validly signed `*_request` gets a reply of its
+//! type, an error where it cannot be served, between `busy` and `idle` on iopub; a replayed
+//! signature is refused (see [`wire::Signer`]).
 
 use super::execute::{Executor, Outbox};
 use super::history::{History, Query};
 use super::interrupt::Interrupter;
+use super::iopub::Iopub;
+use super::processes;
 use super::repl::{InputReader, Repl, ReplConfig, Sink};
-use super::wire::{self, Signer};
+use super::wire::{self, Author, Inbound, Signer};
 use anyhow::{Context, Result};
-use bytes::Bytes;
 use jupyter_protocol::{
-    CommClose, CommInfoReply, CompleteReply, ConnectionInfo, ExecuteRequest, HistoryReply, InputRequest, InspectReply,
-    InterruptReply, JupyterMessage, JupyterMessageContent, KernelInfoReply, LanguageInfo, Media, MediaType, ReplyError,
-    ReplyStatus, ShutdownReply, Status,
+    CommClose, CommInfoReply, CompleteReply, ConnectionInfo, ExecuteRequest, Header, HistoryReply, InputRequest,
+    InspectReply, InterruptReply, JupyterMessage, JupyterMessageContent, KernelInfoReply, LanguageInfo, Media,
+    MediaType, ReplyError, ReplyStatus, ShutdownReply, UnknownMessage,
 };
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-use zeromq::{PubSocket, RepSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+use tokio::sync::oneshot;
+use zeromq::{PubSocket, RepSocket, RouterSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
 
-/// Builds the kernel's messages: its own session id and user name, a request's identities.
-#[derive(Clone)]
-struct Messages {
-    session: String,
+/// What the kernel lets any peer do to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest message taken in, on any socket, signed or not.
+    pub max_message_bytes: usize,
 }
 
-impl Messages {
-    fn child(&self, parent: Option<&JupyterMessage>, content: impl Into<JupyterMessageContent>) -> JupyterMessage {
-        let mut msg = JupyterMessage::new(content, parent);
-        msg.header.session.clone_from(&self.session);
-        msg.header.username = "glassbox".into();
-        msg
+/// Environment variable that sets [`Limits::max_message_bytes`].
+pub const MAX_MESSAGE_ENV: &str = "GLASSBOX_MAX_MESSAGE_BYTES";
+
+impl Default for Limits {
+    /// 16 MiB: far above any cell or completion request, far below what would hurt.
+    fn default() -> Self {
+        Limits { max_message_bytes: 16 << 20 }
     }
 }
 
-/// Everything published on iopub goes through this one ordered queue.
-#[derive(Clone)]
-struct Iopub {
-    tx: UnboundedSender<JupyterMessage>,
-    messages: Messages,
-}
-
-impl Iopub {
-    fn publish(&self, parent: Option<&JupyterMessage>, content: impl Into<JupyterMessageContent>) {
-        let mut msg = self.messages.child(parent, content);
-        // On PUB the first frame is a topic; Jupyter's convention is kernel.<id>.<msg_type>.
-        let topic = format!("kernel.{}.{}", self.messages.session, msg.header.msg_type);
-        msg.zmq_identities = vec![Bytes::from(topic)];
-        let _ = self.tx.send(msg);
+impl Limits {
+    /// The defaults, with [`MAX_MESSAGE_ENV`] if it is set.
+    pub fn from_env() -> Result<Limits> {
+        let mut limits = Limits::default();
+        if let Ok(text) = std::env::var(MAX_MESSAGE_ENV) {
+            limits.max_message_bytes = text
+                .trim()
+                .parse()
+                .ok()
+                .filter(|&n: &usize| n >= 1024)
+                .with_context(|| format!("{MAX_MESSAGE_ENV}={text:?}: expected a number of bytes, at least 1024"))?;
+        }
+        Ok(limits)
     }
 
-    fn status(&self, parent: &JupyterMessage, busy: bool) {
-        self.publish(Some(parent), if busy { Status::busy() } else { Status::idle() });
+    fn socket_options(&self) -> SocketOptions {
+        let mut options = SocketOptions::default();
+        options.max_message_size(self.max_message_bytes);
+        options
     }
 }
 
-/// Runs the kernel until a shutdown request.
-pub async fn run(info: ConnectionInfo) -> Result<()> {
+/// Runs the kernel until a shutdown request; then ends the REPL child and whatever else the
+/// kernel started, so a running cell cannot hold the shutdown up.
+pub async fn run(info: ConnectionInfo, limits: Limits) -> Result<()> {
     let signer = Signer::new(&info.key);
-    let messages = Messages { session: uuid::Uuid::new_v4().to_string() };
+    let author = Author::new();
 
-    let mut iopub_socket = PubSocket::new();
-    iopub_socket.bind(&info.iopub_url()).await.context("bind iopub")?;
-    let mut shell = RouterSocket::new();
+    let iopub_socket = PubSocket::with_options(limits.socket_options());
+    let mut shell = RouterSocket::with_options(limits.socket_options());
     shell.bind(&info.shell_url()).await.context("bind shell")?;
-    let mut control = RouterSocket::new();
+    let mut control = RouterSocket::with_options(limits.socket_options());
     control.bind(&info.control_url()).await.context("bind control")?;
-    let mut stdin = RouterSocket::new();
+    let mut stdin = RouterSocket::with_options(limits.socket_options());
     stdin.bind(&info.stdin_url()).await.context("bind stdin")?;
-    let mut heartbeat = RepSocket::new();
+    let mut heartbeat = RepSocket::with_options(limits.socket_options());
     heartbeat.bind(&info.hb_url()).await.context("bind heartbeat")?;
 
-    let (tx, rx) = unbounded_channel();
-    let iopub = Iopub { tx, messages: messages.clone() };
-    tokio::spawn(publish_loop(iopub_socket, rx, signer.clone()));
+    let iopub = Iopub::spawn(iopub_socket, &info.iopub_url(), signer.clone(), author.clone()).await?;
     tokio::spawn(async move {
-        while let Ok(ping) = heartbeat.recv().await {
-            if heartbeat.send(ping).await.is_err() {
-                break;
+        loop {
+            match heartbeat.recv().await {
+                Ok(ping) => {
+                    let _ = heartbeat.send(ping).await;
+                }
+                Err(e) => refused("heartbeat", &e).await,
             }
         }
     });
     let (asks, asked) = unbounded_channel();
-    tokio::spawn(serve_stdin(stdin, signer.clone(), messages.clone(), asked));
+    tokio::spawn(serve_stdin(stdin, signer.clone(), author.clone(), asked));
 
     // Output of the running cell is published as a child of the request being executed.
-    let current: Arc<Mutex<Option<JupyterMessage>>> = Arc::default();
+    let current: Arc<Mutex<Option<Header>>> = Arc::default();
     let sink: Sink = {
         let (iopub, current) = (iopub.clone(), current.clone());
         Arc::new(move |content| {
@@ -94,40 +107,54 @@ pub async fn run(info: ConnectionInfo) -> Result<()> {
     let interrupter = Interrupter::default();
     let config = ReplConfig { glassbox_src: super::env::glassbox_src(), cache_dir: super::env::cache_dir() };
     let repl = Repl::spawn(config, sink, interrupter.clone());
-    let history = History::open(super::env::cache_dir().join("history.jsonl"));
+    let history = History::open_in_cache(&super::env::cache_dir());
 
     let control_task = {
-        let (signer, iopub, messages) = (signer.clone(), iopub.clone(), messages.clone());
-        tokio::spawn(async move { serve_control(control, signer, iopub, messages, interrupter).await })
+        let control = Control { socket: control, signer: signer.clone(), iopub: iopub.clone(), author: author.clone() };
+        let interrupter = interrupter.clone();
+        tokio::spawn(control.serve(interrupter))
     };
-    let shell =
-        Shell { socket: shell, signer, iopub, messages, repl, current, asks, history, executor: Executor::new() };
+    let shell = Shell {
+        socket: shell,
+        signer,
+        iopub,
+        author,
+        repl,
+        current,
+        asks,
+        history,
+        executor: Executor::new(),
+        interrupter,
+    };
     let shell_task = tokio::spawn(shell.serve());
     tokio::select! {
         r = control_task => r??,
         r = shell_task => r??,
     }
     // Let the last reply and `idle` leave before the process ends.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    processes::kill_descendants();
     Ok(())
 }
 
-async fn publish_loop(mut socket: PubSocket, mut rx: UnboundedReceiver<JupyterMessage>, signer: Signer) {
-    while let Some(msg) = rx.recv().await {
-        let frames = wire::encode(&msg, &signer);
-        if let Ok(zmq) = ZmqMessage::try_from(frames) {
-            let _ = socket.send(zmq).await;
-        }
-    }
+/// A socket gave an error instead of a message: a peer broke the framing or went over the
+/// size limit, and was dropped. Say so in the log, and keep serving the others.
+async fn refused(channel: &str, error: &zeromq::ZmqError) {
+    eprintln!("glassbox: dropped a peer on {channel}: {error}");
+    // A socket that fails at once again must not spin.
+    tokio::time::sleep(Duration::from_millis(5)).await;
 }
 
-async fn receive(socket: &mut RouterSocket, signer: &Signer, channel: &str) -> Result<JupyterMessage> {
+/// The next message that is signed and new. Anything else is logged and skipped.
+async fn receive(socket: &mut RouterSocket, signer: &Signer, channel: &str) -> Inbound {
     loop {
-        let frames = socket.recv().await.with_context(|| format!("{channel} socket closed"))?;
-        match wire::decode(frames.into_vec(), signer) {
-            Ok(msg) => return Ok(msg),
-            // A bad message is the sender's problem: say so in the log and keep serving.
-            Err(e) => eprintln!("glassbox: refused a message on {channel}: {e}"),
+        match socket.recv().await {
+            Ok(frames) => match wire::decode(frames.into_vec(), signer) {
+                Ok(inbound) => return inbound,
+                // A bad message is the sender's problem: say so in the log and keep serving.
+                Err(e) => eprintln!("glassbox: refused a message on {channel}: {e}"),
+            },
+            Err(e) => refused(channel, &e).await,
         }
     }
 }
@@ -140,35 +167,65 @@ async fn send(socket: &mut RouterSocket, signer: &Signer, msg: &JupyterMessage) 
     }
 }
 
+/// What an `*_request` that cannot be served is answered with: a reply of its type, with
+/// status `error`.
+fn error_reply(msg_type: &str, ename: &str, evalue: String) -> JupyterMessageContent {
+    let request = UnknownMessage { msg_type: msg_type.to_owned(), content: serde_json::Value::Null };
+    request.reply(serde_json::json!({
+        "status": "error", "ename": ename, "evalue": evalue, "traceback": [evalue],
+    }))
+}
+
+fn is_request(msg: &JupyterMessage) -> bool {
+    msg.header.msg_type.ends_with("_request")
+}
+
+/// Whether an `input_reply` answers the open request `asked`. jupyter_client, and with it
+/// jupyter_console, sends replies with an empty parent header, so one of those answers
+/// whatever request is open; one that names another request does not.
+fn answers(reply: &JupyterMessage, asked: &str) -> bool {
+    reply.parent_header.as_ref().is_none_or(|p| p.msg_id.is_empty() || p.msg_id == asked)
+}
+
 /// A cell's request for a line of input, answered through the stdin channel.
 struct InputAsk {
     parent: JupyterMessage,
     prompt: String,
     password: bool,
-    answer: std::sync::mpsc::Sender<Option<String>>,
+    answer: oneshot::Sender<String>,
 }
 
 /// Sends `input_request` to the client that sent the execute request (the stdin socket
-/// shares the shell socket's identity) and waits for its `input_reply`.
-async fn serve_stdin(
-    mut socket: RouterSocket,
-    signer: Signer,
-    messages: Messages,
-    mut asks: UnboundedReceiver<InputAsk>,
-) {
-    while let Some(ask) = asks.recv().await {
-        let request = InputRequest { prompt: ask.prompt, password: ask.password };
-        send(&mut socket, &signer, &messages.child(Some(&ask.parent), request)).await;
-        let value = loop {
-            match receive(&mut socket, &signer, "stdin").await {
-                Ok(msg) => match msg.content {
-                    JupyterMessageContent::InputReply(reply) => break Some(reply.value),
-                    _ => continue,
-                },
-                Err(_) => break None,
+/// shares the shell socket's identity) and waits for the `input_reply` to that request (see
+/// [`answers`]). A reply to another request, or one that comes while nothing is asked, is
+/// dropped; when the cell stops waiting (it was interrupted), so does this.
+async fn serve_stdin(mut socket: RouterSocket, signer: Signer, author: Author, mut asks: UnboundedReceiver<InputAsk>) {
+    loop {
+        let mut ask = tokio::select! {
+            ask = asks.recv() => match ask {
+                Some(ask) => ask,
+                None => return,
+            },
+            unasked = receive(&mut socket, &signer, "stdin") => {
+                eprintln!("glassbox: dropped an unasked {} on stdin", unasked.msg.header.msg_type);
+                continue;
             }
         };
-        let _ = ask.answer.send(value);
+        let request = author.child(Some(&ask.parent), InputRequest { prompt: ask.prompt, password: ask.password });
+        let asked = request.header.msg_id.clone();
+        send(&mut socket, &signer, &request).await;
+        let value = loop {
+            tokio::select! {
+                _ = ask.answer.closed() => break None,
+                inbound = receive(&mut socket, &signer, "stdin") => match inbound.msg.content {
+                    JupyterMessageContent::InputReply(reply) if answers(&inbound.msg, &asked) => break Some(reply.value),
+                    _ => eprintln!("glassbox: dropped a {} on stdin that answers no open input_request", inbound.msg.header.msg_type),
+                },
+            }
+        };
+        if let Some(value) = value {
+            let _ = ask.answer.send(value);
+        }
     }
 }
 
@@ -181,7 +238,7 @@ struct ShellOutbox<'a> {
 
 impl Outbox for ShellOutbox<'_> {
     fn iopub(&mut self, content: JupyterMessageContent) {
-        self.iopub.publish(Some(self.request), content);
+        self.iopub.publish(Some(&self.request.header), content);
     }
     fn reply(&mut self, content: JupyterMessageContent) {
         self.reply = Some(content);
@@ -193,28 +250,44 @@ struct Shell {
     socket: RouterSocket,
     signer: Signer,
     iopub: Iopub,
-    messages: Messages,
+    author: Author,
     repl: Repl,
-    current: Arc<Mutex<Option<JupyterMessage>>>,
+    current: Arc<Mutex<Option<Header>>>,
     asks: UnboundedSender<InputAsk>,
     history: History,
     executor: Executor,
+    interrupter: Interrupter,
 }
 
 impl Shell {
     async fn serve(mut self) -> Result<()> {
         loop {
-            let request = receive(&mut self.socket, &self.signer, "shell").await?;
+            let Inbound { msg: request, problem } = receive(&mut self.socket, &self.signer, "shell").await;
             self.iopub.status(&request, true);
-            let reply = tokio::task::block_in_place(|| self.handle(&request));
+            let reply = match problem {
+                Some(problem) => is_request(&request).then(|| self.malformed(&request, problem)),
+                None => tokio::task::block_in_place(|| self.handle(&request)),
+            };
             if let Some(content) = reply {
-                send(&mut self.socket, &self.signer, &self.messages.child(Some(&request), content)).await;
+                send(&mut self.socket, &self.signer, &self.author.child(Some(&request), content)).await;
             }
             self.iopub.status(&request, false);
             if matches!(request.content, JupyterMessageContent::ShutdownRequest(_)) {
                 return Ok(());
             }
         }
+    }
+
+    /// The error reply to a request that could not be read; an `execute_reply` also carries
+    /// the execution count, which clients expect in every one.
+    fn malformed(&self, request: &JupyterMessage, problem: String) -> JupyterMessageContent {
+        let mut reply = error_reply(&request.header.msg_type, "MalformedRequest", problem);
+        if let JupyterMessageContent::UnknownMessage(m) = &mut reply {
+            if m.msg_type == "execute_reply" {
+                m.content["execution_count"] = self.executor.count().into();
+            }
+        }
+        reply
     }
 
     /// Answers one request; blocking (the REPL runs cells synchronously).
@@ -241,22 +314,22 @@ impl Shell {
             C::CommOpen(open) => {
                 // No comm targets exist: the spec says to close the comm at once.
                 let close = CommClose { comm_id: open.comm_id.clone(), data: Default::default() };
-                self.iopub.publish(Some(request), close);
+                self.iopub.publish(Some(&request.header), close);
                 None
             }
-            other => common_reply(other),
+            _ => common_reply(request, "shell"),
         }
     }
 
     fn execute(&mut self, request: &JupyterMessage, req: &ExecuteRequest) -> JupyterMessageContent {
-        *self.current.lock().expect("current request") = Some(request.clone());
+        *self.current.lock().expect("current request") = Some(request.header.clone());
         let input: InputReader = if req.allow_stdin {
-            let (asks, parent) = (self.asks.clone(), request.clone());
+            let (asks, parent, interrupter) = (self.asks.clone(), request.clone(), self.interrupter.clone());
             Arc::new(move |prompt: &str, password: bool| {
-                let (answer, answered) = std::sync::mpsc::channel();
+                let (answer, answered) = oneshot::channel();
                 let ask = InputAsk { parent: parent.clone(), prompt: prompt.to_owned(), password, answer };
                 asks.send(ask).ok()?;
-                answered.recv().ok().flatten()
+                wait_for_input(answered, &interrupter)
             })
         } else {
             Arc::new(|_: &str, _: bool| None)
@@ -298,6 +371,26 @@ impl Shell {
     }
 }
 
+/// How often a cell waiting for input looks for an interrupt.
+const INPUT_POLL: Duration = Duration::from_millis(20);
+
+/// The line the front end answers with; on an interrupt, [`crate::runtime::INPUT_INTERRUPTED`]
+/// at once (dropping `answered` tells the stdin task to stop waiting); `None` when the stdin
+/// task is gone.
+fn wait_for_input(mut answered: oneshot::Receiver<String>, interrupter: &Interrupter) -> Option<String> {
+    loop {
+        match answered.try_recv() {
+            Ok(line) => return Some(line),
+            Err(oneshot::error::TryRecvError::Closed) => return None,
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
+        if interrupter.requested() {
+            return Some(crate::runtime::INPUT_INTERRUPTED.to_owned());
+        }
+        std::thread::sleep(INPUT_POLL);
+    }
+}
+
 fn plain_text(media: Option<&Media>) -> String {
     media
         .and_then(|m| {
@@ -309,59 +402,72 @@ fn plain_text(media: Option<&Media>) -> String {
         .unwrap_or_default()
 }
 
-async fn serve_control(
-    mut socket: RouterSocket,
+/// The control channel: interrupts and shutdown, never behind a running cell.
+struct Control {
+    socket: RouterSocket,
     signer: Signer,
     iopub: Iopub,
-    messages: Messages,
-    interrupter: Interrupter,
-) -> Result<()> {
-    loop {
-        let request = receive(&mut socket, &signer, "control").await?;
-        iopub.status(&request, true);
-        let reply = match &request.content {
-            JupyterMessageContent::InterruptRequest(_) => {
-                interrupter.interrupt();
-                Some(InterruptReply::new().into())
+    author: Author,
+}
+
+impl Control {
+    async fn serve(mut self, interrupter: Interrupter) -> Result<()> {
+        loop {
+            let Inbound { msg: request, problem } = receive(&mut self.socket, &self.signer, "control").await;
+            self.iopub.status(&request, true);
+            let reply = match (problem, &request.content) {
+                (Some(problem), _) => {
+                    is_request(&request).then(|| error_reply(&request.header.msg_type, "MalformedRequest", problem))
+                }
+                (None, JupyterMessageContent::InterruptRequest(_)) => {
+                    interrupter.interrupt();
+                    Some(InterruptReply::new().into())
+                }
+                (None, _) => common_reply(&request, "control"),
+            };
+            if let Some(content) = reply {
+                send(&mut self.socket, &self.signer, &self.author.child(Some(&request), content)).await;
             }
-            other => common_reply(other),
-        };
-        if let Some(content) = reply {
-            send(&mut socket, &signer, &messages.child(Some(&request), content)).await;
-        }
-        iopub.status(&request, false);
-        if matches!(request.content, JupyterMessageContent::ShutdownRequest(_)) {
-            return Ok(());
+            self.iopub.status(&request, false);
+            if matches!(request.content, JupyterMessageContent::ShutdownRequest(_)) {
+                return Ok(());
+            }
         }
     }
 }
 
-/// Replies that need no REPL; `None` for messages that get no reply.
-fn common_reply(request: &JupyterMessageContent) -> Option<JupyterMessageContent> {
+/// Replies that need no REPL; an error reply for any other request; `None` for messages
+/// that are not requests.
+fn common_reply(request: &JupyterMessage, channel: &str) -> Option<JupyterMessageContent> {
     use JupyterMessageContent as C;
-    Some(match request {
+    Some(match &request.content {
         C::KernelInfoRequest(_) => C::KernelInfoReply(Box::new(kernel_info())),
         C::ShutdownRequest(req) => ShutdownReply { restart: req.restart, ..Default::default() }.into(),
         C::IsCompleteRequest(req) => super::complete::is_complete(&req.code).into(),
         C::CommInfoRequest(_) => CommInfoReply::default().into(),
-        C::UnknownMessage(msg) if msg.msg_type.ends_with("_request") => {
-            let (ename, evalue) = match wire::content_problem(msg) {
-                Some(problem) => ("MalformedRequest", problem),
-                None => ("UnknownRequest", format!("glassbox does not handle {}", msg.msg_type)),
-            };
-            msg.reply(serde_json::json!({
-                "status": "error", "ename": ename, "evalue": evalue, "traceback": [evalue],
-            }))
-        }
+        C::UnknownMessage(msg) if is_request(request) => match wire::content_problem(msg) {
+            Some(problem) => error_reply(&msg.msg_type, "MalformedRequest", problem),
+            None => unserved(&msg.msg_type, channel),
+        },
+        C::DebugRequest(_) => error_reply(
+            "debug_request",
+            "UnsupportedRequest",
+            "glassbox has no debugger (kernel_info_reply says debugger: false)".into(),
+        ),
+        _ if is_request(request) => unserved(&request.header.msg_type, channel),
         _ => return None,
     })
+}
+
+fn unserved(msg_type: &str, channel: &str) -> JupyterMessageContent {
+    error_reply(msg_type, "UnknownRequest", format!("glassbox does not handle {msg_type} on the {channel} channel"))
 }
 
 /// `kernel_info_reply`: answered at once, before the REPL has finished starting.
 pub fn kernel_info() -> KernelInfoReply {
     KernelInfoReply {
         status: ReplyStatus::Ok,
-        protocol_version: "5.3".into(),
+        protocol_version: wire::PROTOCOL_VERSION.into(),
         implementation: "glassbox".into(),
         implementation_version: crate::VERSION.into(),
         language_info: LanguageInfo {
@@ -392,28 +498,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kernel_info_names_rust_and_protocol_5_3() {
+    fn kernel_info_names_rust_and_protocol_5_4() {
         let info = serde_json::to_value(kernel_info()).unwrap();
-        assert_eq!(info["protocol_version"], "5.3");
+        assert_eq!(info["protocol_version"], "5.4");
         assert_eq!(info["language_info"]["name"], "rust");
         assert_eq!(info["language_info"]["file_extension"], ".rs");
         assert_eq!(info["implementation"], "glassbox");
     }
 
+    fn message(msg_type: &str, content: serde_json::Value) -> JupyterMessage {
+        let mut msg = JupyterMessage::new(
+            JupyterMessageContent::from_type_and_content(msg_type, content.clone()).unwrap_or_else(|_| {
+                JupyterMessageContent::UnknownMessage(UnknownMessage { msg_type: msg_type.into(), content })
+            }),
+            None,
+        );
+        msg.header.msg_type = msg_type.into();
+        msg
+    }
+
+    fn reply_of(msg: &JupyterMessage, channel: &str) -> serde_json::Value {
+        let reply = common_reply(msg, channel).expect("a reply");
+        assert_eq!(reply.message_type(), msg.header.msg_type.replace("_request", "_reply"));
+        serde_json::to_value(reply).unwrap()
+    }
+
     #[test]
-    fn unknown_requests_get_an_error_reply_and_other_messages_none() {
-        let unknown =
-            JupyterMessageContent::from_type_and_content("frobnicate_request", serde_json::json!({})).unwrap();
-        let reply = serde_json::to_value(common_reply(&unknown).unwrap()).unwrap();
+    fn every_request_gets_a_reply_of_its_type_and_other_messages_none() {
+        let reply = reply_of(&message("frobnicate_request", serde_json::json!({})), "shell");
         assert_eq!(reply["status"], "error");
-        let malformed = JupyterMessageContent::UnknownMessage(jupyter_protocol::UnknownMessage {
-            msg_type: "complete_request".into(),
-            content: serde_json::json!({ "code": 3 }),
-        });
-        let reply = serde_json::to_value(common_reply(&malformed).unwrap()).unwrap();
+        assert_eq!(reply["ename"], "UnknownRequest");
+        let reply = reply_of(&message("complete_request", serde_json::json!({ "code": 3 })), "shell");
         assert_eq!(reply["ename"], "MalformedRequest");
         assert!(reply["evalue"].as_str().unwrap().contains("malformed complete_request"), "{reply}");
-        let status = JupyterMessageContent::Status(Status::idle());
-        assert!(common_reply(&status).is_none());
+        let debug = message("debug_request", serde_json::json!({ "seq": 1, "type": "request", "command": "initialize" }));
+        assert!(matches!(debug.content, JupyterMessageContent::DebugRequest(_)));
+        assert_eq!(reply_of(&debug, "control")["ename"], "UnsupportedRequest");
+        // A request served on the shell channel only is answered on control too.
+        let execute = JupyterMessage::new(ExecuteRequest::new("1".into()), None);
+        assert!(reply_of(&execute, "control")["evalue"].as_str().unwrap().contains("control channel"));
+        let status = message("status", serde_json::json!({ "execution_state": "idle" }));
+        assert!(common_reply(&status, "shell").is_none());
     }
 }
