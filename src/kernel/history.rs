@@ -143,7 +143,7 @@ impl History {
         let (store, session, found) = match Store::open(path.clone(), legacy) {
             Ok(opened) => (Some(opened.store), opened.session, opened.records),
             Err(e) => {
-                eprintln!("glassbox: history kept in memory only, {} not usable: {e}", path.display());
+                super::log(format_args!("history kept in memory only, {} not usable: {e}", path.display()));
                 (None, 1, Vec::new())
             }
         };
@@ -164,7 +164,7 @@ impl History {
         let r = Record { session: self.session, line, input: cut(input, MAX_INPUT), output: cut(output, MAX_OUTPUT) };
         if let Some(store) = &self.store {
             if let Err(e) = store.append(&r) {
-                eprintln!("glassbox: history not saved to {}: {e}", store.live.display());
+                super::log(format_args!("history not saved to {}: {e}", store.live.display()));
             }
         }
         self.keep(r);

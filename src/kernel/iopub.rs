@@ -11,12 +11,12 @@
 use super::wire::{self, Author, Signer};
 use anyhow::Context;
 use bytes::Bytes;
+use futures::channel::mpsc::UnboundedReceiver as Subscriptions;
+use futures::StreamExt;
 use jupyter_protocol::{Header, IoPubWelcome, JupyterMessage, JupyterMessageContent, Status, Stdio, StreamContent};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use futures::channel::mpsc::UnboundedReceiver as Subscriptions;
-use futures::StreamExt;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 use zeromq::{PubSocket, Socket, SocketSend, ZmqMessage};
@@ -89,7 +89,9 @@ struct Pending {
 
 impl Pending {
     fn takes(&self, parent: &Option<Header>, name: &Stdio, more: usize) -> bool {
-        same_request(&self.parent, parent) && std::mem::discriminant(&self.name) == std::mem::discriminant(name) && self.text.len() + more <= CHUNK
+        same_request(&self.parent, parent)
+            && std::mem::discriminant(&self.name) == std::mem::discriminant(name)
+            && self.text.len() + more <= CHUNK
     }
 }
 
@@ -166,7 +168,8 @@ impl Publisher {
         let mut msg = self.author.message(content);
         msg.parent_header = parent;
         // On PUB the first frame is a topic; Jupyter's convention is kernel.<id>.<msg_type>.
-        let topic = topic.unwrap_or_else(|| Bytes::from(format!("kernel.{}.{}", self.author.session, msg.header.msg_type)));
+        let topic =
+            topic.unwrap_or_else(|| Bytes::from(format!("kernel.{}.{}", self.author.session, msg.header.msg_type)));
         msg.zmq_identities = vec![topic];
         if let Ok(zmq) = ZmqMessage::try_from(wire::encode(&msg, &self.signer)) {
             let _ = self.socket.send(zmq).await;

@@ -39,7 +39,7 @@ pub fn watch() {
                 })
                 .expect("spawn the signal watcher");
         }
-        Err(e) => eprintln!("glassbox: SIGTERM will not end the REPL child with the kernel: {e}"),
+        Err(e) => super::log(format_args!("SIGTERM will not end the REPL child with the kernel: {e}")),
     }
 }
 
@@ -51,7 +51,7 @@ fn alive(pid: u32) -> bool {
 }
 
 fn end(why: &str) -> ! {
-    eprintln!("glassbox: exiting: {why}");
+    super::log(format_args!("exiting: {why}"));
     processes::kill_descendants();
     std::process::exit(0);
 }

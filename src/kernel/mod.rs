@@ -18,3 +18,10 @@ pub mod processes;
 pub mod repl;
 pub mod server;
 pub mod wire;
+
+/// Writes a line to the kernel's log, its stderr. Never fails: once the terminal that started
+/// the kernel is gone, so may be stderr, and a log line must not end the thread that writes it.
+pub fn log(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "glassbox: {line}");
+}

@@ -98,15 +98,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("glassbox-processes-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let rustc = dir.join("rustc");
-        let sleep = String::from_utf8(Command::new("sh").args(["-c", "command -v sleep"]).output().unwrap().stdout)
-            .unwrap();
+        let sleep =
+            String::from_utf8(Command::new("sh").args(["-c", "command -v sleep"]).output().unwrap().stdout).unwrap();
         std::fs::copy(sleep.trim(), &rustc).unwrap();
         let script = format!("sleep 30 & sh -c '{} 30 & wait' & echo go; wait", rustc.display());
-        let mut child = Command::new("sh")
-            .args(["-c", &script])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Command::new("sh").args(["-c", &script]).stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
         // Give the inner sh time to start its sleep.

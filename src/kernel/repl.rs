@@ -186,7 +186,11 @@ impl Session {
         let result = self.run_segments(code, input);
         let result = match self.interrupter.end() {
             Ending::Completed => result.map_err(|e| crashed(e, &before)),
-            Ending::Interrupted => Err(interrupted(&result, &before)),
+            // A glassbox operation that stopped says what it stopped (a wait for input, say).
+            Ending::Interrupted => Err(match result {
+                Err(e) if e.ename == "KeyboardInterrupt" => e,
+                _ => interrupted(&result, &before),
+            }),
             Ending::CompileCancelled => Err(compile_cancelled(&result, &before)),
         };
         if self.timing {
@@ -438,10 +442,9 @@ pub fn render_error(error: &EvcxrError, code: &str, offset: usize) -> CellError 
             "VariablesLost",
             format!("a type was redefined, so these variables were lost: {}", vars.join(", ")),
         ),
-        EvcxrError::SubprocessTerminated(why) => CellError::new(
-            "ReplRestarted",
-            format!("the REPL process died ({}) and was restarted", why.trim()),
-        ),
+        EvcxrError::SubprocessTerminated(why) => {
+            CellError::new("ReplRestarted", format!("the REPL process died ({}) and was restarted", why.trim()))
+        }
         EvcxrError::Message(message) => CellError {
             ename: "ReplError".into(),
             evalue: message.lines().next().unwrap_or_default().to_string(),

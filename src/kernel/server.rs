@@ -48,12 +48,10 @@ impl Limits {
     pub fn from_env() -> Result<Limits> {
         let mut limits = Limits::default();
         if let Ok(text) = std::env::var(MAX_MESSAGE_ENV) {
-            limits.max_message_bytes = text
-                .trim()
-                .parse()
-                .ok()
-                .filter(|&n: &usize| n >= 1024)
-                .with_context(|| format!("{MAX_MESSAGE_ENV}={text:?}: expected a number of bytes, at least 1024"))?;
+            limits.max_message_bytes =
+                text.trim().parse().ok().filter(|&n: &usize| n >= 1024).with_context(|| {
+                    format!("{MAX_MESSAGE_ENV}={text:?}: expected a number of bytes, at least 1024")
+                })?;
         }
         Ok(limits)
     }
@@ -140,7 +138,7 @@ pub async fn run(info: ConnectionInfo, limits: Limits) -> Result<()> {
 /// A socket gave an error instead of a message: a peer broke the framing or went over the
 /// size limit, and was dropped. Say so in the log, and keep serving the others.
 async fn refused(channel: &str, error: &zeromq::ZmqError) {
-    eprintln!("glassbox: dropped a peer on {channel}: {error}");
+    super::log(format_args!("dropped a peer on {channel}: {error}"));
     // A socket that fails at once again must not spin.
     tokio::time::sleep(Duration::from_millis(5)).await;
 }
@@ -152,7 +150,7 @@ async fn receive(socket: &mut RouterSocket, signer: &Signer, channel: &str) -> I
             Ok(frames) => match wire::decode(frames.into_vec(), signer) {
                 Ok(inbound) => return inbound,
                 // A bad message is the sender's problem: say so in the log and keep serving.
-                Err(e) => eprintln!("glassbox: refused a message on {channel}: {e}"),
+                Err(e) => super::log(format_args!("refused a message on {channel}: {e}")),
             },
             Err(e) => refused(channel, &e).await,
         }
@@ -162,7 +160,7 @@ async fn receive(socket: &mut RouterSocket, signer: &Signer, channel: &str) -> I
 async fn send(socket: &mut RouterSocket, signer: &Signer, msg: &JupyterMessage) {
     if let Ok(zmq) = ZmqMessage::try_from(wire::encode(msg, signer)) {
         if let Err(e) = socket.send(zmq).await {
-            eprintln!("glassbox: could not send {}: {e}", msg.header.msg_type);
+            super::log(format_args!("could not send {}: {e}", msg.header.msg_type));
         }
     }
 }
@@ -207,7 +205,7 @@ async fn serve_stdin(mut socket: RouterSocket, signer: Signer, author: Author, m
                 None => return,
             },
             unasked = receive(&mut socket, &signer, "stdin") => {
-                eprintln!("glassbox: dropped an unasked {} on stdin", unasked.msg.header.msg_type);
+                super::log(format_args!("dropped an unasked {} on stdin", unasked.msg.header.msg_type));
                 continue;
             }
         };
@@ -219,7 +217,7 @@ async fn serve_stdin(mut socket: RouterSocket, signer: Signer, author: Author, m
                 _ = ask.answer.closed() => break None,
                 inbound = receive(&mut socket, &signer, "stdin") => match inbound.msg.content {
                     JupyterMessageContent::InputReply(reply) if answers(&inbound.msg, &asked) => break Some(reply.value),
-                    _ => eprintln!("glassbox: dropped a {} on stdin that answers no open input_request", inbound.msg.header.msg_type),
+                    _ => super::log(format_args!("dropped a {} on stdin that answers no open input_request", inbound.msg.header.msg_type)),
                 },
             }
         };
@@ -531,7 +529,8 @@ mod tests {
         let reply = reply_of(&message("complete_request", serde_json::json!({ "code": 3 })), "shell");
         assert_eq!(reply["ename"], "MalformedRequest");
         assert!(reply["evalue"].as_str().unwrap().contains("malformed complete_request"), "{reply}");
-        let debug = message("debug_request", serde_json::json!({ "seq": 1, "type": "request", "command": "initialize" }));
+        let debug =
+            message("debug_request", serde_json::json!({ "seq": 1, "type": "request", "command": "initialize" }));
         assert!(matches!(debug.content, JupyterMessageContent::DebugRequest(_)));
         assert_eq!(reply_of(&debug, "control")["ename"], "UnsupportedRequest");
         // A request served on the shell channel only is answered on control too.

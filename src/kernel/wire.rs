@@ -435,7 +435,8 @@ mod tests {
     #[test]
     fn content_that_is_not_json_text_is_a_problem_not_a_refusal() {
         let signer = Signer::new("k");
-        let header = r#"{"msg_type": "execute_request", "msg_id": "m", "session": "s", "username": "u", "version": "5.3"}"#;
+        let header =
+            r#"{"msg_type": "execute_request", "msg_id": "m", "session": "s", "username": "u", "version": "5.3"}"#;
         // A lone surrogate is valid JSON syntax but not a Unicode string.
         let inbound = decode(raw(&signer, header, br#"{"code": "\ud800"}"#), &signer).unwrap();
         assert!(inbound.problem.unwrap().contains("content"));
