@@ -302,7 +302,7 @@ WRAPPER = """
 import os, subprocess, sys, time
 argv = sys.argv[1:]
 kernel = subprocess.Popen(argv, env=dict(os.environ, JPY_PARENT_PID=str(os.getpid())),
-                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 print(kernel.pid, flush=True)
 time.sleep(3600)
 """
@@ -312,7 +312,10 @@ def test_the_kernel_exits_when_the_process_that_launched_it_dies():
     connection_file = os.path.join(tempfile.mkdtemp(prefix="glassbox-lifecycle-"), "kernel.json")
     write_connection_file(connection_file)
     argv = [a.replace("{connection_file}", connection_file) for a in KernelSpecManager().get_kernel_spec("glassbox").argv]
-    wrapper = subprocess.Popen([sys.executable, "-c", WRAPPER, *argv], stdout=subprocess.PIPE, text=True)
+    # The kernel's stderr is the wrapper's, a pipe this test closes when it kills the wrapper:
+    # as a terminal that goes away with its console, so the kernel's last log line fails.
+    wrapper = subprocess.Popen([sys.executable, "-c", WRAPPER, *argv], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     left = []
     kc = BlockingKernelClient(connection_file=connection_file)
     try:
@@ -325,6 +328,7 @@ def test_the_kernel_exits_when_the_process_that_launched_it_dies():
         print(f"kernel {kernel.pid}, REPL child {[c.pid for c in children]}")
         left = [kernel, *descendants(kernel.pid)]
         wrapper.send_signal(signal.SIGKILL)
+        wrapper.stderr.close()
         killed = time.monotonic()
         wrapper.wait(timeout=5)
         alive = wait_gone([kernel], killed + 5.0)
