@@ -91,25 +91,33 @@ fn serve(config: ReplConfig, sink: Sink, interrupter: Interrupter, jobs: Receive
     for job in jobs {
         match (job, &mut state) {
             (Job::Execute { code, input, done }, Ok(session)) => {
-                let _ = done.send(session.execute(&code, &input));
+                let failed = || Err(CellError::new("ReplError", "the REPL failed inside while running this cell"));
+                let _ = done.send(survive(failed, || session.execute(&code, &input)));
             }
             (Job::Execute { done, .. }, Err(e)) => {
                 let _ = done.send(Err(e.clone()));
             }
             (Job::Complete { code, cursor, done }, Ok(session)) => {
-                let _ = done.send(session.complete(&code, cursor));
+                let _ = done.send(survive(|| (cursor, cursor, Vec::new()), || session.complete(&code, cursor)));
             }
             (Job::Complete { cursor, done, .. }, Err(_)) => {
                 let _ = done.send((cursor, cursor, Vec::new()));
             }
             (Job::Inspect { code, cursor, done }, Ok(session)) => {
-                let _ = done.send(session.inspect(&code, cursor));
+                let _ = done.send(survive(|| None, || session.inspect(&code, cursor)));
             }
             (Job::Inspect { done, .. }, Err(_)) => {
                 let _ = done.send(None);
             }
         }
     }
+}
+
+/// Runs `job`, or gives `fallback` if it panics. evcxr and rust-analyzer run in this
+/// thread, and some inputs reach panics in them (a completion inside `"h\nV"` at 0 does);
+/// caught, such a panic costs that one answer, not the REPL thread and every variable.
+fn survive<T>(fallback: impl FnOnce() -> T, job: impl FnOnce() -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or_else(|_| fallback())
 }
 
 /// A live evcxr context with the glassbox prelude loaded.

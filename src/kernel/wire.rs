@@ -89,9 +89,11 @@ impl Signer {
         self.mac_of(parts).map(|m| hex::encode(m.finalize().into_bytes())).unwrap_or_default()
     }
 
-    /// Whether a verified signature is new (always, when signing is off); remembers it.
+    /// Whether a verified signature is new (always, when signing is off); remembers it. Hex
+    /// digits are read in either case, so the same signature in other letters is the same.
     fn first_sight(&self, signature: &Bytes) -> bool {
-        self.mac.is_none() || self.seen.lock().expect("seen signatures").first_sight(signature)
+        let canonical = Bytes::from(signature.to_ascii_lowercase());
+        self.mac.is_none() || self.seen.lock().expect("seen signatures").first_sight(&canonical)
     }
 
     /// Constant-time check of a hex signature.
@@ -402,7 +404,11 @@ mod tests {
         // The same code in a new message (new msg_id, so a new signature) is taken in.
         assert!(decode(signed_request(&signer), &signer).is_ok());
         // Clones share the history: a replay on another channel is refused too.
-        assert!(matches!(decode(frames, &signer.clone()), Err(WireError::Replayed)));
+        assert!(matches!(decode(frames.clone(), &signer.clone()), Err(WireError::Replayed)));
+        // The same signature in capitals still verifies, and is still a replay.
+        let mut shouted = frames;
+        shouted[2] = Bytes::from(shouted[2].to_ascii_uppercase());
+        assert!(matches!(decode(shouted, &signer), Err(WireError::Replayed)));
     }
 
     #[test]
