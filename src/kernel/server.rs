@@ -439,7 +439,7 @@ impl Control {
 fn common_reply(request: &JupyterMessage, channel: &str) -> Option<JupyterMessageContent> {
     use JupyterMessageContent as C;
     Some(match &request.content {
-        C::KernelInfoRequest(_) => C::KernelInfoReply(Box::new(kernel_info())),
+        C::KernelInfoRequest(_) => kernel_info_reply(),
         C::ShutdownRequest(req) => ShutdownReply { restart: req.restart, ..Default::default() }.into(),
         C::IsCompleteRequest(req) => super::complete::is_complete(&req.code).into(),
         C::CommInfoRequest(_) => CommInfoReply::default().into(),
@@ -459,6 +459,16 @@ fn common_reply(request: &JupyterMessage, channel: &str) -> Option<JupyterMessag
 
 fn unserved(msg_type: &str, channel: &str) -> JupyterMessageContent {
     error_reply(msg_type, "UnknownRequest", format!("glassbox does not handle {msg_type} on the {channel} channel"))
+}
+
+/// What `kernel_info_reply` lists in `supported_features`: JEP 65's welcome on IOPub.
+pub const SUPPORTED_FEATURES: &[&str] = &["iopub_welcome"];
+
+/// [`kernel_info`] with `supported_features`, which the protocol crate's type lacks.
+fn kernel_info_reply() -> JupyterMessageContent {
+    let mut content = serde_json::to_value(kernel_info()).expect("kernel info serialises");
+    content["supported_features"] = serde_json::json!(SUPPORTED_FEATURES);
+    JupyterMessageContent::UnknownMessage(UnknownMessage { msg_type: "kernel_info_reply".into(), content })
 }
 
 /// `kernel_info_reply`: answered at once, before the REPL has finished starting.
@@ -497,8 +507,11 @@ mod tests {
 
     #[test]
     fn kernel_info_names_rust_and_protocol_5_4() {
-        let info = serde_json::to_value(kernel_info()).unwrap();
+        let reply = kernel_info_reply();
+        assert_eq!(reply.message_type(), "kernel_info_reply");
+        let info = serde_json::to_value(reply).unwrap();
         assert_eq!(info["protocol_version"], "5.4");
+        assert_eq!(info["supported_features"], serde_json::json!(["iopub_welcome"]));
         assert_eq!(info["language_info"]["name"], "rust");
         assert_eq!(info["language_info"]["file_extension"], ".rs");
         assert_eq!(info["implementation"], "glassbox");
