@@ -5,6 +5,9 @@
 //! messages, in order with the cell's printed output. Outside the kernel (a plain program, a
 //! test) the text/plain form is printed instead.
 
+pub mod result;
+pub mod tensor;
+
 use crate::runtime::{self, Event};
 use base64::Engine;
 use serde_json::{Map, Value};

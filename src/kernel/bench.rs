@@ -64,9 +64,17 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Starts a kernel, warms it up, and prints the median latencies.
-pub async fn kernel(exe: &Path) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("glassbox-bench-{}", std::process::id()));
+/// A kernel started for measuring, with the lines of its log that say where its start went.
+struct Started {
+    child: std::process::Child,
+    ports: Vec<u16>,
+    key: String,
+    log: std::sync::mpsc::Receiver<String>,
+    dir: std::path::PathBuf,
+}
+
+fn start(exe: &Path) -> Result<Started> {
+    let dir = std::env::temp_dir().join(format!("glassbox-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
     let key = uuid::Uuid::new_v4().to_string();
     let ports: Vec<u16> = (0..5).map(|_| free_port()).collect::<Result<_>>()?;
@@ -80,16 +88,75 @@ pub async fn kernel(exe: &Path) -> Result<()> {
     let mut child = std::process::Command::new(exe)
         .args(["kernel", "--connection-file"])
         .arg(&file)
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .context("start the kernel")?;
-    let result = measure(&ports, &key).await;
-    let _ = child.wait_timeout_or_kill(Duration::from_secs(5));
-    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (lines, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(super::repl::START_LOG) && lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(Started { child, ports, key, log, dir })
+}
+
+impl Started {
+    fn stop(mut self) {
+        let _ = self.child.wait_timeout_or_kill(Duration::from_secs(5));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Resident memory of the kernel process, in bytes (Linux).
+    fn memory(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kb: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    }
+}
+
+/// One measurement beside its goal.
+fn row(name: &str, measured: Duration, goal: Duration, baseline: Duration) {
+    println!(
+        "{name:<40} {:>10.2} ms {:>10.0} ms {:>11.1}×  {}",
+        measured.as_secs_f64() * 1e3,
+        goal.as_secs_f64() * 1e3,
+        measured.as_secs_f64() / baseline.as_secs_f64(),
+        if measured <= goal { "met" } else { "not met" }
+    );
+}
+
+/// Starts a kernel twice (the first start may compile the library for the REPL; the second
+/// is a warm start), and prints the latencies and memory beside their goals, and where the
+/// warm start's seconds went.
+pub async fn kernel(exe: &Path) -> Result<()> {
+    eprintln!("first start (compiles the library for the REPL if it changed: minutes)...");
+    let cold = start(exe)?;
+    let first = async {
+        let mut client = connect(&cold.ports, &cold.key).await?;
+        client.first_result().await
+    };
+    let took = first.await;
+    let _ = shutdown(&cold).await;
+    cold.stop();
+    eprintln!("first start took {:.1} s; measuring a warm start...", took?.as_secs_f64());
+    let warm = start(exe)?;
+    let result = measure(&warm).await;
+    let _ = shutdown(&warm).await;
+    warm.stop();
     result
 }
 
-async fn measure(ports: &[u16], key: &str) -> Result<()> {
+async fn shutdown(kernel: &Started) -> Result<()> {
+    let mut client = connect(&kernel.ports, &kernel.key).await?;
+    client.send(ShutdownRequest { restart: false }).await?;
+    Ok(())
+}
+
+async fn connect(ports: &[u16], key: &str) -> Result<Client> {
     let mut shell = DealerSocket::new();
     let mut iopub = SubSocket::new();
     iopub.subscribe("").await?;
@@ -112,33 +179,73 @@ async fn measure(ports: &[u16], key: &str) -> Result<()> {
             break;
         }
     }
-    eprintln!("warming up the REPL (the first start on a machine compiles the library: minutes)...");
-    let execute = |code: &str| JupyterMessageContent::ExecuteRequest(ExecuteRequest::new(code.into()));
-    let (warm, reply) = client.round_trip(execute("1")).await?;
-    if let JupyterMessageContent::ExecuteReply(r) = &reply.content {
-        if r.error.is_some() {
-            bail!("the warm-up cell failed: {:?}", r.error);
+    Ok(client)
+}
+
+fn execute(code: &str) -> JupyterMessageContent {
+    JupyterMessageContent::ExecuteRequest(ExecuteRequest::new(code.into()))
+}
+
+impl Client {
+    /// Runs `1` and returns how long its result took.
+    async fn first_result(&mut self) -> Result<Duration> {
+        let (took, reply) = self.round_trip(execute("1")).await?;
+        if let JupyterMessageContent::ExecuteReply(r) = &reply.content {
+            if r.error.is_some() {
+                bail!("the first cell failed: {:?}", r.error);
+            }
         }
+        Ok(took)
     }
-    eprintln!("warm-up took {:.1} s", warm.as_secs_f64());
-    let cases: [(&str, Box<dyn Fn() -> JupyterMessageContent>); 4] = [
-        ("kernel_info (baseline)", Box::new(|| KernelInfoRequest {}.into())),
-        ("trivial Rust cell `1`", Box::new(move || execute("1"))),
-        ("`:vars`", Box::new(move || execute(":vars"))),
-        ("completion `:se`", Box::new(|| CompleteRequest { code: ":se".into(), cursor_pos: 3 }.into())),
-    ];
-    let mut baseline = None;
-    println!("{:<26} {:>12} {:>12}", "request → idle", "median", "× baseline");
-    for (name, make) in &cases {
+
+    async fn median_of(&mut self, make: &dyn Fn() -> JupyterMessageContent) -> Result<Duration> {
         let mut times = Vec::with_capacity(ROUNDS);
         for _ in 0..ROUNDS {
-            times.push(client.round_trip(make()).await?.0);
+            times.push(self.round_trip(make()).await?.0);
         }
-        let m = median(times);
-        let base = *baseline.get_or_insert(m);
-        println!("{name:<26} {:>9.2} ms {:>11.1}×", m.as_secs_f64() * 1e3, m.as_secs_f64() / base.as_secs_f64());
+        Ok(median(times))
     }
-    let _ = client.send(ShutdownRequest { restart: false }).await;
+}
+
+async fn measure(kernel: &Started) -> Result<()> {
+    let started = Instant::now();
+    let mut client = connect(&kernel.ports, &kernel.key).await?;
+    client.first_result().await?;
+    let warm_start = started.elapsed();
+    let rust_completion = || -> JupyterMessageContent {
+        let code = "let v: Vec<i32> = Vec::new();\nv.le";
+        CompleteRequest { code: code.into(), cursor_pos: code.chars().count() }.into()
+    };
+    let first_completion = client.round_trip(rust_completion()).await?.0;
+    let memory = kernel.memory();
+    let ms = Duration::from_millis;
+    let baseline = client.median_of(&|| KernelInfoRequest {}.into()).await?;
+    println!("{:<40} {:>13} {:>13} {:>12}", "request → idle (median)", "measured", "goal", "× baseline");
+    row("kernel_info (baseline)", baseline, ms(1), baseline);
+    row("warm start → first cell's result", warm_start, ms(3000), baseline);
+    row("trivial Rust cell `1`", client.median_of(&|| execute("1")).await?, ms(300), baseline);
+    row("`:vars`", client.median_of(&|| execute(":vars")).await?, ms(100), baseline);
+    row("`:seed 3`", client.median_of(&|| execute(":seed 3")).await?, ms(100), baseline);
+    row("`:help`", client.median_of(&|| execute(":help")).await?, ms(100), baseline);
+    row("first Rust completion after start", first_completion, ms(300), baseline);
+    row("Rust completion `v.le`", client.median_of(&rust_completion).await?, ms(300), baseline);
+    let command_completion = || CompleteRequest { code: ":se".into(), cursor_pos: 3 }.into();
+    row("completion `:se`", client.median_of(&command_completion).await?, ms(300), baseline);
+    match memory {
+        Some(bytes) => println!(
+            "{:<40} {:>10.2} GB {:>10.2} GB {:>13}  {}",
+            "kernel memory after the first cell",
+            bytes as f64 / 1e9,
+            0.4,
+            "",
+            if bytes as f64 <= 0.4e9 { "met" } else { "not met" }
+        ),
+        None => println!("kernel memory: not measurable here (no /proc)"),
+    }
+    match kernel.log.try_recv() {
+        Ok(line) => println!("\nwhere the warm start went (kernel log): {}", line.trim_start_matches("glassbox: ")),
+        Err(_) => println!("\nthe kernel did not log its start breakdown"),
+    }
     Ok(())
 }
 

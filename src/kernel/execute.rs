@@ -28,11 +28,13 @@ impl CellError {
 }
 
 /// What a cell that ran gives: the value of its last expression, and text for the pager
-/// (`?COMMAND`), each if it has one.
+/// (`?COMMAND`), each if it has one; `ask_exit` when the cell asked the front end to end
+/// its session (`exit`, `quit`), which a console does and a notebook ignores.
 #[derive(Debug, Clone, Default)]
 pub struct CellValue {
     pub result: Option<Media>,
     pub page: Option<String>,
+    pub ask_exit: bool,
 }
 
 /// What running a cell gives: its value, or the failure.
@@ -96,7 +98,12 @@ impl Executor {
                     execution_count: count,
                     // The spec (and the conformance suite) want an object here, never null.
                     user_expressions: Some(Default::default()),
-                    payload: value.page.map(page).into_iter().collect(),
+                    payload: value
+                        .page
+                        .map(page)
+                        .into_iter()
+                        .chain(value.ask_exit.then_some(Payload::AskExit { keepkernel: false }))
+                        .collect(),
                     ..Default::default()
                 }
             }
@@ -175,7 +182,7 @@ mod tests {
 
     fn value(text: &str) -> CellResult {
         let map = [("text/plain".to_string(), text.to_string())];
-        Ok(CellValue { result: media_from_mime_map(map.iter().map(|(k, v)| (k, v))), page: None })
+        Ok(CellValue { result: media_from_mime_map(map.iter().map(|(k, v)| (k, v))), ..Default::default() })
     }
 
     #[test]
@@ -210,7 +217,7 @@ mod tests {
     #[test]
     fn a_page_goes_into_the_reply_payload() {
         let (mut ex, mut out) = (Executor::new(), Recorder::default());
-        let page = CellValue { result: None, page: Some(":seed N".into()) };
+        let page = CellValue { page: Some(":seed N".into()), ..Default::default() };
         ex.execute(&ExecuteRequest::new("?seed".into()), |_| Ok(page), &mut out);
         let reply = &out.log.last().unwrap().1;
         assert_eq!(reply["payload"][0]["source"], "page");

@@ -9,6 +9,7 @@ pub mod complete;
 pub mod connection;
 pub mod env;
 pub mod execute;
+pub mod final_expression;
 pub mod history;
 pub mod install;
 pub mod interrupt;

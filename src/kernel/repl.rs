@@ -5,6 +5,7 @@
 
 use super::commands::{self, Action, ReplView, Segment};
 use super::execute::{media_from_mime_map, CellError, CellResult, CellValue};
+use super::final_expression::{self, Shift};
 use super::interrupt::{Ending, Interrupter, GRACE};
 use crate::runtime::Event;
 use crossbeam_channel::{select, Receiver, Sender};
@@ -142,36 +143,50 @@ const PRELUDE_VARIABLES: &[&str] = &["device", "zoo"];
 
 impl Session {
     fn start(config: &ReplConfig, sink: Sink, interrupter: Interrupter) -> Result<Session, String> {
+        let started = Instant::now();
         let slot = claim_build_dir(&config.cache_dir);
         if let Some((dir, _)) = &slot {
             std::env::set_var("EVCXR_TMPDIR", dir);
         }
+        let build_dir = slot.as_ref().map(|(dir, _)| dir.clone());
         let (ctx, outputs) = CommandContext::new().map_err(|e| e.to_string())?;
+        let context = started.elapsed();
         let forwarder = Forwarder::spawn(outputs.stdout, outputs.stderr, sink.clone());
         let mut session = Session { ctx, forwarder, sink, interrupter, timing: false, _slot: slot.map(|(_, f)| f) };
-        session.load_prelude(&config.glassbox_src)?;
+        let built_before = build_dir.as_deref().and_then(newest_library_build);
+        let prelude = session.load_prelude(&config.glassbox_src)?;
+        let rebuilt = build_dir.as_deref().and_then(newest_library_build) > built_before;
+        let start = StartTimes { context, prelude, total: started.elapsed() };
+        super::log(format_args!("{start}"));
+        if rebuilt {
+            session.stdout(format!(
+                "glassbox: compiled the glassbox library for the Rust REPL ({:.0} s); \
+                 later kernel starts reuse this build until glassbox changes\n",
+                start.total.as_secs_f64()
+            ));
+        }
         Ok(session)
     }
 
     /// Makes the library and `device` available to every cell. The first start on a machine
     /// compiles the library and tch into the build directory (minutes); later starts reuse it.
-    fn load_prelude(&mut self, src: &Path) -> Result<(), String> {
+    fn load_prelude(&mut self, src: &Path) -> Result<PreludeTimes, String> {
         let started = Instant::now();
         let dep = format!(
             ":dep glassbox = {{ path = {}, default-features = false }}",
             serde_json::to_string(&src.to_string_lossy()).expect("a string serialises")
         );
         let prelude = [dep.as_str(), "use glassbox::prelude::*;", CHILD_PRELUDE].join("\n");
-        self.ctx.execute(&prelude).map_err(|e| render_error(&e, &prelude, 0).evalue)?;
+        let outputs = self.ctx.execute(&prelude).map_err(|e| render_error(&e, &prelude, 0, None).evalue)?;
         self.forwarder.flush();
         self.interrupter.set_child(self.child_pid());
-        let secs = started.elapsed().as_secs_f64();
-        if secs > 10.0 {
-            self.stderr(format!(
-                "glassbox: Rust REPL ready after {secs:.0} s (built the library once; later kernel starts reuse it)\n"
-            ));
-        }
-        Ok(())
+        let phase = |name: &str| outputs.phases.iter().filter(|p| p.name == name).map(|p| p.duration).sum();
+        let (compile, run): (Duration, Duration) = (phase("Final compile"), phase("Execution"));
+        Ok(PreludeTimes { dependency: started.elapsed().saturating_sub(compile + run), compile, run })
+    }
+
+    fn stdout(&self, text: String) {
+        (self.sink)(JupyterMessageContent::StreamContent(StreamContent { name: Stdio::Stdout, text }));
     }
 
     fn child_pid(&self) -> Option<u32> {
@@ -208,6 +223,9 @@ impl Session {
     }
 
     fn run_segments(&mut self, code: &str, input: &InputReader) -> CellResult {
+        if commands::asks_to_exit(code, &self.view()) {
+            return Ok(CellValue { ask_exit: true, ..Default::default() });
+        }
         let mut value = CellValue::default();
         for segment in commands::split_cell(code) {
             value = match segment {
@@ -224,11 +242,11 @@ impl Session {
             evalue: e.0.clone(),
             traceback: vec![format!("cell line {line_no}: {line}"), e.0],
         })?;
-        let text = |t: String| CellValue { result: text_media(&t), page: None };
+        let text = |t: String| CellValue { result: text_media(&t), ..Default::default() };
         Ok(match action {
             Action::Rust(code) => self.run_rust(&code, line_no - 1, input)?,
             Action::Show(t) => text(t),
-            Action::Page(p) => CellValue { result: None, page: Some(p) },
+            Action::Page(p) => CellValue { page: Some(p), ..Default::default() },
             Action::SetTiming(on) => {
                 self.timing = on.unwrap_or(!self.timing);
                 text(format!("per-cell timing {}", if self.timing { "on" } else { "off" }))
@@ -249,29 +267,32 @@ impl Session {
                 })
             },
         };
-        let outcome = self.ctx.execute_with_callbacks(code, &mut callbacks);
+        let rewritten = final_expression::show_final_expression(code);
+        let shift = rewritten.as_ref().map(|(_, s)| *s);
+        let compiled = rewritten.as_ref().map_or(code, |(c, _)| c.as_str());
+        let outcome = self.ctx.execute_with_callbacks(compiled, &mut callbacks);
         self.forwarder.flush();
         let panic = self.forwarder.take_panic();
         match outcome {
             Ok(outputs) => match panic {
                 Some(Event::Panic { message, location }) => {
-                    let line = location.as_deref().and_then(|l| self.cell_line_of(l, code)).map(|l| l + offset);
+                    let line = location.as_deref().and_then(|l| self.cell_line_of(l, compiled)).map(|l| l + offset);
                     Err(panic_error(&message, location.as_deref(), line))
                 }
                 Some(Event::Error { ename, evalue }) => {
                     Err(CellError { traceback: vec![format!("{ename}: {evalue}"), KEPT.into()], ename, evalue })
                 }
-                _ => Ok(CellValue { result: media_from_mime_map(&outputs.content_by_mime_type), page: None }),
+                _ => Ok(CellValue { result: media_from_mime_map(&outputs.content_by_mime_type), ..Default::default() }),
             },
             Err(e @ EvcxrError::SubprocessTerminated(_)) => {
                 // evcxr has started a fresh child; put back what the prelude gave it.
-                let error = render_error(&e, code, offset);
+                let error = render_error(&e, code, offset, shift);
                 let _ = self.ctx.execute(CHILD_PRELUDE);
                 self.forwarder.flush();
                 self.interrupter.set_child(self.child_pid());
                 Err(error)
             }
-            Err(e) => Err(render_error(&e, code, offset)),
+            Err(e) => Err(render_error(&e, code, offset, shift)),
         }
     }
 
@@ -317,15 +338,71 @@ impl Session {
         }
         let line: usize = line.parse().ok()?;
         let source = self.ctx.last_source().ok()?;
-        let text = source.lines().nth(line.checked_sub(1)?)?.trim();
-        let matches: Vec<usize> = code
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !text.is_empty() && l.trim() == text)
-            .map(|(i, _)| i + 1)
-            .collect();
-        (matches.len() == 1).then(|| matches[0])
+        line_of_statement(code, source.lines().nth(line.checked_sub(1)?)?.trim())
     }
+}
+
+/// The line of `code` (1-based) that a line of evcxr's generated source came from. evcxr
+/// puts each statement on a line of its own, so a line of several statements holds the
+/// generated text rather than equals it: a line equal to it wins, else the one line that
+/// contains it; `None` when that is ambiguous.
+fn line_of_statement(code: &str, generated: &str) -> Option<usize> {
+    if generated.is_empty() {
+        return None;
+    }
+    let unique = |keep: &dyn Fn(&str) -> bool| {
+        let found: Vec<usize> = code.lines().enumerate().filter(|(_, l)| keep(l.trim())).map(|(i, _)| i + 1).collect();
+        (found.len() == 1).then(|| found[0])
+    };
+    unique(&|l| l == generated).or_else(|| unique(&|l| l.contains(generated)))
+}
+
+/// Where a warm start's seconds go, as the kernel logs them (`glassbox bench kernel` reads
+/// the line).
+struct StartTimes {
+    /// evcxr's context: the REPL child process and rust-analyzer with the standard library.
+    context: Duration,
+    prelude: PreludeTimes,
+    total: Duration,
+}
+
+struct PreludeTimes {
+    /// `:dep glassbox`: cargo's view of the library and its dependencies.
+    dependency: Duration,
+    /// rust-analyzer's analysis of the prelude (it loads glassbox and tch on first use), then
+    /// cargo and rustc building it.
+    compile: Duration,
+    /// Loading it into the child (libtorch) and running it.
+    run: Duration,
+}
+
+/// The prefix of the start breakdown in the kernel's log.
+pub const START_LOG: &str = "REPL ready in";
+
+impl std::fmt::Display for StartTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = |d: Duration| d.as_secs_f64();
+        write!(
+            f,
+            "{START_LOG} {:.2} s: evcxr context {:.2} s, `:dep glassbox` {:.2} s, analysis and compile of the prelude {:.2} s, loading and running it {:.2} s",
+            s(self.total),
+            s(self.context),
+            s(self.prelude.dependency),
+            s(self.prelude.compile),
+            s(self.prelude.run)
+        )
+    }
+}
+
+/// When the REPL's copy of the glassbox library was last built in `build_dir`.
+fn newest_library_build(build_dir: &Path) -> Option<std::time::SystemTime> {
+    let deps = std::fs::read_dir(build_dir.join("target")).ok()?.flatten().map(|e| e.path().join("debug").join("deps"));
+    deps.filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("libglassbox-"))
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max()
 }
 
 fn byte_offset(code: &str, chars: usize) -> usize {
@@ -437,13 +514,13 @@ fn panic_error(message: &str, location: Option<&str>, line: Option<usize>) -> Ce
 }
 
 /// Turns an evcxr failure into what the client shows; `offset` is the cell line before the
-/// first line of `code`.
-pub fn render_error(error: &EvcxrError, code: &str, offset: usize) -> CellError {
+/// first line of `code`, and `shift` how the final expression's rewrite moved columns.
+pub fn render_error(error: &EvcxrError, code: &str, offset: usize, shift: Option<Shift>) -> CellError {
     match error {
         EvcxrError::CompilationErrors(errors) => {
             let first = errors.first();
             let evalue = first.map(|e| summary(e, offset)).unwrap_or_else(|| "compilation failed".into());
-            let traceback = errors.iter().flat_map(|e| compile_traceback(e, code, offset)).collect();
+            let traceback = errors.iter().flat_map(|e| compile_traceback(e, code, offset, shift)).collect();
             CellError { ename: "CompileError".into(), evalue, traceback }
         }
         EvcxrError::TypeRedefinedVariablesLost(vars) => CellError::new(
@@ -464,40 +541,53 @@ pub fn render_error(error: &EvcxrError, code: &str, offset: usize) -> CellError 
 fn summary(e: &CompilationError, offset: usize) -> String {
     let line = e.primary_spanned_message().and_then(|m| m.span.as_ref()).map(|s| s.start_line + offset);
     match (e.code(), line) {
-        (Some(code), Some(l)) => format!("error[{code}] at cell line {l}: {}", e.message()),
-        (None, Some(l)) => format!("error at cell line {l}: {}", e.message()),
-        (Some(code), None) => format!("error[{code}]: {}", e.message()),
-        (None, None) => e.message(),
+        (Some(code), Some(l)) => format!("error[{code}] at cell line {l}: {}", in_cell_terms(&e.message())),
+        (None, Some(l)) => format!("error at cell line {l}: {}", in_cell_terms(&e.message())),
+        (Some(code), None) => format!("error[{code}]: {}", in_cell_terms(&e.message())),
+        (None, None) => in_cell_terms(&e.message()),
+    }
+}
+
+/// A message about a missing `;` names what follows the statement in evcxr's generated code
+/// (`evcxr_variable_store`, `fn`), which the user never wrote: say only what is missing.
+fn in_cell_terms(message: &str) -> String {
+    match message.split_once(", found ") {
+        Some((expected @ "expected `;`", _)) => format!("{expected} at the end of this statement"),
+        _ => message.to_string(),
     }
 }
 
 /// rustc-style lines: the message, then each span as `cell line N`, the source line and a
 /// caret underline with its label.
-fn compile_traceback(e: &CompilationError, code: &str, offset: usize) -> Vec<String> {
+fn compile_traceback(e: &CompilationError, code: &str, offset: usize, shift: Option<Shift>) -> Vec<String> {
+    let column = |line: usize, column: usize| shift.map_or(column, |s| s.column_in_cell(line, column));
     let mut lines = vec![match e.code() {
-        Some(c) => format!("{}[{c}]: {}", e.level(), e.message()),
-        None => format!("{}: {}", e.level(), e.message()),
+        Some(c) => format!("{}[{c}]: {}", e.level(), in_cell_terms(&e.message())),
+        None => format!("{}: {}", e.level(), in_cell_terms(&e.message())),
     }];
     let source: Vec<&str> = code.lines().collect();
     for m in e.spanned_messages() {
         let Some(span) = &m.span else {
             if !m.label.is_empty() {
-                lines.push(format!("  = note: {}", m.label));
+                lines.push(format!("  = note: {}", in_cell_terms(&m.label)));
             }
             continue;
         };
         let cell_line = span.start_line + offset;
-        lines.push(format!("  --> cell line {}:{}", cell_line, span.start_column));
+        let (start_column, end_column) = (column(span.start_line, span.start_column), column(span.end_line, span.end_column));
+        lines.push(format!("  --> cell line {}:{}", cell_line, start_column));
         if let Some(text) = source.get(span.start_line.wrapping_sub(1)) {
             let width = cell_line.to_string().len();
             lines.push(format!("{cell_line:width$} | {text}"));
-            let start = span.start_column.saturating_sub(1);
-            let end = if span.end_line == span.start_line { span.end_column.saturating_sub(1) } else { text.len() };
+            let start = start_column.saturating_sub(1);
+            let end = if span.end_line == span.start_line { end_column.saturating_sub(1) } else { text.len() };
             let carets = "^".repeat(end.saturating_sub(start).max(1));
-            lines.push(format!("{:width$} | {}{carets} {}", "", " ".repeat(start), m.label));
+            lines.push(format!("{:width$} | {}{carets} {}", "", " ".repeat(start), in_cell_terms(&m.label)));
         }
     }
-    lines.extend(e.help().into_iter().map(|h| format!("  = help: {h}")));
+    // evcxr appends a suggestion's replacement text after the help line; without its
+    // place in the source it reads as a stray line.
+    lines.extend(e.help().iter().filter_map(|h| h.lines().next()).map(|h| format!("  = help: {h}")));
     lines
 }
 
@@ -602,5 +692,30 @@ impl commands::LiveValues for Session {
                 .unwrap_or_default(),
             Err(_) => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_of_statement;
+
+    #[test]
+    fn a_missing_semicolon_does_not_name_generated_code() {
+        assert_eq!(
+            super::in_cell_terms("expected `;`, found `evcxr_variable_store`"),
+            "expected `;` at the end of this statement"
+        );
+        assert_eq!(super::in_cell_terms("expected `;`, found keyword `fn`"), "expected `;` at the end of this statement");
+        assert_eq!(super::in_cell_terms("expected `,`, found `x`"), "expected `,`, found `x`");
+    }
+
+    #[test]
+    fn a_panic_is_placed_on_the_line_that_holds_its_statement() {
+        let cell = "let v: Vec<i32> = vec![]; glassbox::show_result!(v[3]);";
+        assert_eq!(line_of_statement(cell, "glassbox::show_result!(v[3]);"), Some(1));
+        let cell = "let a = 1;\nlet b = a;\nlet b = a;";
+        assert_eq!(line_of_statement(cell, "let a = 1;"), Some(1));
+        assert_eq!(line_of_statement(cell, "let b = a;"), None);
+        assert_eq!(line_of_statement(cell, ""), None);
     }
 }

@@ -80,7 +80,6 @@ pub const EVCXR_COMMANDS: &[&str] = &[
     "toolchain",
     "offline",
     "allow_static_linking",
-    "quit",
     "timing",
     "time_passes",
     "sccache",
@@ -142,6 +141,19 @@ fn is_glassbox_line(line: &str) -> bool {
         Some(name) if trimmed.starts_with('?') => find(name).is_some(),
         Some(name) => !EVCXR_COMMANDS.contains(&name),
         None => false,
+    }
+}
+
+/// Whether the cell asks to end the session, as `exit` and `quit` do in Python consoles:
+/// the cell is one of `exit`, `quit`, `exit()`, `quit()`, `:quit`, and no variable of that
+/// name hides it. (evcxr's `:quit` would end the kernel process instead.)
+pub fn asks_to_exit(code: &str, view: &ReplView) -> bool {
+    let word = code.trim().trim_end_matches(';').trim_end();
+    let word = word.strip_suffix("()").unwrap_or(word);
+    match word {
+        ":quit" => true,
+        "exit" | "quit" => !view.variables.iter().any(|(name, _)| name == word),
+        _ => false,
     }
 }
 
@@ -430,6 +442,19 @@ mod tests {
 
     fn view() -> ReplView {
         ReplView { variables: vec![("net".into(), "Net".into()), ("x".into(), "Tensor".into())], timing: false }
+    }
+
+    #[test]
+    fn exit_and_quit_end_the_session_unless_a_variable_has_the_name() {
+        for cell in ["exit", "quit", " exit() ", "quit;", ":quit"] {
+            assert!(asks_to_exit(cell, &view()), "{cell}");
+        }
+        for cell in ["exit(1)", "std::process::exit", "let exit = 1;", "exit\n1"] {
+            assert!(!asks_to_exit(cell, &view()), "{cell}");
+        }
+        let shadowed = ReplView { variables: vec![("exit".into(), "i32".into())], timing: false };
+        assert!(!asks_to_exit("exit", &shadowed));
+        assert!(is_glassbox_line(":quit"), "evcxr's :quit would end the kernel process");
     }
 
     #[test]
