@@ -38,6 +38,11 @@ pub struct Progress {
     handle: Option<Handle>,
     watch: Watch,
     finished: bool,
+    /// A step reported an interrupt: the closing line is drawn then, since loops that stop
+    /// with `?` never reach [`Progress::finish`].
+    interrupted: bool,
+    /// The count at which the closing line was drawn.
+    closed_at: Option<u64>,
     /// The part of the total and the time of the last plain log line.
     logged: Option<(u64, Instant)>,
 }
@@ -55,6 +60,8 @@ impl Progress {
             handle: None,
             watch: Watch::start(),
             finished: false,
+            interrupted: false,
+            closed_at: None,
             logged: None,
         };
         p.draw();
@@ -78,10 +85,16 @@ impl Progress {
     /// `n` steps done.
     pub fn advance(&mut self, n: u64) -> Result<(), Interrupted> {
         self.done += n;
-        if self.last_drawn.is_none_or(|t| t.elapsed() >= MIN_REDRAW) {
+        let checked = self.watch.check();
+        if checked.is_err() && !self.interrupted {
+            self.interrupted = true;
+            self.draw();
+        } else if !self.interrupted && self.last_drawn.is_none_or(|t| t.elapsed() >= MIN_REDRAW) {
+            // After the interrupt's closing line, further steps (a caller that ignored the
+            // error) would only redraw it, and add lines to a log.
             self.draw();
         }
-        self.watch.check()
+        checked
     }
 
     pub fn done(&self) -> u64 {
@@ -93,14 +106,39 @@ impl Progress {
         self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
     }
 
-    /// Draws the final state.
+    /// Draws the final state: done, or stopped or interrupted short of the total.
     pub fn finish(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
         self.finished = true;
-        self.draw();
+        // After an interrupt the closing line is usually drawn already; a second would repeat
+        // it on a terminal and in a log.
+        if self.closed_at != Some(self.done) {
+            self.draw();
+        }
+    }
+
+    /// Whether the display shows its last line: finished, or cut short by an interrupt.
+    fn closing(&self) -> bool {
+        self.finished || self.interrupted
+    }
+
+    /// Whether the known total was reached; with an unknown total, whether the work ran
+    /// to its end rather than being interrupted.
+    fn completed(&self) -> bool {
+        match self.total {
+            Some(total) => self.done >= total,
+            None => !self.interrupted,
+        }
     }
 
     fn draw(&mut self) {
         self.last_drawn = Some(Instant::now());
+        if self.closing() {
+            self.closed_at = Some(self.done);
+        }
         let out = self.render();
         match &self.handle {
             Some(h) => h.update(&out),
@@ -110,7 +148,7 @@ impl Progress {
         if !crate::runtime::in_kernel() {
             let mut err = std::io::stderr().lock();
             if err.is_terminal() {
-                let _ = write!(err, "\r{}{}", self.line(), if self.finished { "\n" } else { "" });
+                let _ = write!(err, "\r{}{}", self.line(), if self.closing() { "\n" } else { "" });
             } else if self.log_line_due() {
                 self.logged = Some((self.part(), Instant::now()));
                 let _ = writeln!(err, "{}", self.line());
@@ -123,7 +161,7 @@ impl Progress {
     /// each new part of a known total (or after [`LOG_EVERY`] without one), and the end.
     fn log_line_due(&self) -> bool {
         match (self.logged, self.total) {
-            _ if self.finished => true,
+            _ if self.closing() => true,
             (None, _) => true,
             (Some((part, _)), Some(_)) => self.part() > part,
             (Some((_, at)), None) => at.elapsed() >= LOG_EVERY,
@@ -147,10 +185,13 @@ impl Progress {
     }
 
     fn metrics_text(&self) -> String {
-        self.metrics.iter().map(|(n, v)| format!("{n}={v:.4}")).collect::<Vec<_>>().join(" ")
+        self.metrics.iter().map(|(n, v)| format!("{n}={}", metric_value(*v))).collect::<Vec<_>>().join(" ")
     }
 
-    /// The text form: `training [#####.....] 50/100 12.3 it/s ETA 4s loss=0.1230`.
+    /// The text form: `training [#####.....] 50/100 12.3 it/s ETA 4s loss=0.1230`; at the end
+    /// `... 100/100 12.3 it/s done in 8.1s ...`, or, short of the total,
+    /// `training [#.........] interrupted at 13/100 after 1.1s, 12.3 it/s loss=0.4410`
+    /// (`stopped at` when it finished early without an interrupt).
     pub fn line(&self) -> String {
         let bar = match self.fraction() {
             Some(f) => {
@@ -163,14 +204,30 @@ impl Progress {
             Some(t) => format!("{}/{t}", self.done),
             None => self.done.to_string(),
         };
-        let eta = match (self.finished, self.eta()) {
-            (true, _) => format!(" done in {:.1}s", self.started.elapsed().as_secs_f64()),
+        let metrics = self.metrics_text();
+        let metrics = if metrics.is_empty() { metrics } else { format!(" {metrics}") };
+        let (label, rate, secs) = (&self.label, self.rate(), self.started.elapsed().as_secs_f64());
+        if self.closing() && !self.completed() {
+            let how = if self.interrupted { "interrupted" } else { "stopped" };
+            return format!("{label}{bar} {how} at {count} after {secs:.1}s, {rate:.1} it/s{metrics}");
+        }
+        let eta = match (self.closing(), self.eta()) {
+            (true, _) => format!(" done in {secs:.1}s"),
             (false, Some(eta)) => format!(" ETA {:.0}s", eta.as_secs_f64()),
             (false, None) => String::new(),
         };
-        let metrics = self.metrics_text();
-        let metrics = if metrics.is_empty() { metrics } else { format!(" {metrics}") };
-        format!("{}{bar} {count} {:.1} it/s{eta}{metrics}", self.label, self.rate())
+        format!("{label}{bar} {count} {rate:.1} it/s{eta}{metrics}")
+    }
+}
+
+/// A metric as the line and the HTML form show it: counts (`epoch=3`) without decimals,
+/// measures (`loss=0.1230`) to four. From 2^52 (about 4.5e15) up every f64 is whole, so
+/// being whole says nothing about a value that large; those keep the decimal form.
+fn metric_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.4}")
     }
 }
 
@@ -243,10 +300,60 @@ mod tests {
     #[test]
     fn an_interrupt_ends_the_loop_at_a_step() {
         let _serial = crate::interrupt::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let mut p = Progress::new("loop", None);
+        let mut p = Progress::new("loop", Some(25000));
         p.step().unwrap();
         crate::interrupt::request();
         assert_eq!(p.step(), Err(Interrupted));
         assert_eq!(p.done(), 2);
+        // The closing line is drawn at the interrupt, for loops that leave with `?`.
+        assert_eq!(p.closed_at, Some(2));
+        let line = p.line();
+        assert!(line.starts_with("loop [....................] interrupted at 2/25000 after "), "{line}");
+        assert!(!line.contains("done"), "{line}");
+        let html = p.render().data()["text/html"].as_str().unwrap().to_owned();
+        assert!(html.contains("interrupted at 2/25000 after "), "{html}");
+        // What train.rs does after an interrupt: the line stays honest.
+        p.close();
+        assert!(p.line().contains("interrupted at 2/25000"), "{}", p.line());
+    }
+
+    #[test]
+    fn finishing_says_done_only_at_the_total() {
+        let closed = |total: Option<u64>, done: u64, interrupted: bool| {
+            let mut p = Progress::new("scan", total);
+            p.done = done;
+            p.interrupted = interrupted;
+            p.close();
+            (p.line(), p.render().data()["text/html"].as_str().unwrap().to_owned())
+        };
+        let (line, html) = closed(Some(25000), 132, false);
+        assert!(line.starts_with("scan [....................] stopped at 132/25000 after "), "{line}");
+        assert!(html.contains("stopped at 132/25000 after ") && !html.contains("done"), "{html}");
+        let (line, html) = closed(Some(25000), 25000, false);
+        assert!(line.contains(" 25000/25000 ") && line.contains(" done in "), "{line}");
+        assert!(html.contains(" done in "), "{html}");
+        // An interrupt at the last step still finished the work.
+        assert!(closed(Some(10), 10, true).0.contains(" done in "));
+        assert!(closed(None, 132, false).0.contains(" done in "));
+        let (line, _) = closed(None, 132, true);
+        assert!(line.starts_with("scan interrupted at 132 after "), "{line}");
+    }
+
+    #[test]
+    fn whole_metrics_print_as_integers() {
+        assert_eq!(metric_value(11.0), "11");
+        assert_eq!(metric_value(-3.0), "-3");
+        assert_eq!(metric_value(0.0), "0");
+        assert_eq!(metric_value(-0.0), "0");
+        assert_eq!(metric_value(0.123), "0.1230");
+        assert_eq!(metric_value(2.5), "2.5000");
+        assert_eq!(metric_value(1e15), "1000000000000000.0000");
+        assert_eq!(metric_value(f64::NAN), "NaN");
+        assert_eq!(metric_value(f64::INFINITY), "inf");
+        let mut p = Progress::new("fit", None);
+        p.metric("i", 11.0);
+        p.metric("loss", 0.123);
+        assert!(p.line().ends_with(" i=11 loss=0.1230"), "{}", p.line());
+        assert!(p.render().data()["text/html"].as_str().unwrap().contains(" i=11 loss=0.1230"));
     }
 }

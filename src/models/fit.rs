@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::{evaluate, train_with, Examples, ModelError, Score, Tapped, Task, TrainConfig, TrainReport};
 use crate::data::{Category, ColorMnist, ConceptDataset};
 use crate::display::{self, Output, Render};
+use crate::viz::plot::SMOOTHING;
 use crate::viz::LinePlot;
 
 /// Data that yields examples for a task: concept data sets segment their objects,
@@ -58,10 +59,15 @@ impl TaskData for Examples {
 const REDRAW: Duration = Duration::from_millis(500);
 
 /// Trains `model` on `data` (see [`super::train_with`]) under a live loss curve that is
-/// redrawn while it runs and left showing every step's loss.
+/// redrawn while it runs and left showing every step's loss, light, under its smoothed
+/// trend: a loss per batch is too noisy to tell by itself whether training still helps.
 pub fn fit(model: &impl Tapped, data: &impl TaskData, config: &TrainConfig) -> Result<TrainReport, ModelError> {
     let examples = data.examples(model.task())?;
-    let mut curve = LinePlot::new(format!("{}: loss", config.label)).x_label("step").y_label("loss").size(560, 260);
+    let mut curve = LinePlot::new(format!("{}: loss", config.label))
+        .x_label("step")
+        .y_label("loss")
+        .size(560, 260)
+        .smoothed(loss_smoothing(config.steps_for(examples.len())));
     let mut shown: Option<display::Handle> = None;
     let mut drawn = Instant::now();
     let report = train_with(model, &examples, config, |step| {
@@ -81,6 +87,14 @@ pub fn fit(model: &impl Tapped, data: &impl TaskData, config: &TrainConfig) -> R
         }
     }
     Ok(report)
+}
+
+/// The smoothing weight of a loss curve over `steps` steps: an average over about 1% of the
+/// run, so that the trend is about as smooth at the plot's fixed width however long the run
+/// (at [`SMOOTHING`], 5000 steps put ten to a pixel, as many as it averages, and the trend
+/// comes out jagged), and over no fewer steps than [`SMOOTHING`] averages.
+fn loss_smoothing(steps: usize) -> f64 {
+    (1.0 - 100.0 / steps.max(1) as f64).max(SMOOTHING)
 }
 
 /// Scores `model` on `data`, 64 examples at a time.
@@ -113,6 +127,15 @@ mod tests {
     use super::*;
     use crate::data::{ConceptScenes, SceneConfig};
     use crate::models::{LeNet, LeNetConfig, ResNetConfig, TappedNet};
+
+    #[test]
+    fn long_runs_smooth_their_loss_over_more_steps() {
+        assert_eq!(loss_smoothing(0), SMOOTHING);
+        assert_eq!(loss_smoothing(40), SMOOTHING);
+        assert_eq!(loss_smoothing(1000), SMOOTHING);
+        assert!((loss_smoothing(5000) - 0.98).abs() < 1e-12);
+        assert!((loss_smoothing(25000) - 0.996).abs() < 1e-12);
+    }
 
     #[test]
     fn data_must_suit_the_task() {

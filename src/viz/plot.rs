@@ -6,6 +6,7 @@
 
 use super::{fonts, jet, palette, short_list};
 use crate::display::{Output, Render};
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -83,6 +84,7 @@ fn xy_axes<'a, DB: DrawingBackend>(
     let all = || series.iter().flat_map(|s| s.points.iter());
     let (x0, x1) = span(all().map(|p| p.0), x_pad);
     let (y0, y1) = span(all().map(|p| p.1), 0.05);
+    let (whole_x, whole_y) = (whole_numbers(all().map(|p| p.0)), whole_numbers(all().map(|p| p.1)));
     let mut chart = ChartBuilder::on(root)
         .caption(&frame.title, font(20.0))
         .margin(12)
@@ -90,15 +92,58 @@ fn xy_axes<'a, DB: DrawingBackend>(
         .y_label_area_size(56)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc(&frame.x_label)
+    let x_tick = |v: &f64| tick_label(*v, whole_x);
+    let y_tick = |v: &f64| tick_label(*v, whole_y);
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(&frame.x_label)
         .y_desc(&frame.y_label)
         .label_style(font(13.0))
         .light_line_style(BLACK.mix(0.05))
-        .draw()
-        .map_err(err)?;
+        .x_label_formatter(&x_tick)
+        .y_label_formatter(&y_tick);
+    if whole_x {
+        mesh.x_labels(whole_ticks(x0, x1));
+    }
+    if whole_y {
+        mesh.y_labels(whole_ticks(y0, y1));
+    }
+    mesh.draw().map_err(err)?;
     Ok(chart)
+}
+
+/// Ticks that plotters draws by default on an axis.
+const TICKS: usize = 11;
+
+/// Whether every finite value is a whole number (steps, epochs, counts), so that the axis
+/// reads `100`, not `100.0`; false when there is none. From 2^52 (about 4.5e15) up every
+/// f64 is whole, so whole values that large say nothing about the data.
+fn whole_numbers(mut values: impl Iterator<Item = f64>) -> bool {
+    let mut any = false;
+    values.all(|v| {
+        any |= v.is_finite();
+        !v.is_finite() || (v.fract() == 0.0 && v.abs() < 1e15)
+    }) && any
+}
+
+/// How many ticks an axis of whole numbers over `lo..hi` asks plotters for: no more than
+/// there are whole numbers in it, so that the ticks stay 1 apart or more (0..4 would
+/// otherwise get a tick every 0.5).
+fn whole_ticks(lo: f64, hi: f64) -> usize {
+    ((hi - lo).floor() as usize + 1).clamp(1, TICKS)
+}
+
+/// A tick's label: whole numbers without decimals on an axis of whole numbers (`whole`),
+/// plotters' own label (`0.25`, `100.0`) otherwise. A tick between whole numbers keeps its
+/// decimals even there, rather than be rounded to a wrong label.
+fn tick_label(v: f64, whole: bool) -> String {
+    let rounded = v.round();
+    // Tick positions are computed in floating point, so a whole tick may be a hair off.
+    if whole && v.is_finite() && (v - rounded).abs() <= 1e-9 * rounded.abs().max(1.0) {
+        // `+ 0.0` turns -0 into 0.
+        format!("{:.0}", rounded + 0.0)
+    } else {
+        RangedCoordf64::format(&v)
+    }
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -252,19 +297,76 @@ fn traced(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     out
 }
 
+/// The smoothing weight [`LinePlot::smoothed`] suggests: each point's trend value is 90%
+/// the trend so far and 10% the point, an average over roughly the last ten points.
+pub const SMOOTHING: f64 = 0.9;
+
+/// A smoothing weight as [`smooth`] uses it: at 1 the average would never take in a point
+/// (and its bias correction would divide by 0), so it stops at 0.999; NaN is no smoothing.
+fn smoothing_weight(weight: f64) -> f64 {
+    if weight.is_nan() {
+        0.0
+    } else {
+        weight.clamp(0.0, 0.999)
+    }
+}
+
+/// The exponential moving average of `values` with bias correction, as TensorBoard smooths
+/// scalars (`vz_line_chart2/line-chart.ts`): `last = weight * last + (1 - weight) * v` from
+/// `last = 0`, divided by `1 - weight^n` after `n` finite values, so that the start is the
+/// data's and not pulled towards 0. Non-finite values pass through and leave the average as
+/// it was. `weight` 0 (or NaN) returns `values`; it is clamped to `0..=0.999`.
+pub fn smooth(values: &[f64], weight: f64) -> Vec<f64> {
+    let weight = smoothing_weight(weight);
+    let (mut last, mut n) = (0.0, 0);
+    values
+        .iter()
+        .map(|&v| {
+            if !v.is_finite() {
+                return v;
+            }
+            last = weight * last + (1.0 - weight) * v;
+            n += 1;
+            last / (1.0 - weight.powi(n))
+        })
+        .collect()
+}
+
+/// How much of its colour the raw line under a trend keeps: enough to show the noise's
+/// spread, little enough that the trend stands out where the raw points are dense.
+const RAW_TINT: f64 = 0.3;
+
+/// `colour` lightened towards white, keeping `amount` of it: drawn opaque, since a
+/// translucent line darkens wherever its segments overlap, and a noisy curve is mostly
+/// overlaps.
+fn tint(colour: RGBColor, amount: f64) -> RGBColor {
+    let mix = |c: u8| (255.0 - (255.0 - c as f64) * amount).round() as u8;
+    RGBColor(mix(colour.0), mix(colour.1), mix(colour.2))
+}
+
 /// Line plot of one or more named series: inspectability curves, loss curves.
 #[derive(Debug, Clone)]
 pub struct LinePlot {
     frame: Frame,
     series: Vec<Series>,
+    /// The weight of [`smooth`], when each series is drawn with its trend.
+    smoothing: Option<f64>,
 }
 
 impl LinePlot {
     pub fn new(title: impl Into<String>) -> Self {
-        Self { frame: Frame::new(title), series: Vec::new() }
+        Self { frame: Frame::new(title), series: Vec::new(), smoothing: None }
     }
 
     frame_builders!();
+
+    /// Draws each series as a thin light line under a bold line of its trend, [`smooth`]ed
+    /// with `weight` (0 to 0.999; [`SMOOTHING`] suits a short run's loss per step): for noisy curves,
+    /// where the raw line alone hides whether the loss still falls.
+    pub fn smoothed(mut self, weight: f64) -> Self {
+        self.smoothing = Some(smoothing_weight(weight));
+        self
+    }
 
     /// Adds a named series; `xs` and `ys` are paired up to the shorter one.
     pub fn series<X: Into<f64>, Y: Into<f64>>(
@@ -294,11 +396,23 @@ impl LinePlot {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         let mut chart = xy_axes(root, &self.frame, &self.series, 0.0)?;
+        let finite = |p: &(f64, f64)| p.0.is_finite() && p.1.is_finite();
+        if self.smoothing.is_some() {
+            // Every raw line before any trend, so that no series' noise covers another's trend.
+            for (i, s) in self.series.iter().enumerate() {
+                let points = s.points.iter().copied().filter(finite);
+                chart.draw_series(LineSeries::new(points, tint(palette(i), RAW_TINT).stroke_width(1))).map_err(err)?;
+            }
+        }
         for (i, s) in self.series.iter().enumerate() {
             let colour = palette(i);
-            let points = s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite());
+            let ys: Vec<f64> = s.points.iter().map(|p| p.1).collect();
+            let trend = match self.smoothing {
+                Some(weight) => s.points.iter().zip(smooth(&ys, weight)).map(|(p, y)| (p.0, y)).collect(),
+                None => s.points.clone(),
+            };
             chart
-                .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+                .draw_series(LineSeries::new(trend.into_iter().filter(finite), colour.stroke_width(2)))
                 .map_err(err)?
                 .label(&s.name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
@@ -313,7 +427,11 @@ impl LinePlot {
 
 impl Render for LinePlot {
     fn render(&self) -> Output {
-        let summary = format!("line plot '{}' ({} series)", self.frame.title, self.series.len());
+        // Weights derived from a run's length (0.98 from 1 - 100/5000) print as 0.98, not
+        // with float noise in the last digits.
+        let smoothed = self.smoothing.map(|w| format!(", smoothed {}", (w * 1000.0).round() / 1000.0));
+        let smoothed = smoothed.unwrap_or_default();
+        let summary = format!("line plot '{}' ({} series{smoothed})", self.frame.title, self.series.len());
         self.frame.output(summary, || self.png(), || self.svg())
     }
 }
@@ -699,6 +817,84 @@ mod tests {
         assert_eq!(decode(&LinePlot::new("nothing").png()).dimensions(), (640, 400));
         let flat = LinePlot::new("flat").series_y("c", [2.0f32; 3]);
         assert!(has_colour(&decode(&flat.png()), palette(0)));
+    }
+
+    /// A noisy loss per step, falling fast and then slowly, as training draws it.
+    fn noisy_loss(steps: usize) -> Vec<f64> {
+        let mut state = 12345u64;
+        (0..steps)
+            .map(|t| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let noise = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+                let trend = 2.0 * (-(t as f64) / (steps as f64 / 6.0)).exp() + 0.35;
+                trend * (1.0 + 0.9 * noise)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn smoothing_is_a_debiased_moving_average() {
+        let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+        // 1, then 0s, weight 0.5: 0.5/0.5, 0.25/0.75, 0.125/0.875.
+        assert!(close(&smooth(&[1.0, 0.0, 0.0], 0.5), &[1.0, 1.0 / 3.0, 1.0 / 7.0]));
+        // Bias correction: a constant stays itself from the first point on.
+        assert!(close(&smooth(&[3.0; 6], SMOOTHING), &[3.0; 6]));
+        // Weight 0 is no smoothing; NaN passes through without counting.
+        assert!(close(&smooth(&[1.0, 5.0, 2.0], 0.0), &[1.0, 5.0, 2.0]));
+        let gap = smooth(&[1.0, f64::NAN, 0.0], 0.5);
+        assert!(gap[1].is_nan() && close(&[gap[0], gap[2]], &[1.0, 1.0 / 3.0]));
+        // Against the closed form: sum of (1-w) w^(n-k) v_k over 1 - w^n.
+        let values = noisy_loss(40);
+        let w: f64 = 0.9;
+        let direct: Vec<f64> = (1..=values.len())
+            .map(|n| {
+                let sum: f64 = (0..n).map(|k| (1.0 - w) * w.powi((n - 1 - k) as i32) * values[k]).sum();
+                sum / (1.0 - w.powi(n as i32))
+            })
+            .collect();
+        assert!(close(&smooth(&values, w), &direct));
+        // A weight of 1 would freeze the average at 0; it is held below that.
+        assert!(smooth(&[2.0, 2.0], 1.0).iter().all(|v| (v - 2.0).abs() < 1e-9));
+    }
+
+    #[test]
+    fn a_smoothed_plot_draws_the_raw_line_light_under_its_trend() {
+        let plot = LinePlot::new("loss").x_label("step").series_y("train", noisy_loss(400)).smoothed(SMOOTHING);
+        let img = decode(&plot.png());
+        assert_eq!(img.dimensions(), (640, 400));
+        assert!(has_colour(&img, palette(0)) && has_colour(&img, tint(palette(0), RAW_TINT)));
+        assert_eq!(plot.render().data()["text/plain"], "line plot 'loss' (1 series, smoothed 0.9)");
+        let tuned = plot.clone().smoothed(1.0 - 100.0 / 3000.0).render();
+        assert_eq!(tuned.data()["text/plain"], "line plot 'loss' (1 series, smoothed 0.967)");
+        assert!(plot.svg().contains("train"));
+        // Unsmoothed plots draw no light line.
+        let plain = LinePlot::new("loss").series_y("train", noisy_loss(400));
+        assert!(!has_colour(&decode(&plain.png()), tint(palette(0), RAW_TINT)));
+    }
+
+    #[test]
+    fn axes_of_whole_numbers_have_whole_labels() {
+        assert_eq!(tick_label(100.0, true), "100");
+        assert_eq!(tick_label(100.0, false), "100.0");
+        assert_eq!(tick_label(-0.0, true), "0");
+        assert_eq!(tick_label(-20.0, true), "-20");
+        assert_eq!(tick_label(0.1 + 0.2 + 2.7, true), "3");
+        // A tick between whole numbers keeps its decimals.
+        assert_eq!(tick_label(0.5, true), "0.5");
+        assert_eq!(tick_label(0.25, false), "0.25");
+        assert!(whole_numbers([0.0, 1.0, 25000.0, f64::NAN].into_iter()));
+        assert!(!whole_numbers([0.0, 0.5].into_iter()));
+        assert!(!whole_numbers([1e16].into_iter()));
+        assert!(!whole_numbers(std::iter::empty()));
+        // Few whole numbers: no more ticks than there are of them.
+        assert_eq!((whole_ticks(0.0, 4.0), whole_ticks(-0.5, 0.5), whole_ticks(0.0, 25000.0)), (5, 2, TICKS));
+        // plotters' SVG puts each text on a line of its own.
+        let text = |svg: &str, label: &str| svg.contains(&format!(">\n{label}\n</text>"));
+        let steps = LinePlot::new("loss").series_y("train", noisy_loss(201)).svg();
+        assert!(text(&steps, "200") && !text(&steps, "200.0") && text(&steps, "1.0"), "{steps}");
+        let few = LinePlot::new("loss").series("train", [0, 1, 2, 3, 4], [1, 3, 2, 5, 4]).svg();
+        assert!(text(&few, "4") && text(&few, "5"), "{few}");
+        assert!(!text(&few, "0.5") && !text(&few, "3.5") && !text(&few, "4.0"), "{few}");
     }
 
     #[test]
