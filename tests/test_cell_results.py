@@ -2,7 +2,7 @@
 printed as PyTorch prints them, values without Debug by their type name, no result for a block
 or loop), where panics and compile errors in the cell point (the user's line and column, never
 the kernel's wrapper), that a warm kernel start prints no compile note, and that `exit`/`quit`
-ask jupyter console to leave.
+ask jupyter console to leave; that variables keep their types whether written or inferred.
 
 All tests share the session kernel `kc` except the warm-start one, which starts two of its own."""
 import time
@@ -29,6 +29,17 @@ def traceback(r):
 
 def test_an_inferred_integer_binding_is_shown(kc):
     assert ok(run(kc, "let x = 40 + 2; x")).result() == "42"
+
+
+# Variable types: rust-analyzer is asked only for variables without a written type (the
+# vendored evcxr's patch); every kind of binding still persists with its real type.
+
+
+def test_written_and_inferred_variable_types_persist(kc):
+    ok(run(kc, "let typed_a: i64 = 5;\nlet (pair_b, pair_c) = (1u8, \"x\");\nlet inferred_d = vec![1.5f32];"))
+    assert ok(run(kc, "(typed_a, pair_b, pair_c, inferred_d.len())")).result() == '(5, 1, "x", 1)'
+    ok(run(kc, "let typed_a: i64 = typed_a * 2;"))
+    assert ok(run(kc, "typed_a")).result() == "10"
 
 
 # 2. Tensors, as PyTorch's repr prints them (the Rust unit tests compare all of

@@ -96,7 +96,8 @@ fn start(exe: &Path) -> Result<Started> {
     std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(super::repl::START_LOG) && lines.send(line).is_err() {
+            let wanted = [super::repl::START_LOG, super::repl::ANALYSIS_LOG].iter().any(|w| line.contains(w));
+            if wanted && lines.send(line).is_err() {
                 break;
             }
         }
@@ -216,8 +217,13 @@ async fn measure(kernel: &Started) -> Result<()> {
         let code = "let v: Vec<i32> = Vec::new();\nv.le";
         CompleteRequest { code: code.into(), cursor_pos: code.chars().count() }.into()
     };
-    let first_completion = client.round_trip(rust_completion()).await?.0;
     let memory = kernel.memory();
+    // rust-analyzer warms up once the first cell is answered, while the kernel is idle (a
+    // user reads the result); completions are measured after that, as a user meets them.
+    let start_log = kernel.log.recv_timeout(Duration::from_secs(60)).ok();
+    let analysis_log = kernel.log.recv_timeout(Duration::from_secs(120)).ok();
+    let first_completion = client.round_trip(rust_completion()).await?.0;
+    let memory_warm = kernel.memory();
     let ms = Duration::from_millis;
     let baseline = client.median_of(&|| KernelInfoRequest {}.into()).await?;
     println!("{:<40} {:>13} {:>13} {:>12}", "request → idle (median)", "measured", "goal", "× baseline");
@@ -231,20 +237,21 @@ async fn measure(kernel: &Started) -> Result<()> {
     row("Rust completion `v.le`", client.median_of(&rust_completion).await?, ms(300), baseline);
     let command_completion = || CompleteRequest { code: ":se".into(), cursor_pos: 3 }.into();
     row("completion `:se`", client.median_of(&command_completion).await?, ms(300), baseline);
-    match memory {
-        Some(bytes) => println!(
-            "{:<40} {:>10.2} GB {:>10.2} GB {:>13}  {}",
-            "kernel memory after the first cell",
-            bytes as f64 / 1e9,
-            0.4,
-            "",
-            if bytes as f64 <= 0.4e9 { "met" } else { "not met" }
-        ),
-        None => println!("kernel memory: not measurable here (no /proc)"),
+    for (name, bytes) in [("kernel memory after the first cell", memory), ("... after rust-analyzer warmed up", memory_warm)] {
+        match bytes {
+            Some(bytes) => println!(
+                "{name:<40} {:>10.2} GB {:>10.2} GB {:>13}  {}",
+                bytes as f64 / 1e9,
+                0.4,
+                "",
+                if bytes as f64 <= 0.4e9 { "met" } else { "not met" }
+            ),
+            None => println!("{name}: not measurable here (no /proc)"),
+        }
     }
-    match kernel.log.try_recv() {
-        Ok(line) => println!("\nwhere the warm start went (kernel log): {}", line.trim_start_matches("glassbox: ")),
-        Err(_) => println!("\nthe kernel did not log its start breakdown"),
+    println!("\nwhere the warm start went (kernel log):");
+    for line in [start_log, analysis_log] {
+        println!("  {}", line.as_deref().map_or("(not logged)", |l| l.trim_start_matches("glassbox: ")));
     }
     Ok(())
 }

@@ -89,7 +89,8 @@ fn dead_repl() -> CellError {
 fn serve(config: ReplConfig, sink: Sink, interrupter: Interrupter, jobs: Receiver<Job>) {
     let mut state = Session::start(&config, sink, interrupter)
         .map_err(|e| CellError::new("ReplStartError", format!("the Rust REPL could not start: {e}")));
-    for job in jobs {
+    for job in jobs.iter() {
+        let executed = matches!(job, Job::Execute { .. });
         match (job, &mut state) {
             (Job::Execute { code, input, done }, Ok(session)) => {
                 let failed = || Err(CellError::new("ReplError", "the REPL failed inside while running this cell"));
@@ -111,6 +112,11 @@ fn serve(config: ReplConfig, sink: Sink, interrupter: Interrupter, jobs: Receive
                 let _ = done.send(None);
             }
         }
+        // After the first cell has its answer, and only while nothing waits, so that neither
+        // the start nor a waiting request pays for it.
+        if let (true, Ok(session)) = (executed && jobs.is_empty(), &mut state) {
+            session.warm_analysis();
+        }
     }
 }
 
@@ -129,14 +135,17 @@ struct Session {
     interrupter: Interrupter,
     /// `:time`: report each cell's duration.
     timing: bool,
+    /// Whether rust-analyzer has analysed the library (see [`Session::warm_analysis`]).
+    analysis_warm: bool,
     /// Held for the session's life: the lock that makes the build directory ours.
     _slot: Option<File>,
 }
 
 /// Restores what the prelude put in the child, after evcxr had to start a new one.
-/// `zoo` lists the model zoo and loads from it on request: nothing trains at start-up.
-const CHILD_PRELUDE: &str =
-    "glassbox::runtime::install();\nlet device = glassbox::device();\nlet zoo = glassbox::zoo::Zoo::new(device);";
+/// `zoo` lists the model zoo and loads from it on request: nothing trains at start-up. The
+/// types are written out so that evcxr need not ask rust-analyzer for them, whose first
+/// analysis of glassbox and tch takes seconds; it warms up later, while the kernel is idle.
+const CHILD_PRELUDE: &str = "glassbox::runtime::install();\nlet device: glassbox::tch::Device = glassbox::device();\nlet zoo: glassbox::zoo::Zoo = glassbox::zoo::Zoo::new(device);";
 
 /// The variables [`CHILD_PRELUDE`] defines: a restart restores them, so they are never lost.
 const PRELUDE_VARIABLES: &[&str] = &["device", "zoo"];
@@ -152,7 +161,8 @@ impl Session {
         let (ctx, outputs) = CommandContext::new().map_err(|e| e.to_string())?;
         let context = started.elapsed();
         let forwarder = Forwarder::spawn(outputs.stdout, outputs.stderr, sink.clone());
-        let mut session = Session { ctx, forwarder, sink, interrupter, timing: false, _slot: slot.map(|(_, f)| f) };
+        let mut session =
+            Session { ctx, forwarder, sink, interrupter, timing: false, analysis_warm: false, _slot: slot.map(|(_, f)| f) };
         let built_before = build_dir.as_deref().and_then(newest_library_build);
         let prelude = session.load_prelude(&config.glassbox_src)?;
         let rebuilt = build_dir.as_deref().and_then(newest_library_build) > built_before;
@@ -183,6 +193,19 @@ impl Session {
         let phase = |name: &str| outputs.phases.iter().filter(|p| p.name == name).map(|p| p.duration).sum();
         let (compile, run): (Duration, Duration) = (phase("Final compile"), phase("Execution"));
         Ok(PreludeTimes { dependency: started.elapsed().saturating_sub(compile + run), compile, run })
+    }
+
+    /// Has rust-analyzer load glassbox and tch, once: completion, inspection and a cell's
+    /// first untyped variable need it, and its first analysis takes seconds.
+    fn warm_analysis(&mut self) {
+        if self.analysis_warm {
+            return;
+        }
+        self.analysis_warm = true;
+        let started = Instant::now();
+        let code = "let glassbox_warm_up = Tensor::zeros([1], (Kind::Float, device));\nglassbox_warm_up.";
+        survive(|| (), || drop(self.ctx.completions(code, code.len())));
+        super::log(format_args!("{ANALYSIS_LOG} {:.2} s", started.elapsed().as_secs_f64()));
     }
 
     fn stdout(&self, text: String) {
@@ -378,6 +401,9 @@ struct PreludeTimes {
 
 /// The prefix of the start breakdown in the kernel's log.
 pub const START_LOG: &str = "REPL ready in";
+
+/// The prefix of the line the kernel logs when rust-analyzer has warmed up.
+pub const ANALYSIS_LOG: &str = "rust-analyzer ready in";
 
 impl std::fmt::Display for StartTimes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
