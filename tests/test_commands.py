@@ -27,6 +27,21 @@ def test_seed_makes_random_tensors_repeat(kc):
     assert run(kc, code).result() == run(kc, code).result()
 
 
+def test_seed_compiles_nothing_and_reaches_the_next_code_that_compiles(kc):
+    # `:seed` alone answers at once; the seed is set in the child before the next cell's code.
+    assert run(kc, ":seed 5").of("execute_result") == []
+    assert run(kc, "glassbox::seed::current()").result() == "5"
+    # Code that does not compile runs nothing, so the seed waits for code that does.
+    run(kc, ":seed 6")
+    assert run(kc, "let broken: u8 = \"no\";").reply["content"]["ename"] == "CompileError"
+    assert run(kc, "glassbox::seed::current()").result() == "6"
+    # The user's columns stay theirs after the kernel's additions on the same line.
+    code = ":seed 2\nlet q = 5i32; q.foo()"
+    r = run(kc, code)
+    assert r.reply["content"]["ename"] == "CompileError"
+    assert f"--> cell line 2:{code.splitlines()[1].index('foo') + 1}" in "\n".join(r.reply["content"]["traceback"])
+
+
 def test_vars_shows_tensor_shapes_and_commands_share_state_with_rust(kc):
     run(kc, "let grid = Tensor::zeros([2, 3], (Kind::Float, device));\nlet label = \"cat\";")
     r = run(kc, ":vars")

@@ -137,6 +137,8 @@ struct Session {
     timing: bool,
     /// Whether rust-analyzer has analysed the library (see [`Session::warm_analysis`]).
     analysis_warm: bool,
+    /// Statements commands left for the child ([`Action::Defer`]), in order.
+    deferred: Vec<String>,
     /// Held for the session's life: the lock that makes the build directory ours.
     _slot: Option<File>,
 }
@@ -162,7 +164,16 @@ impl Session {
         let context = started.elapsed();
         let forwarder = Forwarder::spawn(outputs.stdout, outputs.stderr, sink.clone());
         let mut session =
-            Session { ctx, forwarder, sink, interrupter, timing: false, analysis_warm: false, _slot: slot.map(|(_, f)| f) };
+            Session {
+            ctx,
+            forwarder,
+            sink,
+            interrupter,
+            timing: false,
+            analysis_warm: false,
+            deferred: Vec::new(),
+            _slot: slot.map(|(_, f)| f),
+        };
         let built_before = build_dir.as_deref().and_then(newest_library_build);
         let prelude = session.load_prelude(&config.glassbox_src)?;
         let rebuilt = build_dir.as_deref().and_then(newest_library_build) > built_before;
@@ -187,7 +198,7 @@ impl Session {
             serde_json::to_string(&src.to_string_lossy()).expect("a string serialises")
         );
         let prelude = [dep.as_str(), "use glassbox::prelude::*;", CHILD_PRELUDE].join("\n");
-        let outputs = self.ctx.execute(&prelude).map_err(|e| render_error(&e, &prelude, 0, None).evalue)?;
+        let outputs = self.ctx.execute(&prelude).map_err(|e| render_error(&e, &prelude, 0, &[]).evalue)?;
         self.forwarder.flush();
         self.interrupter.set_child(self.child_pid());
         let phase = |name: &str| outputs.phases.iter().filter(|p| p.name == name).map(|p| p.duration).sum();
@@ -275,6 +286,10 @@ impl Session {
         Ok(match action {
             Action::Rust(code) => self.run_rust(&code, line_no - 1, input)?,
             Action::Show(t) => text(t),
+            Action::Defer(statements) => {
+                self.deferred.push(statements);
+                CellValue::default()
+            }
             Action::Page(p) => CellValue { page: Some(p), ..Default::default() },
             Action::SetTiming(on) => {
                 self.timing = on.unwrap_or(!self.timing);
@@ -296,10 +311,21 @@ impl Session {
                 })
             },
         };
-        let rewritten = final_expression::show_final_expression(code);
-        let shift = rewritten.as_ref().map(|(_, s)| *s);
-        let compiled = rewritten.as_ref().map_or(code, |(c, _)| c.as_str());
+        let (mut compiled, mut shifts) = match final_expression::show_final_expression(code) {
+            Some((rewritten, shift)) => (rewritten, vec![shift]),
+            None => (code.to_string(), Vec::new()),
+        };
+        let deferred = self.take_deferred(&compiled);
+        if let Some(statements) = &deferred {
+            shifts.push(Shift { line: 1, column: 1, by: statements.chars().count() });
+            compiled.insert_str(0, statements);
+        }
+        let compiled = compiled.as_str();
         let outcome = self.ctx.execute_with_callbacks(compiled, &mut callbacks);
+        if let (Some(statements), Err(EvcxrError::CompilationErrors(_))) = (&deferred, &outcome) {
+            // Nothing of the code ran: the statements wait for the next code that compiles.
+            self.deferred.insert(0, statements.clone());
+        }
         self.forwarder.flush();
         let panic = self.forwarder.take_panic();
         match outcome {
@@ -315,14 +341,32 @@ impl Session {
             },
             Err(e @ EvcxrError::SubprocessTerminated(_)) => {
                 // evcxr has started a fresh child; put back what the prelude gave it.
-                let error = render_error(&e, code, offset, shift);
+                let error = render_error(&e, code, offset, &shifts);
                 let _ = self.ctx.execute(CHILD_PRELUDE);
                 self.forwarder.flush();
                 self.interrupter.set_child(self.child_pid());
                 Err(error)
             }
-            Err(e) => Err(render_error(&e, code, offset, shift)),
+            Err(e) => Err(render_error(&e, code, offset, &shifts)),
         }
+    }
+
+    /// The deferred statements, as a prefix for the first line of `code`; `None` when there
+    /// are none, or when that line must stay first (an evcxr command or an inner attribute),
+    /// in which case they run on their own.
+    fn take_deferred(&mut self, code: &str) -> Option<String> {
+        if self.deferred.is_empty() {
+            return None;
+        }
+        let statements = std::mem::take(&mut self.deferred).join(" ");
+        let first = code.trim_start();
+        if first.starts_with(':') || first.starts_with("#!") {
+            if self.ctx.execute(&statements).is_err() {
+                self.stderr(format!("glassbox: could not run `{statements}` before this cell\n"));
+            }
+            return None;
+        }
+        Some(format!("{statements} "))
     }
 
     fn complete(&mut self, code: &str, cursor_chars: usize) -> Completions {
@@ -546,13 +590,14 @@ fn panic_error(message: &str, location: Option<&str>, line: Option<usize>) -> Ce
 }
 
 /// Turns an evcxr failure into what the client shows; `offset` is the cell line before the
-/// first line of `code`, and `shift` how the final expression's rewrite moved columns.
-pub fn render_error(error: &EvcxrError, code: &str, offset: usize, shift: Option<Shift>) -> CellError {
+/// first line of `code`, and `shifts` how the kernel's additions moved columns, in the order
+/// they were made.
+pub fn render_error(error: &EvcxrError, code: &str, offset: usize, shifts: &[Shift]) -> CellError {
     match error {
         EvcxrError::CompilationErrors(errors) => {
             let first = errors.first();
             let evalue = first.map(|e| summary(e, offset)).unwrap_or_else(|| "compilation failed".into());
-            let traceback = errors.iter().flat_map(|e| compile_traceback(e, code, offset, shift)).collect();
+            let traceback = errors.iter().flat_map(|e| compile_traceback(e, code, offset, shifts)).collect();
             CellError { ename: "CompileError".into(), evalue, traceback }
         }
         EvcxrError::TypeRedefinedVariablesLost(vars) => CellError::new(
@@ -591,8 +636,8 @@ fn in_cell_terms(message: &str) -> String {
 
 /// rustc-style lines: the message, then each span as `cell line N`, the source line and a
 /// caret underline with its label.
-fn compile_traceback(e: &CompilationError, code: &str, offset: usize, shift: Option<Shift>) -> Vec<String> {
-    let column = |line: usize, column: usize| shift.map_or(column, |s| s.column_in_cell(line, column));
+fn compile_traceback(e: &CompilationError, code: &str, offset: usize, shifts: &[Shift]) -> Vec<String> {
+    let column = |line: usize, column: usize| shifts.iter().rev().fold(column, |c, s| s.column_in_cell(line, c));
     let mut lines = vec![match e.code() {
         Some(c) => format!("{}[{c}]: {}", e.level(), in_cell_terms(&e.message())),
         None => format!("{}: {}", e.level(), in_cell_terms(&e.message())),

@@ -96,7 +96,7 @@ fn time(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
 fn seed(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
     let raw = &inv.args[0];
     let n: u64 = raw.parse().map_err(|_| UsageError(format!(":seed expects a non-negative integer, got `{raw}`")))?;
-    Ok(Action::Rust(format!("glassbox::seed::set({n});")))
+    Ok(Action::Defer(format!("glassbox::seed::set({n});")))
 }
 
 #[cfg(test)]
@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn seed_and_time_check_their_arguments() {
         let view = ReplView::default();
-        assert_eq!(run(":seed 7", &view).unwrap(), Action::Rust("glassbox::seed::set(7);".into()));
+        assert_eq!(run(":seed 7", &view).unwrap(), Action::Defer("glassbox::seed::set(7);".into()));
         assert!(run(":seed -1", &view).unwrap_err().0.contains("non-negative integer"));
         assert!(run(":seed", &view).unwrap_err().0.contains("takes 1 argument"));
         assert_eq!(run(":time on", &view).unwrap(), Action::SetTiming(Some(true)));

@@ -111,6 +111,11 @@ pub enum Action {
     Show(String),
     /// Text for the pager (`?CMD`).
     Page(String),
+    /// Rust statements that only set state in the REPL child: they run just before the next
+    /// code that compiles, on its first line, so the command itself answers at once and no
+    /// compilation is spent on it. Nothing in the child can observe the difference: only
+    /// compiled code runs there.
+    Defer(String),
     /// Turn per-cell timing on, off, or toggle it (`None`).
     SetTiming(Option<bool>),
 }
