@@ -181,3 +181,13 @@ def test_exit_asks_the_console_to_leave(kc, code):
         p.get("source") == "ask_exit" and p.get("keepkernel") is False for p in content["payload"]
     ), content["payload"]
     assert ok(run(kc, "2")).result() == "2"
+
+
+@pytest.mark.parametrize("code", ["let a = 5", "let b = 5\nb"])
+def test_a_missing_semicolon_is_named_without_generated_code(kc, code):
+    r = run(kc, code)
+    assert error(r, "CompileError").endswith("expected `;` at the end of this statement")
+    lines = traceback(r)
+    assert "--> cell line 1:10" in "\n".join(lines), lines
+    assert not any("evcxr" in l or "keyword `fn`" in l for l in lines), lines
+    assert all(l.strip() != ";" for l in lines), lines

@@ -1,5 +1,6 @@
 """Output while a cell runs: displays, updates, clear_output, progress, partial lines."""
 import base64
+import re
 
 from conftest import run, tiny_png, tiny_png_rust
 
@@ -97,3 +98,46 @@ glassbox::display::show(&Grid::new(&scenes.images).columns(2).padding(0).border(
     assert png_size(shown[0]["content"]["data"]["image/png"]) == (320, 200)
     assert "line plot 'loss'" in shown[0]["content"]["data"]["text/plain"]
     assert png_size(shown[1]["content"]["data"]["image/png"]) == (64, 64)
+
+
+def final_progress_text(r):
+    updates = r.of("update_display_data") or r.of("display_data")
+    return updates[-1]["content"]["data"]["text/plain"]
+
+
+def test_progress_says_interrupted_or_stopped_never_done_early(kc):
+    # An interrupt (the kernel's own signal handler calls `interrupt::request`) ends the loop
+    # at a step; the display says so, with whole-number metrics as integers.
+    code = """
+let mut p = Progress::new("training", Some(25000));
+for i in 0..25000 {
+    p.metric("i", i as f64);
+    if i == 132 { glassbox::interrupt::request(); }
+    if p.step().is_err() { break; }
+}
+p.finish();
+"""
+    r = run(kc, code)
+    assert r.reply["content"]["status"] == "ok"
+    final = final_progress_text(r)
+    assert "interrupted at 133/25000" in final and "done in" not in final, final
+    assert "i=132" in final and "i=132.0000" not in final, final
+    r = run(kc, 'let mut p = Progress::new("work", Some(100));\nfor _ in 0..10 { p.step().unwrap(); }\np.finish();')
+    final = final_progress_text(r)
+    assert "stopped at 10/100" in final and "done in" not in final, final
+
+
+def test_a_loss_curve_has_a_smoothed_line_and_whole_step_labels(kc):
+    code = """
+let mut curve = LinePlot::new("loss").x_label("step").smoothed(0.9).svg_output();
+for step in 0..300 { curve.push("train", step as f64, 1.0 / (1.0 + step as f64) + 0.05 * ((step * 7919 % 13) as f64 / 13.0)); }
+curve
+"""
+    r = run(kc, code)
+    data = r.of("execute_result")[0]["content"]["data"]
+    assert "smoothed 0.9" in data["text/plain"]
+    svg = data["image/svg+xml"]
+    labels = re.findall(r"<text[^>]*>\s*([^<]*?)\s*</text>", svg)
+    assert "100" in labels and "100.0" not in labels, labels
+    # Two lines per series: the raw losses, light, under their smoothed trend.
+    assert svg.count("<polyline") >= 2, svg.count("<polyline")

@@ -629,7 +629,7 @@ fn summary(e: &CompilationError, offset: usize) -> String {
 /// (`evcxr_variable_store`, `fn`), which the user never wrote: say only what is missing.
 fn in_cell_terms(message: &str) -> String {
     match message.split_once(", found ") {
-        Some((expected @ "expected `;`", _)) => format!("{expected} at the end of this statement"),
+        Some((expected, _)) if expected.ends_with("expected `;`") => format!("{expected} at the end of this statement"),
         _ => message.to_string(),
     }
 }
@@ -784,6 +784,10 @@ mod tests {
         );
         assert_eq!(super::in_cell_terms("expected `;`, found keyword `fn`"), "expected `;` at the end of this statement");
         assert_eq!(super::in_cell_terms("expected `,`, found `x`"), "expected `,`, found `x`");
+        assert_eq!(
+            super::in_cell_terms("error: expected `;`, found `evcxr_variable_store`"),
+            "error: expected `;` at the end of this statement"
+        );
     }
 
     #[test]
