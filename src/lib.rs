@@ -17,6 +17,7 @@ pub(crate) mod learned;
 pub mod metrics;
 pub mod models;
 pub mod prelude;
+pub mod probe;
 pub mod progress;
 pub mod runtime;
 pub mod seed;

@@ -1,6 +1,8 @@
 //! `:vars`: the session's variables as a table, tensors with shape, dtype, device and memory.
 
-use crate::display::{self, Output};
+use crate::display::Output;
+use serde::{Deserialize, Serialize};
+use std::any::Any;
 use tch::Tensor;
 
 /// One row of the table.
@@ -11,7 +13,8 @@ pub struct Var {
     pub tensor: Option<TensorInfo>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// What a tensor variable holds, as the REPL child reports it to the kernel (src/probe.rs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TensorInfo {
     pub shape: Vec<i64>,
     pub kind: String,
@@ -25,19 +28,26 @@ impl Var {
     }
 
     /// Adds what a tensor variable holds.
-    pub fn tensor(mut self, t: &Tensor) -> Self {
-        let kind = t.f_kind().map(|k| format!("{k:?}")).unwrap_or_else(|_| "undefined".into());
-        let bytes = t.numel() * t.f_kind().map(|k| k.elt_size_in_bytes()).unwrap_or(0);
-        self.tensor = Some(TensorInfo { shape: t.size(), kind, device: format!("{:?}", t.device()), bytes });
+    pub fn holding(mut self, tensor: Option<TensorInfo>) -> Self {
+        self.tensor = tensor;
         self
     }
 }
 
-/// Shows the table as HTML, with a plain-text form for terminals.
-pub fn show(vars: &[Var]) {
-    display::show(&table(vars));
+impl TensorInfo {
+    pub fn of(t: &Tensor) -> Self {
+        let kind = t.f_kind().map(|k| format!("{k:?}")).unwrap_or_else(|_| "undefined".into());
+        let bytes = t.numel() * t.f_kind().map(|k| k.elt_size_in_bytes()).unwrap_or(0);
+        TensorInfo { shape: t.size(), kind, device: format!("{:?}", t.device()), bytes }
+    }
 }
 
+/// What `:vars` shows beyond a variable's type: the tensor a value is, if it is one.
+pub fn describe(value: &dyn Any) -> Option<TensorInfo> {
+    value.downcast_ref::<Tensor>().map(TensorInfo::of)
+}
+
+/// The table as HTML, with a plain-text form for terminals.
 pub fn table(vars: &[Var]) -> Output {
     if vars.is_empty() {
         return Output::text("no variables yet");
@@ -89,7 +99,7 @@ mod tests {
     #[test]
     fn tensors_get_shape_dtype_device_and_memory() {
         let t = Tensor::zeros([2, 3], tch::kind::FLOAT_CPU);
-        let out = table(&[Var::new("x", "Tensor").tensor(&t), Var::new("n", "i64")]);
+        let out = table(&[Var::new("x", "Tensor").holding(describe(&t)), Var::new("n", "i64").holding(describe(&3i64))]);
         let text = out.data()["text/plain"].as_str().unwrap();
         assert!(text.contains("x     Tensor  [2, 3]  Float  Cpu     24 B"), "{text}");
         assert!(text.lines().nth(2).unwrap().starts_with("n     i64"), "{text}");

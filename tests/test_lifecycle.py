@@ -296,6 +296,12 @@ def test_a_crash_names_the_variables_it_lost(own):
     assert "alpha" in content["evalue"] and "beta" in content["evalue"], content["evalue"]
     assert "restarted" in content["evalue"], content["evalue"]
     assert value(kc, "1 + 1") == "2"
+    # The restarted child answers `:vars` again: the prelude's probe came back with it.
+    run(kc, "let after_crash = Tensor::zeros([4, 5], (Kind::Int64, device));")
+    r = run(kc, ":vars")
+    table = r.of("display_data")[0]["content"]["data"]["text/plain"]
+    assert "[4, 5]" in table and "Int64" in table, table
+    assert "did not say" not in r.stderr()
 
 
 WRAPPER = """

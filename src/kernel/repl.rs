@@ -7,7 +7,10 @@ use super::commands::{self, Action, ReplView, Segment};
 use super::execute::{media_from_mime_map, CellError, CellResult, CellValue};
 use super::final_expression::{self, Shift};
 use super::interrupt::{Ending, Interrupter, GRACE};
+use crate::display::Output;
+use crate::probe;
 use crate::runtime::Event;
+use crate::vars::{self, Var};
 use crossbeam_channel::{select, Receiver, Sender};
 use evcxr::{CommandContext, CompilationError, Error as EvcxrError, EvalCallbacks};
 use jupyter_protocol::{
@@ -17,6 +20,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// How long `:vars` waits for the child's answer; it comes in microseconds unless the child
+/// is stuck.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Receives what cells print and display, as iopub contents, while they run.
 pub type Sink = Arc<dyn Fn(JupyterMessageContent) + Send + Sync>;
@@ -141,15 +148,27 @@ struct Session {
     deferred: Vec<String>,
     /// Held for the session's life: the lock that makes the build directory ours.
     _slot: Option<File>,
+    /// The private folder of the socket the child answers `:vars` through (src/probe.rs).
+    probe_dir: tempfile::TempDir,
 }
 
-/// Restores what the prelude put in the child, after evcxr had to start a new one.
+/// Restores what the prelude put in the child, after evcxr had to start a new one: the
+/// event hooks, the thread that answers `:vars` from evcxr's variable store (the store's type
+/// exists only in cell code, hence the closure), `device` and `zoo`.
 /// `zoo` lists the model zoo and loads from it on request: nothing trains at start-up. The
 /// types are written out so that evcxr need not ask rust-analyzer for them, whose first
 /// analysis of glassbox and tch takes seconds; it warms up later, while the kernel is idle.
-const CHILD_PRELUDE: &str = "glassbox::runtime::install();\nlet device: glassbox::tch::Device = glassbox::device();\nlet zoo: glassbox::zoo::Zoo = glassbox::zoo::Zoo::new(device);";
+fn child_prelude(probe: &Path) -> String {
+    format!(
+        "glassbox::runtime::install();
+{{ let store = &*evcxr_variable_store as *const evcxr_internal_runtime::VariableStore as usize;
+if let Err(e) = glassbox::probe::serve({probe:?}, move |name: &str| unsafe {{ &*(store as *const evcxr_internal_runtime::VariableStore) }}.variable(name).and_then(glassbox::vars::describe)) {{ eprintln!(\"glassbox: `:vars` cannot ask this REPL what its tensors hold: {{e}}\"); }} }}
+let device: glassbox::tch::Device = glassbox::device();
+let zoo: glassbox::zoo::Zoo = glassbox::zoo::Zoo::new(device);"
+    )
+}
 
-/// The variables [`CHILD_PRELUDE`] defines: a restart restores them, so they are never lost.
+/// The variables [`child_prelude`] defines: a restart restores them, so they are never lost.
 const PRELUDE_VARIABLES: &[&str] = &["device", "zoo"];
 
 impl Session {
@@ -160,6 +179,7 @@ impl Session {
             std::env::set_var("EVCXR_TMPDIR", dir);
         }
         let build_dir = slot.as_ref().map(|(dir, _)| dir.clone());
+        let probe_dir = tempfile::Builder::new().prefix("glassbox-").tempdir().map_err(|e| e.to_string())?;
         let (ctx, outputs) = CommandContext::new().map_err(|e| e.to_string())?;
         let context = started.elapsed();
         let forwarder = Forwarder::spawn(outputs.stdout, outputs.stderr, sink.clone());
@@ -173,6 +193,7 @@ impl Session {
             analysis_warm: false,
             deferred: Vec::new(),
             _slot: slot.map(|(_, f)| f),
+            probe_dir,
         };
         let built_before = build_dir.as_deref().and_then(newest_library_build);
         let prelude = session.load_prelude(&config.glassbox_src)?;
@@ -197,7 +218,7 @@ impl Session {
             ":dep glassbox = {{ path = {}, default-features = false }}",
             serde_json::to_string(&src.to_string_lossy()).expect("a string serialises")
         );
-        let prelude = [dep.as_str(), "use glassbox::prelude::*;", CHILD_PRELUDE].join("\n");
+        let prelude = [dep.as_str(), "use glassbox::prelude::*;", &child_prelude(&self.probe_path())].join("\n");
         let outputs = self.ctx.execute(&prelude).map_err(|e| render_error(&e, &prelude, 0, &[]).evalue)?;
         self.forwarder.flush();
         self.interrupter.set_child(self.child_pid());
@@ -235,6 +256,27 @@ impl Session {
 
     fn stderr(&self, text: String) {
         (self.sink)(JupyterMessageContent::StreamContent(StreamContent { name: Stdio::Stderr, text }));
+    }
+
+    fn probe_path(&self) -> PathBuf {
+        self.probe_dir.path().join("vars.sock")
+    }
+
+    /// `:vars`: names and types from evcxr, what each tensor holds from the child. Shown as
+    /// a display, so that it stays visible wherever the command stands in a cell.
+    fn show_variables(&self) {
+        let variables = self.view().variables;
+        let names: Vec<&str> = variables.iter().map(|(n, _)| n.as_str()).collect();
+        let held = probe::ask(&self.probe_path(), &names, PROBE_TIMEOUT).unwrap_or_else(|e| {
+            self.stderr(format!("glassbox: the REPL did not say what its tensors hold ({e}); types only\n"));
+            vec![None; names.len()]
+        });
+        let rows: Vec<Var> = variables.iter().zip(held).map(|((n, t), info)| Var::new(n, t).holding(info)).collect();
+        let table = vars::table(&rows);
+        if let Some(data) = output_media(&table) {
+            let metadata = table.metadata().clone();
+            (self.sink)(JupyterMessageContent::DisplayData(DisplayData { data, metadata, transient: None }));
+        }
     }
 
     fn view(&self) -> ReplView {
@@ -291,6 +333,10 @@ impl Session {
                 CellValue::default()
             }
             Action::Page(p) => CellValue { page: Some(p), ..Default::default() },
+            Action::ShowVariables => {
+                self.show_variables();
+                CellValue::default()
+            }
             Action::SetTiming(on) => {
                 self.timing = on.unwrap_or(!self.timing);
                 text(format!("per-cell timing {}", if self.timing { "on" } else { "off" }))
@@ -342,7 +388,7 @@ impl Session {
             Err(e @ EvcxrError::SubprocessTerminated(_)) => {
                 // evcxr has started a fresh child; put back what the prelude gave it.
                 let error = render_error(&e, code, offset, &shifts);
-                let _ = self.ctx.execute(CHILD_PRELUDE);
+                let _ = self.ctx.execute(&child_prelude(&self.probe_path()));
                 self.forwarder.flush();
                 self.interrupter.set_child(self.child_pid());
                 Err(error)
@@ -483,6 +529,10 @@ fn newest_library_build(build_dir: &Path) -> Option<std::time::SystemTime> {
 
 fn byte_offset(code: &str, chars: usize) -> usize {
     code.char_indices().nth(chars).map_or(code.len(), |(i, _)| i)
+}
+
+fn output_media(output: &Output) -> Option<Media> {
+    serde_json::from_value(serde_json::Value::Object(output.data().clone())).ok()
 }
 
 fn text_media(text: &str) -> Option<Media> {

@@ -116,6 +116,9 @@ pub enum Action {
     /// compilation is spent on it. Nothing in the child can observe the difference: only
     /// compiled code runs there.
     Defer(String),
+    /// The variables table (`:vars`): the REPL's variables and types, and what each tensor
+    /// holds, asked from the child between cells (src/probe.rs) rather than compiled.
+    ShowVariables,
     /// Turn per-cell timing on, off, or toggle it (`None`).
     SetTiming(Option<bool>),
 }

@@ -69,6 +69,12 @@ impl VariableStore {
         }
     }
 
+    // glassbox: a variable's value, for the kernel's questions between cells (`:vars` asks
+    // for tensor shapes without compiling a cell).
+    pub fn variable(&self, name: &str) -> Option<&(dyn std::any::Any + 'static)> {
+        self.variables.get(name).map(|v| &**v)
+    }
+
     pub fn merge(&mut self, mut other: VariableStore) {
         self.variables.extend(other.variables.drain());
     }
