@@ -2,7 +2,8 @@
 printed as PyTorch prints them, values without Debug by their type name, no result for a block
 or loop), where panics and compile errors in the cell point (the user's line and column, never
 the kernel's wrapper), that a warm kernel start prints no compile note, and that `exit`/`quit`
-ask jupyter console to leave; that variables keep their types whether written or inferred.
+ask jupyter console to leave; that variables keep their types whether written or inferred;
+that an edited path dependency reaches the next cell although cells compile without cargo.
 
 All tests share the session kernel `kc` except the warm-start one, which starts two of its own."""
 import time
@@ -191,3 +192,22 @@ def test_a_missing_semicolon_is_named_without_generated_code(kc, code):
     assert "--> cell line 1:10" in "\n".join(lines), lines
     assert not any("evcxr" in l or "keyword `fn`" in l for l in lines), lines
     assert all(l.strip() != ";" for l in lines), lines
+
+
+# 10. Cells compile without cargo while nothing cargo decides on changed (the vendored evcxr
+# replays the cell crate's rustc command); an edited path dependency still reaches the cell.
+
+
+def test_an_edited_path_dependency_reaches_the_next_cell(kc, tmp_path):
+    crate = tmp_path / "edited_dep"
+    (crate / "src").mkdir(parents=True)
+    (crate / "Cargo.toml").write_text('[package]\nname = "edited_dep"\nversion = "0.1.0"\nedition = "2021"\n')
+    (crate / "src" / "lib.rs").write_text("pub fn answer() -> i32 { 1 }\n")
+    ok(run(kc, f':dep edited_dep = {{ path = "{crate}" }}'))
+    assert ok(run(kc, "edited_dep::answer()")).result() == "1"
+    assert ok(run(kc, "edited_dep::answer() + 1")).result() == "2"
+    time.sleep(0.05)
+    (crate / "src" / "lib.rs").write_text("pub fn answer() -> i32 { 40 }\n")
+    assert ok(run(kc, "edited_dep::answer() + 2")).result() == "42"
+    # A compile error on the replayed path reads as on cargo's.
+    assert "mismatched types" in error(run(kc, 'let n: i32 = "x";'), "CompileError")
