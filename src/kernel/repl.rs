@@ -243,6 +243,7 @@ impl Session {
         ] {
             survive(|| (), || drop(self.ctx.completions(code, code.len())));
         }
+        release_freed_memory();
         super::log(format_args!("{ANALYSIS_LOG} {:.2} s", started.elapsed().as_secs_f64()));
     }
 
@@ -529,6 +530,18 @@ fn newest_library_build(build_dir: &Path) -> Option<std::time::SystemTime> {
 
 fn byte_offset(code: &str, chars: usize) -> usize {
     code.char_indices().nth(chars).map_or(code.len(), |(i, _)| i)
+}
+
+/// Hands the heap pages rust-analyzer's first analysis used and freed back to the system:
+/// glibc keeps them otherwise, and they were about 0.3 GB of the 1.2 GB the kernel held after
+/// the warm-up.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap memory to the system; it touches no live
+    // allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn output_media(output: &Output) -> Option<Media> {
