@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use glassbox::kernel::{bench, child, connection, env, install, lifeline, server};
-use glassbox::models::vision::bench::Config as VisionBench;
+use glassbox::kernel::{child, connection, env, install, latency, lifeline, server};
+use glassbox::models::vision::throughput::Config as VisionBench;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -100,10 +100,10 @@ fn main() -> Result<()> {
         }
         Command::Bench { what: BenchTarget::Kernel } => {
             let exe = std::env::current_exe()?;
-            runtime()?.block_on(bench::kernel(&exe))
+            runtime()?.block_on(latency::kernel(&exe))
         }
         Command::Bench { what: BenchTarget::Auic } => {
-            println!("{}", glassbox::metrics::bench::report(Default::default(), glassbox::device()));
+            println!("{}", glassbox::metrics::auic_bench::report(Default::default(), glassbox::device()));
             Ok(())
         }
         Command::Bench { what: BenchTarget::Vision { batch, images, size, dissect_images, dissect_size } } => {
@@ -111,7 +111,7 @@ fn main() -> Result<()> {
             // dissection's progress belongs on the terminal here, not in kernel events.
             std::env::remove_var(glassbox::runtime::KERNEL_ENV);
             let config = VisionBench { batch, images, size, dissect_images, dissect_size, ..Default::default() };
-            println!("{}", glassbox::models::vision::bench::report(&config, glassbox::device())?);
+            println!("{}", glassbox::models::vision::throughput::report(&config, glassbox::device())?);
             Ok(())
         }
         Command::Install { user: _, prefix } => {

@@ -2,18 +2,18 @@
 //! process tree ([`processes`], [`lifeline`]), the Rust REPL
 //! ([`repl`]), the execute state machine ([`execute`]) and installation ([`install`]).
 
-pub mod bench;
 pub mod child;
 pub mod commands;
-pub mod complete;
 pub mod connection;
 pub mod env;
 pub mod execute;
 pub mod final_expression;
 pub mod history;
 pub mod install;
-pub mod interrupt;
+pub mod interrupter;
 pub mod iopub;
+pub mod is_complete;
+pub mod latency;
 pub mod lifeline;
 pub mod processes;
 pub mod repl;

@@ -6,7 +6,7 @@
 use super::commands::{self, Action, ReplView, Segment};
 use super::execute::{media_from_mime_map, CellError, CellResult, CellValue};
 use super::final_expression::{self, Shift};
-use super::interrupt::{Ending, Interrupter, GRACE};
+use super::interrupter::{Ending, Interrupter, GRACE};
 use crate::display::Output;
 use crate::probe;
 use crate::runtime::Event;

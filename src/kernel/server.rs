@@ -9,7 +9,7 @@
 
 use super::execute::{Executor, Outbox};
 use super::history::{History, Query};
-use super::interrupt::Interrupter;
+use super::interrupter::Interrupter;
 use super::iopub::Iopub;
 use super::processes;
 use super::repl::{InputReader, Repl, ReplConfig, Sink};
@@ -441,7 +441,7 @@ fn common_reply(request: &JupyterMessage, channel: &str) -> Option<JupyterMessag
     Some(match &request.content {
         C::KernelInfoRequest(_) => kernel_info_reply(),
         C::ShutdownRequest(req) => ShutdownReply { restart: req.restart, ..Default::default() }.into(),
-        C::IsCompleteRequest(req) => super::complete::is_complete(&req.code).into(),
+        C::IsCompleteRequest(req) => super::is_complete::is_complete(&req.code).into(),
         C::CommInfoRequest(_) => CommInfoReply::default().into(),
         C::UnknownMessage(msg) if is_request(request) => match wire::content_problem(msg) {
             Some(problem) => error_reply(&msg.msg_type, "MalformedRequest", problem),

@@ -19,7 +19,7 @@ use crate::progress::Progress;
 use crate::viz::{BarChart, LinePlot};
 
 pub mod auic;
-pub mod bench;
+pub mod auic_bench;
 pub mod correlation;
 pub mod files;
 pub mod histogram;

@@ -447,6 +447,45 @@ mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// docs/kernel.md's command table, as each command's flags: the usages in a row's first
+    /// column (`:name ARGS [--flag V]`), merged per command; `true` where a usage elides flags
+    /// with `[...]`.
+    fn documented_commands() -> BTreeMap<String, (BTreeSet<String>, bool)> {
+        let docs = include_str!("../../../docs/kernel.md");
+        let mut found: BTreeMap<String, (BTreeSet<String>, bool)> = BTreeMap::new();
+        for row in docs.lines().filter(|l| l.starts_with("| `")) {
+            let first = row.trim_start_matches('|').split(" | ").next().unwrap_or_default();
+            for usage in first.split('`').skip(1).step_by(2).filter(|u| u.starts_with(':')) {
+                let name = usage[1..].split_whitespace().next().unwrap_or_default().to_string();
+                let entry = found.entry(name).or_default();
+                entry.1 |= usage.contains("[...]");
+                for word in usage.split(|c: char| c.is_whitespace() || c == '[' || c == ']' || c == '=') {
+                    if let Some(flag) = word.strip_prefix("--") {
+                        entry.0.insert(flag.to_string());
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_command_table_in_the_docs_matches_the_specs() {
+        let documented = documented_commands();
+        let registered: BTreeSet<&str> = REGISTRY.iter().map(|c| c.name).collect();
+        let in_docs: BTreeSet<&str> = documented.keys().map(String::as_str).collect();
+        assert_eq!(in_docs, registered, "docs/kernel.md's command table against REGISTRY");
+        for spec in REGISTRY {
+            let (flags, elided) = &documented[spec.name];
+            let real: BTreeSet<String> = spec.flags.iter().map(|f| f.name.to_string()).collect();
+            let unknown: Vec<&String> = flags.difference(&real).collect();
+            assert!(unknown.is_empty(), ":{} documents flags it does not take: {unknown:?}", spec.name);
+            let missing: Vec<&String> = real.difference(flags).collect();
+            assert!(*elided || missing.is_empty(), ":{} leaves out {missing:?} without `[...]`", spec.name);
+        }
+    }
 
     fn view() -> ReplView {
         ReplView { variables: vec![("net".into(), "Net".into()), ("x".into(), "Tensor".into())], timing: false }

@@ -21,7 +21,7 @@ use super::{check_input, check_taps, weights, ModelError, Stage, StageInfo, Tapp
 
 mod alexnet;
 mod arch;
-pub mod bench;
+pub mod throughput;
 mod edit;
 mod graph;
 mod resnet;

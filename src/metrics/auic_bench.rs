@@ -268,7 +268,7 @@ mod tests {
 
 #[cfg(test)]
 mod full {
-    /// `cargo test --release --lib metrics::bench::full -- --ignored --nocapture`.
+    /// `cargo test --release --lib metrics::auic_bench::full -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn default_size() {
