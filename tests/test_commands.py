@@ -48,6 +48,8 @@ def test_vars_shows_tensor_shapes_and_commands_share_state_with_rust(kc):
     table = r.of("display_data")[0]["content"]["data"]
     assert "grid" in table["text/plain"] and "[2, 3]" in table["text/plain"] and "Float" in table["text/plain"]
     assert "<table>" in table["text/html"]
+    names = [line.split()[0] for line in table["text/plain"].splitlines()[1:]]
+    assert names == sorted(names), names
     # A cell may mix commands and Rust; the command sees what the Rust lines defined.
     r = run(kc, "let mixed = 3;\n:vars\nmixed + 1")
     assert "mixed" in r.of("display_data")[0]["content"]["data"]["text/plain"]

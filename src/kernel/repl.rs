@@ -263,10 +263,12 @@ impl Session {
         self.probe_dir.path().join("vars.sock")
     }
 
-    /// `:vars`: names and types from evcxr, what each tensor holds from the child. Shown as
-    /// a display, so that it stays visible wherever the command stands in a cell.
+    /// `:vars`: names and types from evcxr, what each tensor holds from the child, in the
+    /// order of the names. Shown as a display, so that it stays visible wherever the command
+    /// stands in a cell.
     fn show_variables(&self) {
-        let variables = self.view().variables;
+        let mut variables = self.view().variables;
+        variables.sort();
         let names: Vec<&str> = variables.iter().map(|(n, _)| n.as_str()).collect();
         let held = probe::ask(&self.probe_path(), &names, PROBE_TIMEOUT).unwrap_or_else(|e| {
             self.stderr(format!("glassbox: the REPL did not say what its tensors hold ({e}); types only\n"));
