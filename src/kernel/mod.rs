@@ -2,6 +2,7 @@
 //! process tree ([`processes`], [`lifeline`]), the Rust REPL
 //! ([`repl`]), the execute state machine ([`execute`]) and installation ([`install`]).
 
+pub mod analysis;
 pub mod child;
 pub mod commands;
 pub mod connection;

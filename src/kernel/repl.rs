@@ -3,6 +3,7 @@
 //! out through [`Forwarder`] while they run, and all of it has been handed over before a
 //! cell's result is returned.
 
+use super::analysis;
 use super::commands::{self, Action, ReplView, Segment};
 use super::execute::{media_from_mime_map, CellError, CellResult, CellValue};
 use super::final_expression::{self, Shift};
@@ -18,6 +19,7 @@ use jupyter_protocol::{
 };
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,9 @@ enum Job {
 #[derive(Clone)]
 pub struct Repl {
     jobs: Sender<Job>,
+    /// Set once rust-analyzer's warm-up is over; until then Rust completion and inspection
+    /// answer nothing, at once.
+    analysis_ready: Arc<AtomicBool>,
 }
 
 impl Repl {
@@ -60,11 +65,18 @@ impl Repl {
     /// prelude happen on that thread, so the kernel answers `kernel_info` meanwhile.
     pub fn spawn(config: ReplConfig, sink: Sink, interrupter: Interrupter) -> Repl {
         let (jobs, rx) = crossbeam_channel::unbounded();
+        let analysis_ready = Arc::new(AtomicBool::new(false));
+        let ready = analysis_ready.clone();
         std::thread::Builder::new()
             .name("repl".into())
-            .spawn(move || serve(config, sink, interrupter, rx))
+            .spawn(move || serve(config, sink, interrupter, rx, ready))
             .expect("spawn the REPL thread");
-        Repl { jobs }
+        Repl { jobs, analysis_ready }
+    }
+
+    /// Whether rust-analyzer has warmed up; the kernel says so beside an empty completion.
+    pub fn analysis_ready(&self) -> bool {
+        self.analysis_ready.load(Ordering::Relaxed)
     }
 
     /// Runs a cell and waits for it; all its output has been sunk when this returns.
@@ -93,36 +105,58 @@ fn dead_repl() -> CellError {
     CellError::new("ReplDied", "the REPL thread has stopped; restart the kernel")
 }
 
-fn serve(config: ReplConfig, sink: Sink, interrupter: Interrupter, jobs: Receiver<Job>) {
+fn serve(config: ReplConfig, sink: Sink, interrupter: Interrupter, jobs: Receiver<Job>, ready: Arc<AtomicBool>) {
     let mut state = Session::start(&config, sink, interrupter)
         .map_err(|e| CellError::new("ReplStartError", format!("the Rust REPL could not start: {e}")));
-    for job in jobs.iter() {
-        let executed = matches!(job, Job::Execute { .. });
-        match (job, &mut state) {
-            (Job::Execute { code, input, done }, Ok(session)) => {
-                let failed = || Err(CellError::new("ReplError", "the REPL failed inside while running this cell"));
-                let _ = done.send(survive(failed, || session.execute(&code, &input)));
-            }
-            (Job::Execute { done, .. }, Err(e)) => {
-                let _ = done.send(Err(e.clone()));
-            }
-            (Job::Complete { code, cursor, done }, Ok(session)) => {
-                let _ = done.send(survive(|| (cursor, cursor, Vec::new()), || session.complete(&code, cursor)));
-            }
-            (Job::Complete { cursor, done, .. }, Err(_)) => {
-                let _ = done.send((cursor, cursor, Vec::new()));
-            }
-            (Job::Inspect { code, cursor, done }, Ok(session)) => {
-                let _ = done.send(survive(|| None, || session.inspect(&code, cursor)));
-            }
-            (Job::Inspect { done, .. }, Err(_)) => {
-                let _ = done.send(None);
+    let mut answered = false;
+    loop {
+        let warm_up = match &state {
+            Ok(session) => session.warm_up.outcome(),
+            Err(_) => crossbeam_channel::never(),
+        };
+        select! {
+            recv(jobs) -> job => match job {
+                Ok(job) => {
+                    answer(job, &mut state);
+                    answered = true;
+                }
+                Err(_) => break,
+            },
+            recv(warm_up) -> outcome => {
+                if let (Ok(outcome), Ok(session)) = (outcome, &mut state) {
+                    session.warm_up_answered(outcome);
+                    ready.store(session.analysis_ready(), Ordering::Relaxed);
+                }
             }
         }
-        // After the first cell has its answer, and only while nothing waits, so that neither
-        // the start nor a waiting request pays for it.
-        if let (true, Ok(session)) = (executed && jobs.is_empty(), &mut state) {
-            session.warm_analysis();
+        // Once the first request has its answer, so that the start and the first cell do not
+        // share the CPU with it, and only while nothing waits.
+        if let (true, true, Ok(session)) = (answered, jobs.is_empty(), &mut state) {
+            session.continue_warm_up();
+        }
+    }
+}
+
+fn answer(job: Job, state: &mut Result<Session, CellError>) {
+    match (job, state) {
+        (Job::Execute { code, input, done }, Ok(session)) => {
+            let failed = || Err(CellError::new("ReplError", "the REPL failed inside while running this cell"));
+            let _ = done.send(survive(failed, || session.execute(&code, &input)));
+        }
+        (Job::Execute { done, .. }, Err(e)) => {
+            let _ = done.send(Err(e.clone()));
+        }
+        (Job::Complete { code, cursor, done }, Ok(session)) => {
+            let _ = done.send(survive(|| (cursor, cursor, Vec::new()), || session.complete(&code, cursor)));
+        }
+        (Job::Complete { cursor, done, .. }, Err(_)) => {
+            let _ = done.send((cursor, cursor, Vec::new()));
+        }
+        (Job::Inspect { code, cursor, done }, Ok(session)) => {
+            let _ = done.send(survive(|| None, || session.inspect(&code, cursor)));
+        }
+        (Job::Inspect { done, .. }, Err(_)) => {
+            let _ = done.send(None);
         }
     }
 }
@@ -142,8 +176,8 @@ struct Session {
     interrupter: Interrupter,
     /// `:time`: report each cell's duration.
     timing: bool,
-    /// Whether rust-analyzer has analysed the library (see [`Session::warm_analysis`]).
-    analysis_warm: bool,
+    /// rust-analyzer's analysis of the library (see [`Session::continue_warm_up`]).
+    warm_up: analysis::WarmUp,
     /// Statements commands left for the child ([`Action::Defer`]), in order.
     deferred: Vec<String>,
     /// Held for the session's life: the lock that makes the build directory ours.
@@ -182,6 +216,10 @@ impl Session {
         let probe_dir = tempfile::Builder::new().prefix("glassbox-").tempdir().map_err(|e| e.to_string())?;
         let (ctx, outputs) = CommandContext::new().map_err(|e| e.to_string())?;
         let context = started.elapsed();
+        // Loading the crate graph there (cargo metadata, every source file) and rust-analyzer's
+        // work for a cell's untyped variable run at the warm-up's priority: a cell's compile
+        // during the warm-up takes the CPU first.
+        ctx.on_analyzer_thread(analysis::lower_this_threads_priority);
         let forwarder = Forwarder::spawn(outputs.stdout, outputs.stderr, sink.clone());
         let mut session =
             Session {
@@ -190,7 +228,7 @@ impl Session {
             sink,
             interrupter,
             timing: false,
-            analysis_warm: false,
+            warm_up: analysis::WarmUp::new(),
             deferred: Vec::new(),
             _slot: slot.map(|(_, f)| f),
             probe_dir,
@@ -227,24 +265,35 @@ impl Session {
         Ok(PreludeTimes { dependency: started.elapsed().saturating_sub(compile + run), compile, run })
     }
 
-    /// Has rust-analyzer load glassbox and tch, once: completion, inspection and a cell's
-    /// first untyped variable need it, and its first analysis takes seconds.
-    fn warm_analysis(&mut self) {
-        if self.analysis_warm {
-            return;
+    /// Has rust-analyzer load glassbox and tch, in the background: completion, inspection and
+    /// a cell's first untyped variable need it, and its first analysis takes seconds.
+    fn continue_warm_up(&mut self) {
+        let Some(code) = self.warm_up.due() else { return };
+        let preparing = Instant::now();
+        match survive(|| Err(anyhow::anyhow!("rust-analyzer panicked")), || self.ctx.pending_completions(code, code.len())) {
+            Ok(pending) => self.warm_up.run(pending, preparing),
+            Err(e) => self.warm_up_answered(Err(analysis::Failure::Failed(e.to_string()))),
         }
-        self.analysis_warm = true;
-        let started = Instant::now();
-        // Methods of a library type and of a standard one: the second also has rust-analyzer
-        // gather the trait impls of every crate, which the first completion would otherwise pay.
-        for code in [
-            "let glassbox_warm_up = Tensor::zeros([1], (Kind::Float, device));\nglassbox_warm_up.",
-            "let glassbox_warm_up: Vec<i32> = Vec::new();\nglassbox_warm_up.",
-        ] {
-            survive(|| (), || drop(self.ctx.completions(code, code.len())));
+    }
+
+    /// Whether rust-analyzer may be asked: not while it warms up (see [`analysis::WarmUp::is_over`]).
+    fn analysis_ready(&self) -> bool {
+        self.warm_up.is_over()
+    }
+
+    fn warm_up_answered(&mut self, outcome: analysis::Outcome) {
+        match self.warm_up.answered(outcome) {
+            Some(analysis::Finished::Warm { took, preparing }) => {
+                release_freed_memory();
+                super::log(format_args!(
+                    "{ANALYSIS_LOG} {:.2} s in the background ({:.3} s of it on the REPL thread)",
+                    took.as_secs_f64(),
+                    preparing.as_secs_f64()
+                ));
+            }
+            Some(analysis::Finished::Failed(why)) => super::log(format_args!("rust-analyzer could not warm up: {why}")),
+            None => {}
         }
-        release_freed_memory();
-        super::log(format_args!("{ANALYSIS_LOG} {:.2} s", started.elapsed().as_secs_f64()));
     }
 
     fn stdout(&self, text: String) {
@@ -427,9 +476,14 @@ impl Session {
         if let Some((s, e, m)) = commands::complete(&code[line_start..line_end], cursor - line_start, &view, self) {
             return (chars(line_start + s), chars(line_start + e), m);
         }
-        match self.ctx.completions(code, cursor) {
-            Ok(c) => (chars(c.start_offset), chars(c.end_offset), c.completions.into_iter().map(|c| c.code).collect()),
-            Err(_) => (cursor_chars, cursor_chars, Vec::new()),
+        if !self.analysis_ready() {
+            let (start, end, names) = analysis::variables_named_like(code, cursor, self.ctx.variables_and_types().map(|(n, _)| n));
+            return (chars(start), chars(end), names);
+        }
+        let found = self.ctx.pending_completions(code, cursor).ok().and_then(|p| analysis::within(p, analysis::BUDGET));
+        match found {
+            Some(c) => (chars(c.start_offset), chars(c.end_offset), c.completions.into_iter().map(|c| c.code).collect()),
+            None => (cursor_chars, cursor_chars, Vec::new()),
         }
     }
 
@@ -443,8 +497,9 @@ impl Session {
         }
         // rust-analyzer documents the expression ending at the position: the whole word.
         let end = code[cursor..].find(|c: char| !(c.is_alphanumeric() || c == '_')).map_or(code.len(), |i| cursor + i);
-        match self.ctx.hover_at(code, end) {
-            Ok((plain, html)) if plain != "No documentation found" && !plain.trim().is_empty() => Some((plain, html)),
+        let found = self.analysis_ready().then(|| self.ctx.pending_hover_at(code, end).ok()).flatten();
+        match found.and_then(|p| analysis::within(p, analysis::BUDGET)) {
+            Some((plain, html)) if plain != "No documentation found" && !plain.trim().is_empty() => Some((plain, html)),
             _ => None,
         }
     }

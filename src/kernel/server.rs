@@ -295,7 +295,8 @@ impl Shell {
             C::ExecuteRequest(req) => Some(self.execute(request, req)),
             C::CompleteRequest(req) => {
                 let (cursor_start, cursor_end, matches) = self.repl.complete(&req.code, req.cursor_pos);
-                Some(CompleteReply { matches, cursor_start, cursor_end, ..Default::default() }.into())
+                let metadata = self.analysis_metadata();
+                Some(CompleteReply { matches, cursor_start, cursor_end, metadata, ..Default::default() }.into())
             }
             C::InspectRequest(req) => Some(match self.repl.inspect(&req.code, req.cursor_pos) {
                 Some((plain, html)) => {
@@ -303,7 +304,7 @@ impl Shell {
                         .expect("text media");
                     InspectReply { found: true, data, ..Default::default() }.into()
                 }
-                None => InspectReply::default().into(),
+                None => InspectReply { metadata: self.analysis_metadata(), ..Default::default() }.into(),
             }),
             C::HistoryRequest(req) => Some(self.history_reply(serde_json::to_value(req).unwrap_or_default())),
             C::UnknownMessage(msg) if msg.msg_type == "history_request" => {
@@ -350,6 +351,16 @@ impl Shell {
             self.history.record(self.executor.count(), &req.code, &shown);
         }
         outbox.reply.expect("the executor always replies")
+    }
+
+    /// Reply metadata that says why Rust completion or inspection has nothing yet: a client
+    /// (or a test) can ask again once it is over.
+    fn analysis_metadata(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut metadata = serde_json::Map::new();
+        if !self.repl.analysis_ready() {
+            metadata.insert("glassbox".into(), serde_json::json!({ "rust_analyzer": "warming up" }));
+        }
+        metadata
     }
 
     fn history_reply(&self, query: serde_json::Value) -> JupyterMessageContent {

@@ -305,21 +305,18 @@ impl CodeBlock {
             .ok_or_else(|| anyhow!("Offset {} doesn't refer to user code", user_code_offset))
     }
 
-    pub(crate) fn output_offset_to_user_offset(&self, output_offset: usize) -> Result<usize> {
+    /// The map from offsets in the output to offsets in the user's code, on its own, so that
+    /// it can go to another thread (the code block holds syntax nodes, which cannot).
+    pub(crate) fn output_to_user(&self) -> OutputToUser {
         let mut bytes_seen = 0;
-        self.segments
-            .iter()
-            .find_map(|segment| {
-                if let CodeKind::OriginalUserCode(meta) = &segment.kind
-                    && output_offset >= bytes_seen
-                    && output_offset <= bytes_seen + segment.code.len()
-                {
-                    return Some(meta.start_byte + output_offset - bytes_seen);
-                }
-                bytes_seen += segment.code.len();
-                None
-            })
-            .ok_or_else(|| anyhow!("Output offset {} doesn't refer to user code", output_offset))
+        let mut spans = Vec::new();
+        for segment in &self.segments {
+            if let CodeKind::OriginalUserCode(meta) = &segment.kind {
+                spans.push((bytes_seen, segment.code.len(), meta.start_byte));
+            }
+            bytes_seen += segment.code.len();
+        }
+        OutputToUser { spans }
     }
 
     pub(crate) fn load_variable(&mut self, code: String) {
@@ -372,6 +369,23 @@ impl CodeBlock {
             }
         }
         self.segments = replacement_segments;
+    }
+}
+
+/// See [`CodeBlock::output_to_user`].
+#[derive(Debug, Clone)]
+pub(crate) struct OutputToUser {
+    /// (start in the output, length, start in the user's code) of each span of user code.
+    spans: Vec<(usize, usize, usize)>,
+}
+
+impl OutputToUser {
+    pub(crate) fn map(&self, output_offset: usize) -> Result<usize> {
+        self.spans
+            .iter()
+            .find(|(start, len, _)| output_offset >= *start && output_offset <= start + len)
+            .map(|(start, _, user_start)| user_start + output_offset - start)
+            .ok_or_else(|| anyhow!("Output offset {} doesn't refer to user code", output_offset))
     }
 }
 

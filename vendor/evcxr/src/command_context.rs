@@ -24,6 +24,8 @@ use crate::eval_context::ContextState;
 use crate::eval_context::EvalCallbacks;
 use crate::rust_analyzer::Completion;
 use crate::rust_analyzer::Completions;
+use crate::rust_analyzer::Pending;
+use crate::rust_analyzer::PendingCompletions;
 use crate::toml_parse::ConfigToml;
 use anyhow::Result;
 use anyhow::anyhow;
@@ -79,6 +81,12 @@ impl CommandContext {
 
     pub fn process_handle(&self) -> Arc<Mutex<std::process::Child>> {
         self.eval_context.process_handle()
+    }
+
+    /// glassbox: runs `job` on the thread rust-analyzer works on (to set how it is scheduled),
+    /// after what is queued there.
+    pub fn on_analyzer_thread(&self, job: impl FnOnce() + Send + 'static) {
+        self.eval_context.on_analyzer_thread(job)
     }
 
     pub fn variables_and_types(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -226,9 +234,22 @@ Panic detected. Here's some useful information if you're filing a bug report.
     /// completions. It also assumes exclusive access to those resources. However there should be
     /// any visible side effects.
     pub fn completions(&mut self, src: &str, position: usize) -> Result<Completions> {
+        self.pending_completions(src, position)?.resolve()
+    }
+
+    /// glassbox: [`CommandContext::completions`] in two steps. This one brings the analysis up
+    /// to date with `src` (cancelling any query still pending on other code); the returned
+    /// query can then be resolved on another thread while this context goes on.
+    pub fn pending_completions(
+        &mut self,
+        src: &str,
+        position: usize,
+    ) -> Result<PendingCompletions> {
         let (user_code, code_info) = CodeBlock::from_original_user_code(src);
         if let Some((segment, offset)) = user_code.command_containing_user_offset(position) {
-            return self.command_completions(segment, offset, position);
+            return Ok(PendingCompletions::ready(
+                self.command_completions(segment, offset, position)?,
+            ));
         }
         let (non_command_code, state, _errors) = self.prepare_for_analysis(user_code)?;
         self.eval_context
@@ -779,13 +800,26 @@ Panic detected. Here's some useful information if you're filing a bug report.
     /// The position should be a byte offset. Uses accumulated REPL state so that previously
     /// defined variables and imports are visible during hover analysis.
     pub fn hover_at(&mut self, src: &str, position: usize) -> Result<(String, String)> {
+        self.pending_hover_at(src, position)?.resolve()
+    }
+
+    /// glassbox: [`CommandContext::hover_at`] in two steps, as
+    /// [`CommandContext::pending_completions`].
+    pub fn pending_hover_at(
+        &mut self,
+        src: &str,
+        position: usize,
+    ) -> Result<Pending<(String, String)>> {
         let code_up_to_cursor = &src[..position];
         let (user_code, _code_info) = CodeBlock::from_original_user_code(src);
         let (_, mut state, _) = self.prepare_for_analysis(user_code)?;
-        let (plain, markdown) = self.eval_context.hover(code_up_to_cursor, &mut state)?;
-        let mut html = String::new();
-        pulldown_cmark::html::push_html(&mut html, pulldown_cmark::Parser::new(&markdown));
-        Ok((plain, html))
+        let hover = self.eval_context.hover(code_up_to_cursor, &mut state)?;
+        Ok(Pending::from_fn(move || {
+            let (plain, markdown) = hover.resolve()?;
+            let mut html = String::new();
+            pulldown_cmark::html::push_html(&mut html, pulldown_cmark::Parser::new(&markdown));
+            Ok((plain, html))
+        }))
     }
 
     fn hover(
@@ -798,7 +832,7 @@ Panic detected. Here's some useful information if you're filing a bug report.
         } else {
             bail!("Input required")
         };
-        let (hover_text, hover_markdown) = self.eval_context.hover(args, state)?;
+        let (hover_text, hover_markdown) = self.eval_context.hover(args, state)?.resolve()?;
         let mut hover_html = String::new();
         let parser = pulldown_cmark::Parser::new(&hover_markdown);
         pulldown_cmark::html::push_html(&mut hover_html, parser);

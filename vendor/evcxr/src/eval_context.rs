@@ -22,7 +22,9 @@ use crate::item;
 use crate::module::Module;
 use crate::module::SoFile;
 use crate::runtime;
-use crate::rust_analyzer::Completions;
+use crate::rust_analyzer::AnalyzerThread;
+use crate::rust_analyzer::Pending;
+use crate::rust_analyzer::PendingCompletions;
 use crate::rust_analyzer::RustAnalyzer;
 use crate::rust_analyzer::TypeName;
 use crate::rust_analyzer::VariableInfo;
@@ -58,7 +60,7 @@ pub struct EvalContext {
     module: Module,
     committed_state: ContextState,
     stdout_sender: crossbeam_channel::Sender<String>,
-    analyzer: RustAnalyzer,
+    analyzer: AnalyzerThread,
     initial_config: Config,
 }
 
@@ -423,7 +425,7 @@ impl EvalContext {
         let tmpdir_var = parsed_config.get_tmp_dir()?;
         let tmpdir_path = tmpdir_var.get_path()?;
         let opt_tmpdir = tmpdir_var.get_opt_tmpdir();
-        let analyzer = RustAnalyzer::new(&tmpdir_path)?;
+        let analyzer = AnalyzerThread::spawn(RustAnalyzer::new(&tmpdir_path)?)?;
         let module = Module::new()?;
         let mut initial_config =
             create_initial_config(tmpdir_path, subprocess_command.get_program().into())?;
@@ -554,7 +556,7 @@ impl EvalContext {
         mut state: ContextState,
         nodes: &[SyntaxNode],
         offset: usize,
-    ) -> Result<Completions> {
+    ) -> Result<PendingCompletions> {
         // Wrapping the final expression in order to display it might interfere
         // with completions on that final expression.
         state.config.display_final_expression = false;
@@ -574,20 +576,30 @@ impl EvalContext {
             println!("=========\n{s}\n==========");
         }
 
-        self.analyzer.set_source(code.code_string())?;
-        let mut completions = self.analyzer.completions(wrapped_offset)?;
-        completions.start_offset = code.output_offset_to_user_offset(completions.start_offset)?;
-        completions.end_offset = code.output_offset_to_user_offset(completions.end_offset)?;
-        // Filter internal identifiers.
-        completions.completions.retain(|c| {
-            c.code != "evcxr_variable_store"
-                && c.code != "evcxr_internal_runtime"
-                && c.code != "evcxr_analysis_wrapper"
-        });
-        Ok(completions)
+        let to_user = code.output_to_user();
+        Ok(self.analyzer.query(
+            code.code_string(),
+            move |analyzer| analyzer.completion_query(wrapped_offset),
+            move |query| {
+                let mut completions = query.run()?;
+                completions.start_offset = to_user.map(completions.start_offset)?;
+                completions.end_offset = to_user.map(completions.end_offset)?;
+                // Filter internal identifiers.
+                completions.completions.retain(|c| {
+                    c.code != "evcxr_variable_store"
+                        && c.code != "evcxr_internal_runtime"
+                        && c.code != "evcxr_analysis_wrapper"
+                });
+                Ok(completions)
+            },
+        ))
     }
 
-    pub fn hover(&mut self, code: &str, state: &mut ContextState) -> Result<(String, String)> {
+    pub fn hover(
+        &mut self,
+        code: &str,
+        state: &mut ContextState,
+    ) -> Result<Pending<(String, String)>> {
         let (modified_code, hover_offset) = if code == "let" {
             (String::from("let _ = 1;"), 0)
         } else if code.ends_with('(') {
@@ -601,21 +613,22 @@ impl EvalContext {
         let (user_code, code_info) = CodeBlock::from_original_user_code(&modified_code);
         let user_code = state.apply(user_code, &code_info.nodes)?;
         let pad_code = state.analysis_code(user_code);
-        self.analyzer.set_source(pad_code.code_string())?;
         let wrapped_offset = pad_code.user_offset_to_output_offset(hover_offset)? as u32;
         let text_range = TextRange::new(wrapped_offset.into(), wrapped_offset.into());
-        let hover_text = self.analyzer.hover(text_range, false)?;
-        let hover_markdown = self.analyzer.hover(text_range, true)?;
-        match (hover_text, hover_markdown) {
-            (Some(data_text), Some(data_markdown)) => Ok((
-                data_text.info.markup.into(),
-                data_markdown.info.markup.into(),
-            )),
-            _ => Ok((
-                "No documentation found".into(),
-                "No documentation found".into(),
-            )),
-        }
+        Ok(self.analyzer.query(
+            pad_code.code_string(),
+            move |analyzer| analyzer.hover_query(text_range),
+            |query| match (query.run(false)?, query.run(true)?) {
+                (Some(data_text), Some(data_markdown)) => Ok((
+                    data_text.info.markup.into(),
+                    data_markdown.info.markup.into(),
+                )),
+                _ => Ok((
+                    "No documentation found".into(),
+                    "No documentation found".into(),
+                )),
+            },
+        ))
     }
 
     pub fn last_source(&self) -> Result<String, std::io::Error> {
@@ -672,6 +685,13 @@ impl EvalContext {
 
     pub fn process_handle(&self) -> Arc<Mutex<std::process::Child>> {
         self.child_process.process_handle()
+    }
+
+    pub(crate) fn on_analyzer_thread(&self, job: impl FnOnce() + Send + 'static) {
+        drop(self.analyzer.later(move |_| {
+            job();
+            Ok(())
+        }));
     }
 
     pub(crate) fn restart_child_process(&mut self) -> Result<(), Error> {
@@ -834,14 +854,18 @@ impl EvalContext {
         state: &mut ContextState,
         code: CodeBlock,
     ) -> Result<(), Error> {
-        self.analyzer.set_source(code.code_string())?;
+        let source = code.code_string();
+        let variables = self.analyzer.call(move |analyzer| {
+            analyzer.set_source(source)?;
+            Ok(analyzer.top_level_variables("evcxr_analysis_wrapper"))
+        })?;
         for (
             variable_name,
             VariableInfo {
                 type_name,
                 is_mutable,
             },
-        ) in self.analyzer.top_level_variables("evcxr_analysis_wrapper")
+        ) in variables
         {
             // We don't want to try to store evcxr_variable_store into itself, so we ignore it.
             if variable_name == "evcxr_variable_store" {

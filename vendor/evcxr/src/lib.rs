@@ -37,7 +37,10 @@ pub use crate::eval_context::EvalContext;
 pub use crate::eval_context::EvalContextOutputs;
 pub use crate::eval_context::EvalOutputs;
 pub use crate::runtime::runtime_hook;
+pub use rust_analyzer::AnalysisCancelled;
 pub use rust_analyzer::Completions;
+pub use rust_analyzer::Pending;
+pub use rust_analyzer::PendingCompletions;
 
 /// Return the directory that evcxr tools should use for their configuration.
 ///

@@ -109,6 +109,17 @@ impl RustAnalyzer {
     }
 
     pub(crate) fn set_source(&mut self, source: String) -> Result<()> {
+        let cargo_toml = Some(std::fs::read(self.cargo_toml_filename()).with_context(|| {
+            format!(
+                "Failed to read Cargo.toml from `{:?}`",
+                self.cargo_toml_filename()
+            )
+        })?);
+        // glassbox: an unchanged source is not a change, so a query still running on it (see
+        // `completion_query`) is not cancelled and a repeated request can wait for it.
+        if source == self.current_source && cargo_toml == self.last_cargo_toml {
+            return Ok(());
+        }
         self.current_source = source;
         let mut change = ra_hir::ChangeWithProcMacros::default();
 
@@ -121,12 +132,6 @@ impl RustAnalyzer {
         change.change_file(self.source_file_id, Some(self.current_source.clone()));
 
         // Check to see if we haven't yet loaded Cargo.toml, or if it's changed since we read it.
-        let cargo_toml = Some(std::fs::read(self.cargo_toml_filename()).with_context(|| {
-            format!(
-                "Failed to read Cargo.toml from `{:?}`",
-                self.cargo_toml_filename()
-            )
-        })?);
         if cargo_toml != self.last_cargo_toml {
             self.load_cargo_toml(&mut change)?;
             self.last_cargo_toml = cargo_toml;
@@ -287,7 +292,150 @@ impl RustAnalyzer {
         self.root_directory.join("Cargo.toml")
     }
 
-    pub(crate) fn completions(&self, position: usize) -> Result<Completions> {
+    /// A completion query at `position` of the current source, on a snapshot of the analysis:
+    /// it can run on another thread, and the next [`RustAnalyzer::set_source`] that changes
+    /// something cancels it (it then returns [`AnalysisCancelled`]).
+    pub(crate) fn completion_query(&self, position: usize) -> CompletionQuery {
+        CompletionQuery {
+            analysis: self.analysis_host.analysis(),
+            file_id: self.source_file_id,
+            source: self.current_source.clone(),
+            position,
+        }
+    }
+
+    /// Hover at `text_range` of the current source, on a snapshot of the analysis (see
+    /// [`RustAnalyzer::completion_query`]).
+    pub(crate) fn hover_query(&self, text_range: TextRange) -> HoverQuery {
+        HoverQuery {
+            analysis: self.analysis_host.analysis(),
+            range: FileRange {
+                file_id: self.source_file_id,
+                range: text_range,
+            },
+        }
+    }
+}
+
+/// glassbox: a [`RustAnalyzer`] on a thread of its own. Loading a changed `Cargo.toml` (cargo
+/// metadata, the sysroot, reading every source file: 0.6 s for glassbox) and bringing the
+/// analysis up to date then happen there, and the evaluation context can queue them without
+/// waiting ([`AnalyzerThread::later`]).
+pub(crate) struct AnalyzerThread {
+    jobs: crossbeam_channel::Sender<Box<dyn FnOnce(&mut RustAnalyzer) + Send>>,
+}
+
+impl AnalyzerThread {
+    pub(crate) fn spawn(mut analyzer: RustAnalyzer) -> Result<AnalyzerThread> {
+        let (jobs, queue) =
+            crossbeam_channel::unbounded::<Box<dyn FnOnce(&mut RustAnalyzer) + Send>>();
+        std::thread::Builder::new()
+            .name("evcxr-analyzer".into())
+            // As rust-analyzer's own threads: its queries recurse deeply.
+            .stack_size(8 << 20)
+            .spawn(move || {
+                for job in queue {
+                    job(&mut analyzer);
+                }
+            })?;
+        Ok(AnalyzerThread { jobs })
+    }
+
+    /// Queues `job` and returns where its result will arrive.
+    pub(crate) fn later<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut RustAnalyzer) -> Result<T> + Send + 'static,
+    ) -> crossbeam_channel::Receiver<Result<T>> {
+        let (done, result) = crossbeam_channel::bounded(1);
+        let job = move |analyzer: &mut RustAnalyzer| {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(analyzer)));
+            let _ = done.send(outcome.unwrap_or_else(|_| Err(anyhow!("rust-analyzer panicked"))));
+        };
+        if self.jobs.send(Box::new(job)).is_err() {
+            let (done, result) = crossbeam_channel::bounded(1);
+            let _ = done.send(Err(anyhow!("rust-analyzer's thread has stopped")));
+            return result;
+        }
+        result
+    }
+
+    /// Runs `job` and waits for it.
+    pub(crate) fn call<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut RustAnalyzer) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.later(job)
+            .recv()
+            .unwrap_or_else(|_| Err(anyhow!("rust-analyzer's thread has stopped")))
+    }
+
+    /// Brings the analysis up to `source` and returns the query `query` makes on it, to run
+    /// on whatever thread resolves the returned [`Pending`].
+    pub(crate) fn query<Q: Send + 'static, T: Send + 'static>(
+        &self,
+        source: String,
+        query: impl FnOnce(&RustAnalyzer) -> Q + Send + 'static,
+        run: impl FnOnce(Q) -> Result<T> + Send + 'static,
+    ) -> Pending<T> {
+        let prepared = self.later(move |analyzer| {
+            analyzer.set_source(source)?;
+            Ok(query(analyzer))
+        });
+        Pending::from_fn(move || {
+            let query = prepared
+                .recv()
+                .unwrap_or_else(|_| Err(anyhow!("rust-analyzer's thread has stopped")))?;
+            run(query)
+        })
+    }
+}
+
+/// A hover query on a snapshot of rust-analyzer's analysis; see
+/// [`RustAnalyzer::hover_query`].
+pub(crate) struct HoverQuery {
+    analysis: ra_ide::Analysis,
+    range: FileRange,
+}
+
+impl HoverQuery {
+    pub(crate) fn run(&self, is_mark_down: bool) -> Result<Option<RangeInfo<HoverResult>>> {
+        use ra_ide::HoverDocFormat as hdf;
+        let hover_config: HoverConfig = HoverConfig {
+            links_in_hover: true,
+            memory_layout: None,
+            documentation: true,
+            keywords: true,
+            format: if is_mark_down {
+                hdf::Markdown
+            } else {
+                hdf::PlainText
+            },
+            max_trait_assoc_items_count: None,
+            max_fields_count: Some(5),
+            max_enum_variants_count: Some(5),
+            max_subst_ty_len: SubstTyLen::Unlimited,
+            show_drop_glue: false,
+            ra_fixture: RaFixtureConfig::default(),
+        };
+        Ok(self
+            .analysis
+            .hover(&hover_config, self.range)
+            .map_err(|_| AnalysisCancelled)?)
+    }
+}
+
+/// A completion query on a snapshot of rust-analyzer's analysis; see
+/// [`RustAnalyzer::completion_query`].
+pub(crate) struct CompletionQuery {
+    analysis: ra_ide::Analysis,
+    file_id: FileId,
+    source: String,
+    position: usize,
+}
+
+impl CompletionQuery {
+    pub(crate) fn run(self) -> Result<Completions> {
+        let position = self.position;
         let mut completions = Vec::new();
         let mut range = None;
         let config = ra_ide::CompletionConfig {
@@ -321,21 +469,23 @@ impl RustAnalyzer {
             ra_fixture: RaFixtureConfig::default(),
             add_colons_to_module: true,
         };
-        if let Ok(Some(completion_items)) = self.analysis_host.analysis().completions(
+        let found = self.analysis.completions(
             &config,
             ra_ide::FilePosition {
-                file_id: self.source_file_id,
+                file_id: self.file_id,
                 offset: (position as u32).into(),
             },
             None,
-        ) {
+        );
+        let found = found.map_err(|_| AnalysisCancelled)?;
+        if let Some(completion_items) = found {
             for item in completion_items {
                 use regex::Regex;
                 static ARG_PLACEHOLDER: Lazy<Regex> =
                     Lazy::new(|| Regex::new("\\$\\{[0-9]+:([^}]*)\\}").unwrap());
                 let mut indels = item.text_edit.iter();
                 if let Some(indel) = indels.next() {
-                    let text_to_delete = &self.current_source[indel.delete];
+                    let text_to_delete = &self.source[indel.delete];
                     // Rust analyzer returns all available methods/fields etc. It's up to us to
                     // decide how what we filter and what we keep.
                     if !item.lookup().starts_with(text_to_delete) {
@@ -369,44 +519,20 @@ impl RustAnalyzer {
             end_offset: range.map(|range| range.end().into()).unwrap_or(position),
         })
     }
+}
 
-    pub(crate) fn hover(
-        &self,
-        text_range: TextRange,
-        is_mark_down: bool,
-    ) -> Result<Option<RangeInfo<HoverResult>>> {
-        use ra_ide::HoverDocFormat as hdf;
-        let hover_config: HoverConfig = HoverConfig {
-            links_in_hover: true,
-            memory_layout: None,
-            documentation: true,
-            keywords: true,
-            format: if is_mark_down {
-                hdf::Markdown
-            } else {
-                hdf::PlainText
-            },
-            max_trait_assoc_items_count: None,
-            max_fields_count: Some(5),
-            max_enum_variants_count: Some(5),
-            max_subst_ty_len: SubstTyLen::Unlimited,
-            show_drop_glue: false,
-            ra_fixture: RaFixtureConfig::default(),
-        };
-        let file_range = FileRange {
-            file_id: self.source_file_id,
-            range: text_range,
-        };
-        match self
-            .analysis_host
-            .analysis()
-            .hover(&hover_config, file_range)
-        {
-            Ok(range_info) => Ok(range_info),
-            _ => bail!("hover fail"),
-        }
+/// A query gave way to a newer change of the analysed source; what it had computed of the
+/// libraries' analysis is kept, so asking again resumes rather than restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalysisCancelled;
+
+impl std::fmt::Display for AnalysisCancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("rust-analyzer's query was cancelled by a newer change")
     }
 }
+
+impl std::error::Error for AnalysisCancelled {}
 
 /// If `pat` represents a variable that is being defined, then record it in `result` and return
 /// true.
@@ -471,6 +597,28 @@ pub struct Completions {
     pub completions: Vec<Completion>,
     pub start_offset: usize,
     pub end_offset: usize,
+}
+
+/// A result still to be computed (glassbox): [`Pending::resolve`] can run on another thread
+/// while the context goes on, and fails with [`AnalysisCancelled`] if the context analyses
+/// other code meanwhile.
+pub struct Pending<T>(Box<dyn FnOnce() -> Result<T> + Send>);
+
+/// Completions still to be computed; see [`Pending`].
+pub type PendingCompletions = Pending<Completions>;
+
+impl<T: Send + 'static> Pending<T> {
+    pub fn from_fn(resolve: impl FnOnce() -> Result<T> + Send + 'static) -> Self {
+        Pending(Box::new(resolve))
+    }
+
+    pub(crate) fn ready(value: T) -> Self {
+        Self::from_fn(move || Ok(value))
+    }
+
+    pub fn resolve(self) -> Result<T> {
+        (self.0)()
+    }
 }
 
 /// A code completion. We use our own type rather than exposing rust-analyzer's CompletionItem,
