@@ -55,8 +55,8 @@ enum Job {
 #[derive(Clone)]
 pub struct Repl {
     jobs: Sender<Job>,
-    /// Set once rust-analyzer's warm-up is over; until then Rust completion and inspection
-    /// answer nothing, at once.
+    /// Set once rust-analyzer's warm-up is over; until then Rust completion offers only the
+    /// session's variables, and inspection nothing, at once.
     analysis_ready: Arc<AtomicBool>,
 }
 
