@@ -28,23 +28,10 @@ pub enum Failure {
     Failed(String),
 }
 
-/// How a query's thread is scheduled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
-    /// Someone waits for the answer.
-    Asked,
-    /// Work ahead of need: a cell's compile, a process of normal priority, takes the CPU first
-    /// (as it does from evcxr's analyzer thread, see [`Session`](super::repl)).
-    Background,
-}
-
 /// Resolves `pending` on a thread of its own and returns the receiver of its outcome.
-pub fn spawn<T: Send + 'static>(pending: Pending<T>, priority: Priority) -> Receiver<Outcome<T>> {
+pub fn spawn<T: Send + 'static>(pending: Pending<T>) -> Receiver<Outcome<T>> {
     let (done, outcome) = crossbeam_channel::bounded(1);
     let resolve = move || {
-        if priority == Priority::Background {
-            lower_this_threads_priority();
-        }
         let resolved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pending.resolve()));
         let _ = done.send(match resolved {
             Ok(Ok(value)) => Ok(value),
@@ -61,19 +48,10 @@ pub fn spawn<T: Send + 'static>(pending: Pending<T>, priority: Priority) -> Rece
     outcome
 }
 
-pub fn lower_this_threads_priority() {
-    // Linux keeps a nice value per thread, and `who == 0` names the calling one.
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority changes only the scheduling of the calling thread.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-    }
-}
-
 /// What `pending` gives, if it comes within `budget`; the query goes on after that, warming
 /// the analysis for the next request.
 pub fn within<T: Send + 'static>(pending: Pending<T>, budget: Duration) -> Option<T> {
-    spawn(pending, Priority::Asked).recv_timeout(budget).ok()?.ok()
+    spawn(pending).recv_timeout(budget).ok()?.ok()
 }
 
 /// What completion offers before rust-analyzer is ready: the session's variables whose names
@@ -152,7 +130,7 @@ impl WarmUp {
     pub fn run(&mut self, pending: PendingCompletions, prepared_from: Instant) {
         self.started.get_or_insert(prepared_from);
         self.preparing += prepared_from.elapsed();
-        self.running = Some(spawn(pending, Priority::Background));
+        self.running = Some(spawn(pending));
     }
 
     /// The running step's outcome arrives here; never, while none runs.
@@ -239,7 +217,7 @@ mod tests {
             let _ = wait.recv();
             Ok(Completions::default())
         });
-        let outcome = spawn(slow, Priority::Background);
+        let outcome = spawn(slow);
         assert!(outcome.recv_timeout(Duration::from_millis(50)).is_err(), "the answer cannot be there yet");
         release.send(()).unwrap();
         assert!(matches!(outcome.recv(), Ok(Ok(_))));

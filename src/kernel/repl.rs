@@ -216,10 +216,6 @@ impl Session {
         let probe_dir = tempfile::Builder::new().prefix("glassbox-").tempdir().map_err(|e| e.to_string())?;
         let (ctx, outputs) = CommandContext::new().map_err(|e| e.to_string())?;
         let context = started.elapsed();
-        // Loading the crate graph there (cargo metadata, every source file) and rust-analyzer's
-        // work for a cell's untyped variable run at the warm-up's priority: a cell's compile
-        // during the warm-up takes the CPU first.
-        ctx.on_analyzer_thread(analysis::lower_this_threads_priority);
         let forwarder = Forwarder::spawn(outputs.stdout, outputs.stderr, sink.clone());
         let mut session =
             Session {

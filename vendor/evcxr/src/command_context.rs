@@ -83,12 +83,6 @@ impl CommandContext {
         self.eval_context.process_handle()
     }
 
-    /// glassbox: runs `job` on the thread rust-analyzer works on (to set how it is scheduled),
-    /// after what is queued there.
-    pub fn on_analyzer_thread(&self, job: impl FnOnce() + Send + 'static) {
-        self.eval_context.on_analyzer_thread(job)
-    }
-
     pub fn variables_and_types(&self) -> impl Iterator<Item = (&str, &str)> {
         self.eval_context.variables_and_types()
     }

@@ -687,13 +687,6 @@ impl EvalContext {
         self.child_process.process_handle()
     }
 
-    pub(crate) fn on_analyzer_thread(&self, job: impl FnOnce() + Send + 'static) {
-        drop(self.analyzer.later(move |_| {
-            job();
-            Ok(())
-        }));
-    }
-
     pub(crate) fn restart_child_process(&mut self) -> Result<(), Error> {
         self.committed_state.variable_states.clear();
         self.committed_state.stored_variable_states.clear();
