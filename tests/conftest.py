@@ -100,21 +100,27 @@ def collect(kc, msg_id, timeout):
             return Run(reply, iopub)
 
 
+def unready(content):
+    """Why a complete or inspect reply holds nothing from rust-analyzer: "warming up" (its
+    first analysis runs), "answering late" (the query missed the kernel's budget and goes on),
+    or None."""
+    return content.get("metadata", {}).get("glassbox", {}).get("rust_analyzer")
+
+
 def warming_up(content):
-    """Whether a complete or inspect reply is empty because rust-analyzer is still warming up."""
-    return content.get("metadata", {}).get("glassbox", {}).get("rust_analyzer") == "warming up"
+    return unready(content) == "warming up"
 
 
 def ask_analysis(kc, send, timeout=120):
     """The reply content of a Rust completion or inspection (`send` sends it and returns the
-    id), asked again while the kernel says rust-analyzer is warming up, as a user presses Tab
+    id), asked again while the kernel says rust-analyzer is not ready, as a user presses Tab
     again; the kernel answers at once meanwhile."""
     deadline = time.monotonic() + timeout
     while True:
         msg_id = send()
         reply = kc.get_shell_msg(timeout=30)
         assert reply["parent_header"]["msg_id"] == msg_id
-        if not warming_up(reply["content"]) or time.monotonic() > deadline:
+        if unready(reply["content"]) is None or time.monotonic() > deadline:
             return reply["content"]
         time.sleep(0.5)
 

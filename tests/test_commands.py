@@ -1,6 +1,6 @@
 """The :command language, completion, inspection, stdin and comms, through the real kernel."""
 import re
-from conftest import ask_analysis, collect, learned, run, seed, warming_up
+from conftest import ask_analysis, collect, learned, run, seed, unready, warming_up
 
 
 def test_help_lists_commands_and_question_mark_pages_usage(kc):
@@ -98,7 +98,7 @@ def test_rust_completion_answers_at_once_while_rust_analyzer_warms_up(fresh_kern
     # A cell whose variable has no written type asks rust-analyzer, and gets it mid-warm-up.
     assert run(kc, "let answer = 40 + 2; answer").result() == "42"
     warm = ask_analysis(kc, lambda: kc.complete(code, len(code)))
-    assert not warming_up(warm) and any(m.startswith("len") for m in warm["matches"]), warm
+    assert unready(warm) is None and any(m.startswith("len") for m in warm["matches"]), warm
 
 
 def test_inspect_shows_command_usage_and_rust_docs(kc):

@@ -292,7 +292,11 @@ fn summary(t: &Tensor, header: &Header) -> Summary {
     let values = if header.floating() {
         Vec::<f64>::try_from(flat.to_kind(Kind::Double)).unwrap_or_default().into_iter().map(Scalar::Float).collect()
     } else if header.dtype == "bool" {
-        Vec::<i64>::try_from(flat.to_kind(Kind::Int64)).unwrap_or_default().into_iter().map(|v| Scalar::Bool(v != 0)).collect()
+        Vec::<i64>::try_from(flat.to_kind(Kind::Int64))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| Scalar::Bool(v != 0))
+            .collect()
     } else {
         Vec::<i64>::try_from(flat.to_kind(Kind::Int64)).unwrap_or_default().into_iter().map(Scalar::Int).collect()
     };

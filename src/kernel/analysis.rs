@@ -48,10 +48,50 @@ pub fn spawn<T: Send + 'static>(pending: Pending<T>) -> Receiver<Outcome<T>> {
     outcome
 }
 
-/// What `pending` gives, if it comes within `budget`; the query goes on after that, warming
-/// the analysis for the next request.
-pub fn within<T: Send + 'static>(pending: Pending<T>, budget: Duration) -> Option<T> {
-    spawn(pending).recv_timeout(budget).ok()?.ok()
+/// Why an answer holds nothing from rust-analyzer. The kernel says it in the reply's
+/// metadata, so a client (or a test) knows that asking again can find more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unready {
+    /// The first analysis of the libraries is running (see [`WarmUp`]).
+    WarmingUp,
+    /// The query missed [`BUDGET`]; it goes on, so asking again finds its work done.
+    Late,
+}
+
+impl Unready {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unready::WarmingUp => "warming up",
+            Unready::Late => "answering late",
+        }
+    }
+}
+
+/// An answer to a completion or inspection request, and why rust-analyzer had no part in it.
+#[derive(Debug)]
+pub struct Answer<T> {
+    pub value: T,
+    pub unready: Option<Unready>,
+}
+
+impl<T> Answer<T> {
+    pub fn ready(value: T) -> Answer<T> {
+        Answer { value, unready: None }
+    }
+
+    pub fn unready(value: T, why: Unready) -> Answer<T> {
+        Answer { value, unready: Some(why) }
+    }
+}
+
+/// What `pending` gives, or [`Unready::Late`] if it does not come within `budget`; the query
+/// goes on after that, warming the analysis for the next request. A cancelled or failed
+/// query gives `None`.
+pub fn within<T: Send + 'static>(pending: Pending<T>, budget: Duration) -> Result<Option<T>, Unready> {
+    match spawn(pending).recv_timeout(budget) {
+        Ok(outcome) => Ok(outcome.ok()),
+        Err(_) => Err(Unready::Late),
+    }
 }
 
 /// What completion offers before rust-analyzer is ready: the session's variables whose names
@@ -221,6 +261,18 @@ mod tests {
         assert!(outcome.recv_timeout(Duration::from_millis(50)).is_err(), "the answer cannot be there yet");
         release.send(()).unwrap();
         assert!(matches!(outcome.recv(), Ok(Ok(_))));
-        assert!(within(PendingCompletions::from_fn(|| Ok(Completions::default())), BUDGET).is_some());
+        assert!(matches!(within(PendingCompletions::from_fn(|| Ok(Completions::default())), BUDGET), Ok(Some(_))));
+    }
+
+    #[test]
+    fn a_late_query_says_so_and_a_failed_one_finds_nothing() {
+        let (_keep, wait) = crossbeam_channel::bounded::<()>(0);
+        let late = PendingCompletions::from_fn(move || {
+            let _ = wait.recv_timeout(Duration::from_secs(5));
+            Ok(Completions::default())
+        });
+        assert!(matches!(within(late, Duration::from_millis(20)), Err(Unready::Late)));
+        let failed = PendingCompletions::from_fn(|| Err(anyhow::anyhow!("no Cargo.toml")));
+        assert!(matches!(within(failed, BUDGET), Ok(None)));
     }
 }

@@ -170,13 +170,18 @@ async fn warm_up_window(kernel: &Started) -> Result<WarmUpWindow> {
     let mut client = connect(&kernel.ports, &kernel.key).await?;
     client.first_result().await?;
     let (completion, reply) = client.round_trip(rust_completion()).await?;
-    let completion_matches = match reply.content {
-        JupyterMessageContent::CompleteReply(r) => r.matches.len(),
-        _ => 0,
-    };
+    let completion_matches = matches(&reply);
     let cell = client.round_trip(execute("1")).await?.0;
     let untyped_variable = client.round_trip(execute("let glassbox_bench = 40 + 2; glassbox_bench")).await?.0;
     Ok(WarmUpWindow { completion, completion_matches, cell, untyped_variable })
+}
+
+/// How many completions a reply offers.
+fn matches(reply: &JupyterMessage) -> usize {
+    match &reply.content {
+        JupyterMessageContent::CompleteReply(r) => r.matches.len(),
+        _ => 0,
+    }
 }
 
 fn rust_completion() -> JupyterMessageContent {
@@ -251,7 +256,7 @@ async fn measure(kernel: &Started, during: &WarmUpWindow) -> Result<()> {
     // below are what a user meets after reading the result.
     let start_log = kernel.log.recv_timeout(Duration::from_secs(60)).ok();
     let analysis_log = kernel.log.recv_timeout(Duration::from_secs(120)).ok();
-    let first_completion = client.round_trip(rust_completion()).await?.0;
+    let (first_completion, first_reply) = client.round_trip(rust_completion()).await?;
     let memory_warm = kernel.memory();
     let ms = Duration::from_millis;
     let baseline = client.median_of(&|| KernelInfoRequest {}.into()).await?;
@@ -268,12 +273,14 @@ async fn measure(kernel: &Started, during: &WarmUpWindow) -> Result<()> {
     let untyped = during.untyped_variable.as_secs_f64() * 1e3;
     println!("{:<40} {untyped:>10.2} ms {:>13} (rust-analyzer finds its type)", "untyped `let` during the warm-up", "");
     row("first Rust completion after the warm-up", first_completion, ms(300), baseline);
+    println!("{:<40} {} matches (none if rust-analyzer answered late)", "", matches(&first_reply));
     row("Rust completion `v.le`", client.median_of(&rust_completion).await?, ms(300), baseline);
     let command_completion = || CompleteRequest { code: ":se".into(), cursor_pos: 3 }.into();
     row("completion `:se`", client.median_of(&command_completion).await?, ms(300), baseline);
     // rust-analyzer's index of std, tch and glassbox is what completion costs: about 0.7 GB,
     // held only once the warm-up has run.
-    let memory_rows = [("kernel memory after the first cell", memory, 0.4), ("... after rust-analyzer warmed up", memory_warm, 1.0)];
+    let memory_rows =
+        [("kernel memory after the first cell", memory, 0.4), ("... after rust-analyzer warmed up", memory_warm, 1.0)];
     for (name, bytes, goal_gb) in memory_rows {
         match bytes {
             Some(bytes) => println!(

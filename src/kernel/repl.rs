@@ -3,7 +3,7 @@
 //! out through [`Forwarder`] while they run, and all of it has been handed over before a
 //! cell's result is returned.
 
-use super::analysis;
+use super::analysis::{self, Answer, Unready};
 use super::commands::{self, Action, ReplView, Segment};
 use super::execute::{media_from_mime_map, CellError, CellResult, CellValue};
 use super::final_expression::{self, Shift};
@@ -19,7 +19,6 @@ use jupyter_protocol::{
 };
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,19 +44,19 @@ pub struct ReplConfig {
 /// Completions: the replaced range (in characters, as Jupyter counts) and the candidates.
 pub type Completions = (usize, usize, Vec<String>);
 
+/// Documentation of what is at a position: (plain text, html).
+pub type Documentation = (String, String);
+
 enum Job {
     Execute { code: String, input: InputReader, done: Sender<CellResult> },
-    Complete { code: String, cursor: usize, done: Sender<Completions> },
-    Inspect { code: String, cursor: usize, done: Sender<Option<(String, String)>> },
+    Complete { code: String, cursor: usize, done: Sender<Answer<Completions>> },
+    Inspect { code: String, cursor: usize, done: Sender<Answer<Option<Documentation>>> },
 }
 
 /// The kernel's handle on the REPL thread.
 #[derive(Clone)]
 pub struct Repl {
     jobs: Sender<Job>,
-    /// Set once rust-analyzer's warm-up is over; until then Rust completion offers only the
-    /// session's variables, and inspection nothing, at once.
-    analysis_ready: Arc<AtomicBool>,
 }
 
 impl Repl {
@@ -65,18 +64,11 @@ impl Repl {
     /// prelude happen on that thread, so the kernel answers `kernel_info` meanwhile.
     pub fn spawn(config: ReplConfig, sink: Sink, interrupter: Interrupter) -> Repl {
         let (jobs, rx) = crossbeam_channel::unbounded();
-        let analysis_ready = Arc::new(AtomicBool::new(false));
-        let ready = analysis_ready.clone();
         std::thread::Builder::new()
             .name("repl".into())
-            .spawn(move || serve(config, sink, interrupter, rx, ready))
+            .spawn(move || serve(config, sink, interrupter, rx))
             .expect("spawn the REPL thread");
-        Repl { jobs, analysis_ready }
-    }
-
-    /// Whether rust-analyzer has warmed up; the kernel says so beside an empty completion.
-    pub fn analysis_ready(&self) -> bool {
-        self.analysis_ready.load(Ordering::Relaxed)
+        Repl { jobs }
     }
 
     /// Runs a cell and waits for it; all its output has been sunk when this returns.
@@ -85,13 +77,14 @@ impl Repl {
     }
 
     /// Completions at `cursor` (characters into `code`).
-    pub fn complete(&self, code: &str, cursor: usize) -> Completions {
-        self.ask(|done| Job::Complete { code: code.to_owned(), cursor, done }).unwrap_or((cursor, cursor, Vec::new()))
+    pub fn complete(&self, code: &str, cursor: usize) -> Answer<Completions> {
+        self.ask(|done| Job::Complete { code: code.to_owned(), cursor, done })
+            .unwrap_or_else(|| Answer::ready((cursor, cursor, Vec::new())))
     }
 
-    /// (plain text, html) documentation of what is at `cursor`.
-    pub fn inspect(&self, code: &str, cursor: usize) -> Option<(String, String)> {
-        self.ask(|done| Job::Inspect { code: code.to_owned(), cursor, done }).flatten()
+    /// Documentation of what is at `cursor`.
+    pub fn inspect(&self, code: &str, cursor: usize) -> Answer<Option<Documentation>> {
+        self.ask(|done| Job::Inspect { code: code.to_owned(), cursor, done }).unwrap_or_else(|| Answer::ready(None))
     }
 
     fn ask<T>(&self, job: impl FnOnce(Sender<T>) -> Job) -> Option<T> {
@@ -105,7 +98,7 @@ fn dead_repl() -> CellError {
     CellError::new("ReplDied", "the REPL thread has stopped; restart the kernel")
 }
 
-fn serve(config: ReplConfig, sink: Sink, interrupter: Interrupter, jobs: Receiver<Job>, ready: Arc<AtomicBool>) {
+fn serve(config: ReplConfig, sink: Sink, interrupter: Interrupter, jobs: Receiver<Job>) {
     let mut state = Session::start(&config, sink, interrupter)
         .map_err(|e| CellError::new("ReplStartError", format!("the Rust REPL could not start: {e}")));
     let mut answered = false;
@@ -125,7 +118,6 @@ fn serve(config: ReplConfig, sink: Sink, interrupter: Interrupter, jobs: Receive
             recv(warm_up) -> outcome => {
                 if let (Ok(outcome), Ok(session)) = (outcome, &mut state) {
                     session.warm_up_answered(outcome);
-                    ready.store(session.analysis_ready(), Ordering::Relaxed);
                 }
             }
         }
@@ -147,16 +139,17 @@ fn answer(job: Job, state: &mut Result<Session, CellError>) {
             let _ = done.send(Err(e.clone()));
         }
         (Job::Complete { code, cursor, done }, Ok(session)) => {
-            let _ = done.send(survive(|| (cursor, cursor, Vec::new()), || session.complete(&code, cursor)));
+            let _ =
+                done.send(survive(|| Answer::ready((cursor, cursor, Vec::new())), || session.complete(&code, cursor)));
         }
         (Job::Complete { cursor, done, .. }, Err(_)) => {
-            let _ = done.send((cursor, cursor, Vec::new()));
+            let _ = done.send(Answer::ready((cursor, cursor, Vec::new())));
         }
         (Job::Inspect { code, cursor, done }, Ok(session)) => {
-            let _ = done.send(survive(|| None, || session.inspect(&code, cursor)));
+            let _ = done.send(survive(|| Answer::ready(None), || session.inspect(&code, cursor)));
         }
         (Job::Inspect { done, .. }, Err(_)) => {
-            let _ = done.send(None);
+            let _ = done.send(Answer::ready(None));
         }
     }
 }
@@ -217,8 +210,7 @@ impl Session {
         let (ctx, outputs) = CommandContext::new().map_err(|e| e.to_string())?;
         let context = started.elapsed();
         let forwarder = Forwarder::spawn(outputs.stdout, outputs.stderr, sink.clone());
-        let mut session =
-            Session {
+        let mut session = Session {
             ctx,
             forwarder,
             sink,
@@ -266,7 +258,10 @@ impl Session {
     fn continue_warm_up(&mut self) {
         let Some(code) = self.warm_up.due() else { return };
         let preparing = Instant::now();
-        match survive(|| Err(anyhow::anyhow!("rust-analyzer panicked")), || self.ctx.pending_completions(code, code.len())) {
+        match survive(
+            || Err(anyhow::anyhow!("rust-analyzer panicked")),
+            || self.ctx.pending_completions(code, code.len()),
+        ) {
             Ok(pending) => self.warm_up.run(pending, preparing),
             Err(e) => self.warm_up_answered(Err(analysis::Failure::Failed(e.to_string()))),
         }
@@ -463,40 +458,51 @@ impl Session {
         Some(format!("{statements} "))
     }
 
-    fn complete(&mut self, code: &str, cursor_chars: usize) -> Completions {
+    fn complete(&mut self, code: &str, cursor_chars: usize) -> Answer<Completions> {
         let cursor = byte_offset(code, cursor_chars);
         let line_start = code[..cursor].rfind('\n').map_or(0, |i| i + 1);
         let line_end = code[cursor..].find('\n').map_or(code.len(), |i| cursor + i);
         let chars = |byte: usize| code[..byte].chars().count();
         let view = self.view();
         if let Some((s, e, m)) = commands::complete(&code[line_start..line_end], cursor - line_start, &view, self) {
-            return (chars(line_start + s), chars(line_start + e), m);
+            return Answer::ready((chars(line_start + s), chars(line_start + e), m));
         }
         if !self.analysis_ready() {
-            let (start, end, names) = analysis::variables_named_like(code, cursor, self.ctx.variables_and_types().map(|(n, _)| n));
-            return (chars(start), chars(end), names);
+            let (start, end, names) =
+                analysis::variables_named_like(code, cursor, self.ctx.variables_and_types().map(|(n, _)| n));
+            return Answer::unready((chars(start), chars(end), names), Unready::WarmingUp);
         }
-        let found = self.ctx.pending_completions(code, cursor).ok().and_then(|p| analysis::within(p, analysis::BUDGET));
-        match found {
-            Some(c) => (chars(c.start_offset), chars(c.end_offset), c.completions.into_iter().map(|c| c.code).collect()),
-            None => (cursor_chars, cursor_chars, Vec::new()),
+        let nothing = (cursor_chars, cursor_chars, Vec::new());
+        match self.ctx.pending_completions(code, cursor).ok().map(|p| analysis::within(p, analysis::BUDGET)) {
+            Some(Ok(Some(c))) => Answer::ready((
+                chars(c.start_offset),
+                chars(c.end_offset),
+                c.completions.into_iter().map(|c| c.code).collect(),
+            )),
+            Some(Err(why)) => Answer::unready(nothing, why),
+            Some(Ok(None)) | None => Answer::ready(nothing),
         }
     }
 
-    fn inspect(&mut self, code: &str, cursor_chars: usize) -> Option<(String, String)> {
+    fn inspect(&mut self, code: &str, cursor_chars: usize) -> Answer<Option<Documentation>> {
         let cursor = byte_offset(code, cursor_chars);
         let line_start = code[..cursor].rfind('\n').map_or(0, |i| i + 1);
         let line = code[line_start..].lines().next().unwrap_or_default();
         if let Some(usage) = commands::inspect(line) {
             let html = format!("<pre>{}</pre>", usage.replace('<', "&lt;"));
-            return Some((usage, html));
+            return Answer::ready(Some((usage, html)));
         }
         // rust-analyzer documents the expression ending at the position: the whole word.
         let end = code[cursor..].find(|c: char| !(c.is_alphanumeric() || c == '_')).map_or(code.len(), |i| cursor + i);
-        let found = self.analysis_ready().then(|| self.ctx.pending_hover_at(code, end).ok()).flatten();
-        match found.and_then(|p| analysis::within(p, analysis::BUDGET)) {
-            Some((plain, html)) if plain != "No documentation found" && !plain.trim().is_empty() => Some((plain, html)),
-            _ => None,
+        if !self.analysis_ready() {
+            return Answer::unready(None, Unready::WarmingUp);
+        }
+        match self.ctx.pending_hover_at(code, end).ok().map(|p| analysis::within(p, analysis::BUDGET)) {
+            Some(Ok(Some((plain, html)))) if plain != "No documentation found" && !plain.trim().is_empty() => {
+                Answer::ready(Some((plain, html)))
+            }
+            Some(Err(why)) => Answer::unready(None, why),
+            _ => Answer::ready(None),
         }
     }
 
@@ -767,7 +773,8 @@ fn compile_traceback(e: &CompilationError, code: &str, offset: usize, shifts: &[
             continue;
         };
         let cell_line = span.start_line + offset;
-        let (start_column, end_column) = (column(span.start_line, span.start_column), column(span.end_line, span.end_column));
+        let (start_column, end_column) =
+            (column(span.start_line, span.start_column), column(span.end_line, span.end_column));
         lines.push(format!("  --> cell line {}:{}", cell_line, start_column));
         if let Some(text) = source.get(span.start_line.wrapping_sub(1)) {
             let width = cell_line.to_string().len();
@@ -898,7 +905,10 @@ mod tests {
             super::in_cell_terms("expected `;`, found `evcxr_variable_store`"),
             "expected `;` at the end of this statement"
         );
-        assert_eq!(super::in_cell_terms("expected `;`, found keyword `fn`"), "expected `;` at the end of this statement");
+        assert_eq!(
+            super::in_cell_terms("expected `;`, found keyword `fn`"),
+            "expected `;` at the end of this statement"
+        );
         assert_eq!(super::in_cell_terms("expected `,`, found `x`"), "expected `,`, found `x`");
         assert_eq!(
             super::in_cell_terms("error: expected `;`, found `evcxr_variable_store`"),

@@ -7,6 +7,7 @@
 //! type, an error where it cannot be served, between `busy` and `idle` on iopub; a replayed
 //! signature is refused (see [`wire::Signer`]).
 
+use super::analysis::Unready;
 use super::execute::{Executor, Outbox};
 use super::history::{History, Query};
 use super::interrupter::Interrupter;
@@ -294,18 +295,24 @@ impl Shell {
         match &request.content {
             C::ExecuteRequest(req) => Some(self.execute(request, req)),
             C::CompleteRequest(req) => {
-                let (cursor_start, cursor_end, matches) = self.repl.complete(&req.code, req.cursor_pos);
-                let metadata = self.analysis_metadata();
+                let answer = self.repl.complete(&req.code, req.cursor_pos);
+                let (cursor_start, cursor_end, matches) = answer.value;
+                let metadata = analysis_metadata(answer.unready);
                 Some(CompleteReply { matches, cursor_start, cursor_end, metadata, ..Default::default() }.into())
             }
-            C::InspectRequest(req) => Some(match self.repl.inspect(&req.code, req.cursor_pos) {
-                Some((plain, html)) => {
-                    let data = serde_json::from_value(serde_json::json!({ "text/plain": plain, "text/html": html }))
-                        .expect("text media");
-                    InspectReply { found: true, data, ..Default::default() }.into()
-                }
-                None => InspectReply { metadata: self.analysis_metadata(), ..Default::default() }.into(),
-            }),
+            C::InspectRequest(req) => {
+                let answer = self.repl.inspect(&req.code, req.cursor_pos);
+                let metadata = analysis_metadata(answer.unready);
+                Some(match answer.value {
+                    Some((plain, html)) => {
+                        let data =
+                            serde_json::from_value(serde_json::json!({ "text/plain": plain, "text/html": html }))
+                                .expect("text media");
+                        InspectReply { found: true, data, metadata, ..Default::default() }.into()
+                    }
+                    None => InspectReply { metadata, ..Default::default() }.into(),
+                })
+            }
             C::HistoryRequest(req) => Some(self.history_reply(serde_json::to_value(req).unwrap_or_default())),
             C::UnknownMessage(msg) if msg.msg_type == "history_request" => {
                 Some(self.history_reply(msg.content.clone()))
@@ -353,16 +360,6 @@ impl Shell {
         outbox.reply.expect("the executor always replies")
     }
 
-    /// Reply metadata that says why Rust completion or inspection has nothing yet: a client
-    /// (or a test) can ask again once it is over.
-    fn analysis_metadata(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut metadata = serde_json::Map::new();
-        if !self.repl.analysis_ready() {
-            metadata.insert("glassbox".into(), serde_json::json!({ "rust_analyzer": "warming up" }));
-        }
-        metadata
-    }
-
     fn history_reply(&self, query: serde_json::Value) -> JupyterMessageContent {
         match serde_json::from_value::<Query>(query) {
             Ok(q) => HistoryReply::new(self.history.query(&q)).into(),
@@ -386,6 +383,16 @@ const INPUT_POLL: Duration = Duration::from_millis(20);
 /// The line the front end answers with; on an interrupt, [`crate::runtime::INPUT_INTERRUPTED`]
 /// at once (dropping `answered` tells the stdin task to stop waiting); `None` when the stdin
 /// task is gone.
+/// Reply metadata that says why Rust completion or inspection holds nothing from
+/// rust-analyzer: a client (or a test) can ask again.
+fn analysis_metadata(unready: Option<Unready>) -> serde_json::Map<String, serde_json::Value> {
+    let mut metadata = serde_json::Map::new();
+    if let Some(why) = unready {
+        metadata.insert("glassbox".into(), serde_json::json!({ "rust_analyzer": why.as_str() }));
+    }
+    metadata
+}
+
 fn wait_for_input(mut answered: oneshot::Receiver<String>, interrupter: &Interrupter) -> Option<String> {
     loop {
         match answered.try_recv() {
