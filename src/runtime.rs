@@ -144,10 +144,18 @@ pub fn raise(ename: &str, evalue: &str) -> ! {
     std::panic::panic_any(RaisedError)
 }
 
-/// The value of `result`, or else the cell fails with `ename` and the error's message: how
-/// the code that `:commands` generate reports a library error.
-pub fn or_raise<T, E: std::fmt::Display>(result: Result<T, E>, ename: &str) -> T {
-    result.unwrap_or_else(|e| raise(ename, &e.to_string()))
+/// The value of `result`, or else the cell fails with the error's message, named by the
+/// error's type (`MetricError`, `SbError`, ...): how the code that `:commands` generate
+/// reports a library error.
+pub fn or_raise<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
+    result.unwrap_or_else(|e| raise(type_base_name(std::any::type_name::<E>()), &e.to_string()))
+}
+
+/// A type's own name, as Rust source writes it without its path or generic arguments:
+/// `glassbox::inn::interpret::LayerInn<glassbox::models::lenet::LeNet>` is `LayerInn`.
+pub fn type_base_name(ty: &str) -> &str {
+    let base = ty.split('<').next().unwrap_or(ty).trim();
+    base.rsplit("::").next().unwrap_or(base)
 }
 
 /// The panic payload of [`raise`]: the hook knows the error was already reported.
@@ -190,6 +198,14 @@ pub fn install() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_library_error_is_named_by_its_type() {
+        assert_eq!(type_base_name(std::any::type_name::<crate::metrics::MetricError>()), "MetricError");
+        assert_eq!(type_base_name(std::any::type_name::<crate::bottleneck::SbNet>()), "SbNet");
+        assert_eq!(type_base_name("glassbox::inn::interpret::LayerInn<glassbox::models::lenet::LeNet>"), "LayerInn");
+        assert_eq!(type_base_name("LeNet"), "LeNet");
+    }
 
     #[test]
     fn event_lines_round_trip() {

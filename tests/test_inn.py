@@ -28,6 +28,9 @@ def test_invariances_of_layers_samples_and_attacks(kc):
     # Bad input: clear errors, and the variables survive.
     assert "(0, 1]" in error(run(kc, ":fgsm inn_net_conv1_cinn --data inn_digits --eps 3"))
     assert "not a :cinn result" in error(run(kc, ":samples inn_net inn_digits"))
+    assert "images 0..100000 asked of a data set of" in error(
+        run(kc, ":samples inn_net_head_cinn inn_digits[0..100000]"), "DataError")
+    assert "an integer of at least 2, got `1`" in error(run(kc, ":samples inn_net_head_cinn inn_digits --n 1"))
     assert "needs --layer" in error(run(kc, ":cinn inn_net --data inn_digits"))
     evalue = error(run(kc, ":cinn inn_net --layer conv9 --data inn_digits --steps 5 --ae inn_ae"), "InnError")
     assert "conv9" in evalue

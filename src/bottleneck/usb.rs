@@ -39,7 +39,9 @@ impl Regularizer {
         }
     }
 
-    fn validate(&self) -> Result<(), SbError> {
+    /// Whether the numbers make sense: 0 < T_τ ≤ T0, γ > 0 and τ ≥ 1 for eq. 20, λ ≥ 0 for
+    /// eq. 19.
+    pub fn validate(&self) -> Result<(), SbError> {
         let ok = match *self {
             Regularizer::Anneal { t0, t_end, gamma, tau } => {
                 t0 > 0.0 && t_end > 0.0 && t_end <= t0 && gamma > 0.0 && tau != Some(0) && t0.is_finite()

@@ -250,6 +250,12 @@ impl ColorMnist {
         self.sources.is_empty()
     }
 
+    /// The `[n, 3, H, W]` images `range`, or an error that says how many there are.
+    pub fn images_in(&self, range: Range<usize>) -> Result<Tensor, DataError> {
+        super::check_range(&range, self.len())?;
+        Ok(self.images.narrow(0, range.start as i64, range.len() as i64))
+    }
+
     /// Images `range` (sharing memory).
     pub fn slice(&self, range: Range<usize>) -> Self {
         let (s, e) = (range.start as i64, range.end as i64);

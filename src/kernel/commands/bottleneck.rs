@@ -1,10 +1,17 @@
 //! Commands for semantic bottlenecks (SB paper sec. 3): `:ssb`, `:usb`, `:sb-report`,
 //! `:sweep-usb`. They compile to calls into `glassbox::bottleneck`.
 
-use super::models::{config_fields, data_flag, train_config, Field, FieldKind, DATA_FLAG};
-use super::parse::{Invocation, UsageError, Value};
-use super::spec::{concat, ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
+use super::models::{config_fields, train_config, Field, FieldKind, DATA_FLAG};
+use super::session::{Kind, CONCEPT_DATA};
+use super::spec::{
+    concat, ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec, Invocation, UsageError, Value, COUNT, INDEX, INT,
+    NON_NEGATIVE, POSITIVE,
+};
 use super::{Action, ReplView};
+use crate::bottleneck::{Regularizer, SbNet, Usb};
+use crate::data::ColorMnist;
+use crate::models::{Examples, TappedNet, VisionNet};
+use std::any::type_name;
 
 /// The categories an SSB group can be.
 const CATEGORIES: &[&str] = &["object", "part", "material", "colour"];
@@ -25,7 +32,7 @@ const TEST: FlagSpec = FlagSpec {
     kind: FlagKind::Data,
     help: "data to report on (default: the last fifth of --data, held out of training)",
 };
-const SEED: FlagSpec = FlagSpec { name: "seed", kind: FlagKind::Int, help: "seeds initialisation and example order" };
+const SEED: FlagSpec = FlagSpec { name: "seed", kind: INDEX, help: "seeds initialisation and example order" };
 const AS: FlagSpec =
     FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default MODEL_ssb / MODEL_usb)" };
 
@@ -39,13 +46,13 @@ const USB_TRAINING: [FlagSpec; 11] = [
         kind: FlagKind::Choice(&["anneal", "entropy"]),
         help: "temperature annealing (eq. 20, default) or entropy loss (eq. 19)",
     },
-    FlagSpec { name: "t0", kind: FlagKind::Float, help: "annealing: first temperature (default 1)" },
-    FlagSpec { name: "t-end", kind: FlagKind::Float, help: "annealing: last temperature T_τ (default 0.01)" },
-    FlagSpec { name: "gamma", kind: FlagKind::Float, help: "annealing: decay power γ (default 10)" },
-    FlagSpec { name: "tau", kind: FlagKind::Int, help: "annealing: steps to reach T_τ (default: all)" },
-    FlagSpec { name: "lambda", kind: FlagKind::Float, help: "entropy loss weight λ (default 0.1)" },
-    FlagSpec { name: "epochs", kind: FlagKind::Int, help: "epochs per USB (default 10)" },
-    FlagSpec { name: "lr", kind: FlagKind::Float, help: "learning rate (default 0.01)" },
+    FlagSpec { name: "t0", kind: POSITIVE, help: "annealing: first temperature (default 1)" },
+    FlagSpec { name: "t-end", kind: POSITIVE, help: "annealing: last temperature T_τ (default 0.01)" },
+    FlagSpec { name: "gamma", kind: POSITIVE, help: "annealing: decay power γ (default 10)" },
+    FlagSpec { name: "tau", kind: COUNT, help: "annealing: steps to reach T_τ (default: all)" },
+    FlagSpec { name: "lambda", kind: NON_NEGATIVE, help: "entropy loss weight λ (default 0.1)" },
+    FlagSpec { name: "epochs", kind: COUNT, help: "epochs per USB (default 10)" },
+    FlagSpec { name: "lr", kind: POSITIVE, help: "learning rate (default 0.01)" },
     SEED,
 ];
 
@@ -53,12 +60,12 @@ const USB_FLAGS: [FlagSpec; 16] = concat(
     concat::<3, 11, 14>(
         [
             AFTER,
-            FlagSpec { name: "groups", kind: FlagKind::Int, help: "N, parallel groups (default 1)" },
-            FlagSpec { name: "width", kind: FlagKind::Int, help: "K, channels per group, at least 2 (required)" },
+            FlagSpec { name: "groups", kind: COUNT, help: "N, parallel groups (default 1)" },
+            FlagSpec { name: "width", kind: INT, help: "K, channels per group, at least 2 (required)" },
         ],
         USB_TRAINING,
     ),
-    [FlagSpec { name: "batch", kind: FlagKind::Int, help: "images per step (default 16)" }, AS],
+    [FlagSpec { name: "batch", kind: COUNT, help: "images per step (default 16)" }, AS],
 );
 
 const SWEEP_FLAGS: [FlagSpec; 14] = concat(
@@ -85,11 +92,11 @@ pub static SSB: CommandSpec = CommandSpec {
         },
         DATA_FLAG,
         TEST,
-        FlagSpec { name: "phase1-epochs", kind: FlagKind::Int, help: "phase 1 epochs (default 5)" },
-        FlagSpec { name: "phase1-lr", kind: FlagKind::Float, help: "phase 1 learning rate (default 0.01)" },
-        FlagSpec { name: "phase2-epochs", kind: FlagKind::Int, help: "phase 2 epochs (default 60)" },
-        FlagSpec { name: "phase2-lr", kind: FlagKind::Float, help: "phase 2 learning rate (default 0.002)" },
-        FlagSpec { name: "batch", kind: FlagKind::Int, help: "images per step (default 16)" },
+        FlagSpec { name: "phase1-epochs", kind: COUNT, help: "phase 1 epochs (default 5)" },
+        FlagSpec { name: "phase1-lr", kind: POSITIVE, help: "phase 1 learning rate (default 0.01)" },
+        FlagSpec { name: "phase2-epochs", kind: COUNT, help: "phase 2 epochs (default 60)" },
+        FlagSpec { name: "phase2-lr", kind: POSITIVE, help: "phase 2 learning rate (default 0.002)" },
+        FlagSpec { name: "batch", kind: COUNT, help: "images per step (default 16)" },
         SEED,
         AS,
     ],
@@ -123,11 +130,16 @@ pub static SWEEP_USB: CommandSpec = CommandSpec {
     run: sweep_usb,
 };
 
-/// The nets a bottleneck goes into, by evcxr's type name.
-const NET_TYPES: &[&str] = &["TappedNet", "VisionNet"];
+/// The nets a bottleneck goes into.
+static NET: Kind = Kind { what: "TappedNet or VisionNet", types: &[type_name::<TappedNet>, type_name::<VisionNet>] };
+
+static VISION: Kind = Kind { what: "torchvision classifier", types: &[type_name::<VisionNet>] };
+
+static SB_NET: Kind = Kind { what: "bottlenecked net", types: &[type_name::<SbNet>] };
 
 /// What a torchvision classifier trains on (the library's classification `TaskData`).
-const CLASSIFICATION_DATA_TYPES: &[&str] = &["ColorMnist", "Examples"];
+static CLASSIFICATION_DATA: Kind =
+    Kind { what: "classification data set", types: &[type_name::<ColorMnist>, type_name::<Examples>] };
 
 /// The model, the stage after it, and the data and test variables of a bottleneck command.
 struct Common<'a> {
@@ -142,23 +154,23 @@ struct Common<'a> {
 
 /// Whether `model` holds a VisionNet.
 fn is_vision(view: &ReplView, model: &str) -> bool {
-    view.variables.iter().any(|(n, ty)| n == model && super::is_type(ty, &["VisionNet"]))
+    view.variables.iter().any(|(n, ty)| n == model && VISION.holds(ty))
 }
 
 /// A TappedNet trains on concept data sets here (their segmentation task), a VisionNet on
 /// classification data.
 fn common<'a>(inv: &'a Invocation, view: &ReplView) -> Result<Common<'a>, UsageError> {
-    let model = super::typed_variable(&inv.args[0], view, NET_TYPES, "TappedNet or VisionNet")?;
+    let model = NET.variable(&inv.args[0], view)?;
     let (sb_type, data_types) = if is_vision(view, model) {
-        ("glassbox::bottleneck::SbNet<glassbox::models::VisionNet>", CLASSIFICATION_DATA_TYPES)
+        ("glassbox::bottleneck::SbNet<glassbox::models::VisionNet>", &CLASSIFICATION_DATA)
     } else {
-        ("glassbox::bottleneck::SbNet", super::DATASET_TYPES)
+        ("glassbox::bottleneck::SbNet", &CONCEPT_DATA)
     };
     let after = super::one_stage(inv, "after")?;
-    let data = data_flag(inv, view, data_types)?;
+    let data = data_types.data_flag(inv, view)?;
     let test = match inv.text("test") {
         Some(test) => {
-            let test = super::typed_variable(test, view, data_types, "data set")?;
+            let test = data_types.variable(test, view)?;
             let type_of = |v: &str| view.variables.iter().find(|(n, _)| n == v).map(|(_, t)| t.rsplit("::").next());
             if type_of(test) != type_of(data) {
                 return Err(UsageError(format!("--test must be the same kind of data set as --data ({data})")));
@@ -174,7 +186,7 @@ fn bind(inv: &Invocation, c: &Common, suffix: &str, call: String) -> Result<Acti
     let default = format!("{}_{suffix}", c.model);
     let var = super::identifier(inv.text("as").unwrap_or(&default))?;
     Ok(Action::Rust(format!(
-        "let {var}: {} = glassbox::runtime::or_raise({call}, \"SbError\");\n\
+        "let {var}: {} = glassbox::runtime::or_raise({call});\n\
          glassbox::display::Render::render(&{var})",
         c.sb_type
     )))
@@ -199,14 +211,14 @@ fn ssb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
             Field {
                 flag: if n == 1 { "phase1-epochs" } else { "phase2-epochs" },
                 field: "epochs",
-                kind: FieldKind::Count,
+                kind: FieldKind::Int,
             },
-            Field { flag: if n == 1 { "phase1-lr" } else { "phase2-lr" }, field: "lr", kind: FieldKind::Positive },
-            Field { flag: "batch", field: "batch_size", kind: FieldKind::Count },
+            Field { flag: if n == 1 { "phase1-lr" } else { "phase2-lr" }, field: "lr", kind: FieldKind::Float },
+            Field { flag: "batch", field: "batch_size", kind: FieldKind::Int },
             Field { flag: "seed", field: "seed", kind: FieldKind::Seed },
         ];
         Ok(train_config(
-            &config_fields(inv, &fields)?,
+            &config_fields(inv, &fields),
             &format!("glassbox::bottleneck::SsbTraining::default().phase{n}"),
         ))
     };
@@ -218,7 +230,7 @@ fn ssb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         groups.join(", "),
         c.data,
         c.test,
-        seed = seed_statement(inv)?,
+        seed = seed_statement(inv),
     );
     bind(inv, &c, "ssb", call)
 }
@@ -229,52 +241,43 @@ pub(super) fn capitalised(word: &str) -> String {
 }
 
 /// Seeds libtorch before the bottleneck's weights are drawn, when `--seed` is given.
-fn seed_statement(inv: &Invocation) -> Result<String, UsageError> {
-    match inv.int("seed") {
-        Some(s) if s < 0 => Err(UsageError(format!("--seed must be 0 or more, got {s}"))),
-        Some(s) => Ok(format!("glassbox::tch::manual_seed({s}); ")),
-        None => Ok(String::new()),
-    }
+fn seed_statement(inv: &Invocation) -> String {
+    inv.int("seed").map(|s| format!("glassbox::tch::manual_seed({s}); ")).unwrap_or_default()
 }
 
-/// The `Regularizer` the `--reg` flags describe, as Rust.
+/// The `Regularizer` the `--reg` flags describe, checked by the library, as Rust.
 fn regularizer(inv: &Invocation) -> Result<String, UsageError> {
     let anneal_flags = ["t0", "t-end", "gamma", "tau"];
-    let float = |flag: &str, default: f64| -> Result<f64, UsageError> {
-        match inv.float(flag) {
-            Some(v) if v < 0.0 => Err(UsageError(format!("--{flag} must be 0 or more, got {v}"))),
-            v => Ok(v.unwrap_or(default)),
-        }
-    };
-    if inv.text("reg") == Some("entropy") {
+    let regularizer = if inv.text("reg") == Some("entropy") {
         if let Some(f) = anneal_flags.iter().find(|f| inv.flags.contains_key(*f)) {
             return Err(UsageError(format!("--{f} sets the annealing; with --reg entropy, set --lambda")));
         }
-        return Ok(format!("glassbox::bottleneck::Regularizer::Entropy {{ lambda: {:?} }}", float("lambda", 0.1)?));
-    }
-    if inv.flags.contains_key("lambda") {
-        return Err(UsageError("--lambda weighs the entropy loss; add --reg entropy".into()));
-    }
-    let (t0, t_end, gamma) = (float("t0", 1.0)?, float("t-end", 0.01)?, float("gamma", 10.0)?);
-    if !(t_end > 0.0 && t_end <= t0 && gamma > 0.0) {
-        return Err(UsageError(format!(
-            "annealing needs 0 < --t-end <= --t0 and --gamma > 0; got t0 {t0}, t-end {t_end}, gamma {gamma}"
-        )));
-    }
-    let tau = match inv.int("tau") {
-        Some(t) if t < 1 => return Err(UsageError(format!("--tau must be at least 1 step, got {t}"))),
-        Some(t) => format!("Some({t})"),
-        None => "None".into(),
+        Regularizer::Entropy { lambda: inv.float("lambda").unwrap_or(0.1) }
+    } else {
+        if inv.flags.contains_key("lambda") {
+            return Err(UsageError("--lambda weighs the entropy loss; add --reg entropy".into()));
+        }
+        let Regularizer::Anneal { t0, t_end, gamma, .. } = Regularizer::ANNEAL else { unreachable!("annealing") };
+        Regularizer::Anneal {
+            t0: inv.float("t0").unwrap_or(t0),
+            t_end: inv.float("t-end").unwrap_or(t_end),
+            gamma: inv.float("gamma").unwrap_or(gamma),
+            tau: inv.int("tau").map(|t| t as usize),
+        }
     };
-    Ok(format!(
-        "glassbox::bottleneck::Regularizer::Anneal {{ t0: {t0:?}, t_end: {t_end:?}, gamma: {gamma:?}, tau: {tau} }}"
-    ))
+    regularizer.validate().map_err(|e| UsageError(e.to_string()))?;
+    Ok(match regularizer {
+        Regularizer::Entropy { lambda } => format!("glassbox::bottleneck::Regularizer::Entropy {{ lambda: {lambda:?} }}"),
+        Regularizer::Anneal { t0, t_end, gamma, tau } => format!(
+            "glassbox::bottleneck::Regularizer::Anneal {{ t0: {t0:?}, t_end: {t_end:?}, gamma: {gamma:?}, tau: {tau:?} }}"
+        ),
+    })
 }
 
 const USB_FIELDS: [Field; 4] = [
-    Field { flag: "epochs", field: "epochs", kind: FieldKind::Count },
-    Field { flag: "lr", field: "lr", kind: FieldKind::Positive },
-    Field { flag: "batch", field: "batch_size", kind: FieldKind::Count },
+    Field { flag: "epochs", field: "epochs", kind: FieldKind::Int },
+    Field { flag: "lr", field: "lr", kind: FieldKind::Float },
+    Field { flag: "batch", field: "batch_size", kind: FieldKind::Int },
     Field { flag: "seed", field: "seed", kind: FieldKind::Seed },
 ];
 
@@ -284,12 +287,8 @@ fn usb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let Some(k) = inv.int("width") else {
         return Err(UsageError(":usb needs --width K, the channels per group (the paper uses 10 to 50)".into()));
     };
-    if n < 1 || k < 2 {
-        return Err(UsageError(format!(
-            "a USB needs --groups of at least 1 and --width of at least 2 (a softmax over one channel is constant); got {n}×{k}"
-        )));
-    }
-    let config = train_config(&config_fields(inv, &USB_FIELDS)?, "glassbox::bottleneck::usb::default_training()");
+    Usb::new(n as usize, k).map_err(|e| UsageError(e.to_string()))?;
+    let config = train_config(&config_fields(inv, &USB_FIELDS), "glassbox::bottleneck::usb::default_training()");
     let call = format!(
         "{{ {seed}glassbox::bottleneck::Usb::new({n}, {k}).and_then(|u| glassbox::bottleneck::usb(&{}, {:?}, u.with({}), &{}, {}, &{config})) }}",
         c.model,
@@ -297,14 +296,14 @@ fn usb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         regularizer(inv)?,
         c.data,
         c.test,
-        seed = seed_statement(inv)?,
+        seed = seed_statement(inv),
     );
     bind(inv, &c, "usb", call)
 }
 
 fn sb_report(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let net = super::typed_variable(&inv.args[0], view, &["SbNet"], "bottlenecked net (SbNet)")?;
-    Ok(Action::Rust(format!("glassbox::runtime::or_raise(glassbox::bottleneck::report_of(&{net}), \"SbError\")")))
+    let net = SB_NET.variable(&inv.args[0], view)?;
+    Ok(Action::Rust(format!("glassbox::runtime::or_raise(glassbox::bottleneck::report_of(&{net}))")))
 }
 
 /// A `--n`/`--k` list of positive integers.
@@ -324,9 +323,9 @@ fn sweep_usb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let ns = sizes(inv, "n", &[1, 2], 1)?;
     let ks = sizes(inv, "k", &[2, 5, 10, 20], 2)?;
     let list = |v: &[i64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
-    let config = train_config(&config_fields(inv, &USB_FIELDS)?, "glassbox::bottleneck::usb::default_training()");
+    let config = train_config(&config_fields(inv, &USB_FIELDS), "glassbox::bottleneck::usb::default_training()");
     Ok(Action::Rust(format!(
-        "glassbox::runtime::or_raise(glassbox::bottleneck::sweep_usb(&{}, {:?}, &[{}], &[{}], {}, &{}, {}, &{config}), \"SbError\")",
+        "glassbox::runtime::or_raise(glassbox::bottleneck::sweep_usb(&{}, {:?}, &[{}], &[{}], {}, &{}, {}, &{config}))",
         c.model,
         c.after,
         list(&ns),
@@ -404,13 +403,15 @@ mod tests {
         assert!(error(":usb net --after stage2 --data scenes").contains("needs --width"));
         assert!(error(":usb net --width 4 --data scenes").contains("needs --after"));
         assert!(error(":usb net --after stage1,stage2 --width 4 --data scenes").contains("one stage"));
-        assert!(error(":usb net --after stage2 --width 4 --data digits").contains("not a data set"));
+        assert!(error(":usb net --after stage2 --width 4 --data digits")
+            .contains("not a concept data set (ConceptScenes, Broden, Cityscapes)"));
         assert!(error(":usb net --after stage2 --width 4 --data scenes --reg entropy --t0 2").contains("--lambda"));
         assert!(error(":usb net --after stage2 --width 4 --data scenes --lambda 2").contains("--reg entropy"));
-        assert!(error(":usb net --after stage2 --width 4 --data scenes --t-end 3").contains("t-end <= --t0"));
+        assert!(error(":usb net --after stage2 --width 4 --data scenes --t-end 3").contains("0 < t_end <= t0"));
         assert!(error(":ssb net --after stage2 --groups parts --data scenes").contains("did you mean `part`"));
         assert!(error(":ssb scenes --after stage2 --data scenes").contains("not a TappedNet"));
-        assert!(error(":ssb net --after stage2 --data scenes --test digits").contains("not a data set"));
+        assert!(error(":ssb net --after stage2 --data scenes --test digits")
+            .contains("not a concept data set (ConceptScenes, Broden, Cityscapes)"));
         assert!(error(":sb-report net").contains("SbNet"));
         assert!(error(":sweep-usb net --after stage2 --k 1,2 --data scenes").contains("at least 2"));
     }

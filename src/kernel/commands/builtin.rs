@@ -1,7 +1,6 @@
 //! The kernel's own commands: `:help`, `:device`, `:vars`, `:time`, `:seed`.
 
-use super::parse::{Invocation, UsageError};
-use super::spec::{ArgKind, ArgSpec, CommandSpec};
+use super::spec::{ArgKind, ArgSpec, CommandSpec, Invocation, UsageError};
 use super::{Action, ReplView, EVCXR_COMMANDS, REGISTRY};
 
 pub static HELP: CommandSpec = CommandSpec {

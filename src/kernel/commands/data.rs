@@ -1,7 +1,7 @@
 //! Commands about data sets: `:data`, `:show`.
 
-use super::parse::{Invocation, UsageError, Value};
-use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
+use super::session::CONCEPT_DATA;
+use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec, Invocation, UsageError, Value, COUNT, INDEX};
 use super::{Action, ReplView};
 
 /// The data sets `:data` makes, with the flags each takes.
@@ -23,12 +23,8 @@ pub static DATA: CommandSpec = CommandSpec {
         help: "scenes, colormnist, broden or cityscapes",
     }],
     flags: &[
-        FlagSpec {
-            name: "n",
-            kind: FlagKind::Int,
-            help: "how many images (scenes 500, colormnist 1000; real sets: all)",
-        },
-        FlagSpec { name: "seed", kind: FlagKind::Int, help: "generator seed (default: the :seed)" },
+        FlagSpec { name: "n", kind: COUNT, help: "how many images (scenes 500, colormnist 1000; real sets: all)" },
+        FlagSpec { name: "seed", kind: INDEX, help: "generator seed (default: the :seed)" },
         FlagSpec {
             name: "size",
             kind: FlagKind::Text,
@@ -62,16 +58,8 @@ fn data(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
         return Err(UsageError(format!("--{flag} does not apply to {name}; it takes --{}", allowed.join(", --"))));
     }
     let var = super::identifier(inv.text("as").unwrap_or(name))?;
-    let n = match inv.int("n") {
-        Some(n) if n < 1 => return Err(UsageError(format!("--n must be a positive integer, got {n}"))),
-        n => n,
-    };
-    let seed = match inv.int("seed") {
-        Some(s) => {
-            u64::try_from(s).map_err(|_| UsageError(format!("--seed must not be negative, got {s}")))?.to_string()
-        }
-        None => "glassbox::seed::current()".into(),
-    };
+    let n = inv.int("n");
+    let seed = inv.int("seed").map_or_else(|| "glassbox::seed::current()".into(), |s| s.to_string());
     let size = inv.text("size").map(super::models::parse_size).transpose()?;
     let square = |default: usize| match size {
         Some((h, w)) if h != w => {
@@ -139,7 +127,7 @@ fn data(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
         }
     };
     Ok(Action::Rust(format!(
-        "let {var}: glassbox::data::{ty} = glassbox::runtime::or_raise({make}, \"DataError\");\n\
+        "let {var}: glassbox::data::{ty} = glassbox::runtime::or_raise({make});\n\
          glassbox::display::Render::render(&{var})"
     )))
 }
@@ -154,24 +142,20 @@ pub static SHOW: CommandSpec = CommandSpec {
         help: "a variable holding a concept data set",
     }],
     flags: &[
-        FlagSpec { name: "n", kind: FlagKind::Int, help: "how many images (default 8)" },
+        FlagSpec { name: "n", kind: COUNT, help: "how many images (default 8)" },
         FlagSpec {
             name: "category",
             kind: FlagKind::Choice(&["object", "part", "material", "colour"]),
             help: "whose label maps to draw (default object)",
         },
-        FlagSpec { name: "columns", kind: FlagKind::Int, help: "images per row (default 8)" },
+        FlagSpec { name: "columns", kind: COUNT, help: "images per row (default 8)" },
     ],
     run: show,
 };
 
 fn show(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let data = super::typed_variable(&inv.args[0], view, super::DATASET_TYPES, "concept data set")?;
-    let positive = |flag: &str, default: i64| match inv.int(flag).unwrap_or(default) {
-        v if v > 0 => Ok(v),
-        v => Err(UsageError(format!("--{flag} must be a positive integer, got {v}"))),
-    };
-    let (n, columns) = (positive("n", 8)?, positive("columns", 8)?);
+    let data = CONCEPT_DATA.variable(&inv.args[0], view)?;
+    let (n, columns) = (inv.int("n").unwrap_or(8), inv.int("columns").unwrap_or(8));
     let category = match inv.flags.get("category") {
         Some(Value::Text(c)) => format!("Some({c:?})"),
         _ => "None".into(),

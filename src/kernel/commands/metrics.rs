@@ -1,10 +1,12 @@
 //! Commands for inspectability metrics (SB paper sec. 4): `:auic`, `:dissect`,
 //! `:inspect-curve`, `:top-channels`. They compile to calls into `glassbox::metrics`.
 
-use super::models::data_flag;
-use super::parse::{Invocation, UsageError};
-use super::spec::{concat, ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
+use super::session::{Kind, CONCEPT_DATA, MODEL};
+use super::spec::{
+    concat, ints, numbers, ArgKind, ArgSpec, CommandSpec, End, FlagKind, FlagSpec, Invocation, UsageError, COUNT, INDEX,
+};
 use super::{Action, ReplView};
+use crate::metrics::histogram::MAX_BINS;
 
 const NET: ArgSpec =
     ArgSpec { name: "NET", kind: ArgKind::Model, required: true, help: "a variable holding a tapped model" };
@@ -37,10 +39,10 @@ const OPTION_FLAGS: [FlagSpec; 5] = [
         kind: FlagKind::Switch,
         help: "every distinct activation a threshold (keeps all values)",
     },
-    FlagSpec { name: "bins", kind: FlagKind::Int, help: "histogram bins per channel (default 1024)" },
+    FlagSpec { name: "bins", kind: ints(2, MAX_BINS), help: "histogram bins per channel (default 1024)" },
     FlagSpec {
         name: "tolerance",
-        kind: FlagKind::Float,
+        kind: numbers(End::Closed(0.0), End::Closed(0.5)),
         help: "how far binned scores may be from exact ones; finer passes certify it (default 5e-4)",
     },
     FlagSpec {
@@ -113,22 +115,21 @@ pub static TOP_CHANNELS: CommandSpec = CommandSpec {
     flags: &[
         FlagSpec { name: "from", kind: FlagKind::Text, help: "the :auic result for NET (required)" },
         DATA,
-        FlagSpec { name: "n", kind: FlagKind::Int, help: "how many channels (default 20)" },
-        FlagSpec { name: "images", kind: FlagKind::Int, help: "how many images (default 6)" },
-        FlagSpec { name: "channel", kind: FlagKind::Int, help: "show this channel alone" },
+        FlagSpec { name: "n", kind: COUNT, help: "how many channels (default 20)" },
+        FlagSpec { name: "images", kind: COUNT, help: "how many images (default 6)" },
+        FlagSpec { name: "channel", kind: INDEX, help: "show this channel alone" },
     ],
     run: top_channels,
 };
 
 /// The `glassbox::metrics::inspect(..)` call of `:auic` and `:dissect`, and the default name.
 fn pass(inv: &Invocation, view: &ReplView) -> Result<(String, String), UsageError> {
-    let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
+    let net = MODEL.variable(&inv.args[0], view)?;
     let layer = super::one_stage(inv, "layer")?;
-    let data = data_flag(inv, view, super::DATASET_TYPES)?;
+    let data = CONCEPT_DATA.data_flag(inv, view)?;
     let config = inspect_config(inv)?;
-    let call = format!(
-        "glassbox::runtime::or_raise(glassbox::metrics::inspect(&{net}, {layer:?}, &{data}, &{config}), \"MetricError\")"
-    );
+    let call =
+        format!("glassbox::runtime::or_raise(glassbox::metrics::inspect(&{net}, {layer:?}, &{data}, &{config}))");
     Ok((call, super::derived_name(&[net, &layer, "auic"])))
 }
 
@@ -136,12 +137,9 @@ fn pass(inv: &Invocation, view: &ReplView) -> Result<(String, String), UsageErro
 /// and masks read from files, and the default name.
 fn files(inv: &Invocation, acts: &str, masks: &str) -> Result<(String, String), UsageError> {
     let config = inspect_config(inv)?;
-    let read_acts =
-        format!("glassbox::runtime::or_raise(glassbox::metrics::files::read_activations({acts:?}), \"MetricError\")");
-    let read_masks = format!("glassbox::runtime::or_raise(glassbox::metrics::Masks::read({masks:?}), \"MetricError\")");
-    let call = format!(
-        "glassbox::runtime::or_raise(glassbox::metrics::align(&{read_acts}, &{read_masks}, &{config}), \"MetricError\")"
-    );
+    let read_acts = format!("glassbox::runtime::or_raise(glassbox::metrics::files::read_activations({acts:?}))");
+    let read_masks = format!("glassbox::runtime::or_raise(glassbox::metrics::Masks::read({masks:?}))");
+    let call = format!("glassbox::runtime::or_raise(glassbox::metrics::align(&{read_acts}, &{read_masks}, &{config}))");
     let stem = std::path::Path::new(acts).file_stem().and_then(|s| s.to_str()).unwrap_or("acts");
     let name = super::derived_name(&[stem, "auic"]);
     let name = if name.starts_with(|c: char| c.is_ascii_digit()) { format!("acts_{name}") } else { name };
@@ -157,22 +155,11 @@ fn inspect_config(inv: &Invocation) -> Result<String, UsageError> {
     if inv.switch("exact") {
         fields.push("exact: true".into());
     }
-    match inv.int("bins") {
-        Some(b) if !(2..=crate::metrics::histogram::MAX_BINS).contains(&b) => {
-            return Err(UsageError(format!(
-                "--bins must be from 2 to {}, got {b}",
-                crate::metrics::histogram::MAX_BINS
-            )))
-        }
-        Some(b) => fields.push(format!("bins: {b}")),
-        None => {}
+    if let Some(b) = inv.int("bins") {
+        fields.push(format!("bins: {b}"));
     }
-    match inv.float("tolerance") {
-        Some(t) if !(0.0..=0.5).contains(&t) => {
-            return Err(UsageError(format!("--tolerance must be from 0 (exact) to 0.5, got {t}")))
-        }
-        Some(t) => fields.push(format!("tolerance: {t:?}")),
-        None => {}
+    if let Some(t) = inv.float("tolerance") {
+        fields.push(format!("tolerance: {t:?}"));
     }
     if inv.switch("feature-res") {
         fields.push("resolution: glassbox::metrics::Resolution::Feature".into());
@@ -240,35 +227,29 @@ fn dissect(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
 }
 
 /// Types an alignment result has.
-const RESULT_TYPES: &[&str] = &["Inspectability"];
+static RESULT: Kind =
+    Kind { what: "alignment result", types: &[std::any::type_name::<crate::metrics::Inspectability>] };
 
 fn inspect_curve(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let names: Vec<&str> = inv.args[0].split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    let checked: Vec<String> = names
-        .iter()
-        .map(|n| super::typed_variable(n, view, RESULT_TYPES, "alignment result").map(|n| format!("({n:?}, &{n})")))
-        .collect::<Result<_, _>>()?;
+    let checked: Vec<String> =
+        names.iter().map(|n| RESULT.variable(n, view).map(|n| format!("({n:?}, &{n})"))).collect::<Result<_, _>>()?;
     Ok(Action::Rust(format!("glassbox::metrics::compare(&[{}])", checked.join(", "))))
 }
 
 fn top_channels(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
+    let net = MODEL.variable(&inv.args[0], view)?;
     let Some(from) = inv.text("from") else {
         return Err(UsageError(":top-channels needs --from RESULT, an :auic result for the net".into()));
     };
-    let from = super::typed_variable(from, view, RESULT_TYPES, "alignment result")?;
-    let data = data_flag(inv, view, super::DATASET_TYPES)?;
-    let positive = |flag: &str, default: i64| match inv.int(flag).unwrap_or(default) {
-        v if v >= 1 => Ok(v),
-        v => Err(UsageError(format!("--{flag} must be at least 1, got {v}"))),
-    };
-    let (n, images) = (positive("n", 20)?, positive("images", 6)?);
+    let from = RESULT.variable(from, view)?;
+    let data = CONCEPT_DATA.data_flag(inv, view)?;
+    let (n, images) = (inv.int("n").unwrap_or(20), inv.int("images").unwrap_or(6));
     let call = match inv.int("channel") {
-        Some(c) if c < 0 => return Err(UsageError(format!("--channel must be 0 or more, got {c}"))),
         Some(c) => format!("glassbox::metrics::channel_overlay(&{net}, &{from}, &{data}, {c}, {images})"),
         None => format!("glassbox::metrics::top_channels(&{net}, &{from}, &{data}, {n}, {images})"),
     };
-    Ok(Action::Rust(format!("glassbox::runtime::or_raise({call}, \"MetricError\")")))
+    Ok(Action::Rust(format!("glassbox::runtime::or_raise({call})")))
 }
 
 #[cfg(test)]
@@ -319,9 +300,8 @@ mod tests {
         let c = code(":auic --acts acts.npy --masks masks.safetensors");
         let expected = "let acts_auic: glassbox::metrics::Inspectability = glassbox::runtime::or_raise(\
                         glassbox::metrics::align(&glassbox::runtime::or_raise(glassbox::metrics::files::read_activations(\
-                        \"acts.npy\"), \"MetricError\"), &glassbox::runtime::or_raise(glassbox::metrics::Masks::read(\
-                        \"masks.safetensors\"), \"MetricError\"), &glassbox::metrics::InspectConfig { ..Default::default() }), \
-                        \"MetricError\");\nglassbox::display::Render::render(&acts_auic)";
+                        \"acts.npy\")), &glassbox::runtime::or_raise(glassbox::metrics::Masks::read(\
+                        \"masks.safetensors\")), &glassbox::metrics::InspectConfig { ..Default::default() }));\nglassbox::display::Render::render(&acts_auic)";
         assert_eq!(c, expected);
         let c = code(
             r#":auic --acts "my runs/layer-3.v2.npz" --masks m.npz --categories part --exact --bins 64 --feature-res"#,
@@ -368,7 +348,7 @@ mod tests {
         assert!(err(":auic net --data scenes").contains("needs --layer"));
         assert!(err(":auic net --layer stage2").contains("needs --data"));
         assert!(err(":auic net --layer stage2 --data scenes --bins 1").contains("from 2 to 65536"));
-        assert!(err(":auic net --layer stage2 --data scenes --tolerance 2").contains("from 0 (exact) to 0.5"));
+        assert!(err(":auic net --layer stage2 --data scenes --tolerance 2").contains("a number in [0, 0.5]"));
         assert!(code(":auic net --layer stage2 --data scenes --tolerance 1e-4").contains("tolerance: 0.0001"));
         assert!(err(":auic net --layer stage2 --data scenes --categories colors").contains("did you mean `colour`"));
         assert!(
@@ -376,6 +356,6 @@ mod tests {
                 || err(":inspect-curve a,net").contains("alignment result")
         );
         assert!(err(":top-channels net --data scenes").contains("needs --from"));
-        assert!(err(":top-channels net --from a --data scenes --n 0").contains("at least 1"));
+        assert!(err(":top-channels net --from a --data scenes --n 0").contains("a positive integer"));
     }
 }

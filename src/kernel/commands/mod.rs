@@ -12,11 +12,12 @@ mod metrics;
 mod models;
 mod net2vec;
 pub mod parse;
+mod session;
 mod sevec;
 pub mod spec;
 
-pub use parse::{Invocation, UsageError};
 use spec::CommandSpec;
+pub use spec::{Invocation, UsageError};
 
 /// Every glassbox command.
 pub static REGISTRY: &[&CommandSpec] = &[
@@ -285,7 +286,7 @@ fn complete_argument(
                     complete_list(word, choices.iter().map(|c| c.to_string()).collect())
                 }
                 spec::FlagKind::Data => {
-                    variables_of(view, TRAINING_DATA_TYPES).into_iter().filter(|v| v.starts_with(word)).collect()
+                    session::TRAINING_DATA.variables(view).into_iter().filter(|v| v.starts_with(word)).collect()
                 }
                 _ => Vec::new(),
             };
@@ -298,8 +299,8 @@ fn complete_argument(
     let position = words[1..].iter().filter(|w| !w.starts_with("--")).count() - usize::from(!word.is_empty());
     let mut out: Vec<String> = match spec.args.get(position).map(|a| a.kind) {
         Some(spec::ArgKind::Command) => REGISTRY.iter().map(|c| c.name.to_string()).collect(),
-        Some(spec::ArgKind::Model) => variables_of(view, MODEL_TYPES),
-        Some(spec::ArgKind::Dataset) => variables_of(view, DATASET_TYPES),
+        Some(spec::ArgKind::Model) => session::MODEL.variables(view),
+        Some(spec::ArgKind::Dataset) => session::CONCEPT_DATA.variables(view),
         Some(spec::ArgKind::Zoo) => crate::zoo::names(),
         Some(spec::ArgKind::Choice(names)) => names.iter().map(|n| n.to_string()).collect(),
         Some(spec::ArgKind::Value) | None => Vec::new(),
@@ -319,63 +320,10 @@ fn complete_list(word: &str, items: Vec<String>) -> Vec<String> {
     items.into_iter().filter(|s| s.starts_with(last)).map(|s| format!("{head}{s}")).collect()
 }
 
-/// Whether evcxr's type name for a variable is one of `types` (paths and all; a generic type
-/// matches by its base name, `LayerInn<LeNet>` as `LayerInn`).
-pub fn is_type(ty: &str, types: &[&str]) -> bool {
-    let base = ty.split('<').next().unwrap_or(ty);
-    let name = base.rsplit("::").next().unwrap_or(base);
-    types.contains(&name)
-}
-
-pub fn is_model_type(ty: &str) -> bool {
-    is_type(ty, MODEL_TYPES)
-}
-
-fn variables_of(view: &ReplView, types: &[&str]) -> Vec<String> {
-    view.variables.iter().filter(|(_, ty)| is_type(ty, types)).map(|(n, _)| n.clone()).collect()
-}
-
-/// Checks that a positional argument names a variable of one of `types`; the error lists the
-/// variables that would do.
-pub fn typed_variable<'a>(name: &'a str, view: &ReplView, types: &[&str], what: &str) -> Result<&'a str, UsageError> {
-    let fitting = variables_of(view, types);
-    let have = if fitting.is_empty() { "none yet".to_string() } else { fitting.join(", ") };
-    match view.variables.iter().find(|(n, _)| n == name) {
-        Some((_, ty)) if is_type(ty, types) => Ok(name),
-        Some((_, ty)) => Err(UsageError(format!(
-            "`{name}` is a {ty}, not a {what} ({}); the {what}s in this session: {have}",
-            types.join(", ")
-        ))),
-        None => Err(UsageError(format!("no variable `{name}`; the {what}s in this session: {have}"))),
-    }
-}
-
-/// The variable `--in` names (of one of `types`), or else the session's only one; `make` is
-/// the command that makes one.
-pub fn chosen<'a>(
-    inv: &'a Invocation,
-    view: &'a ReplView,
-    types: &[&str],
-    what: &str,
-    make: &str,
-) -> Result<&'a str, UsageError> {
-    if let Some(name) = inv.text("in") {
-        return typed_variable(name, view, types, what);
-    }
-    match view.variables.iter().filter(|(_, ty)| is_type(ty, types)).collect::<Vec<_>>()[..] {
-        [(name, _)] => Ok(name),
-        [] => Err(UsageError(format!(":{} needs a {what}; make one with {make}", inv.spec.name))),
-        ref several => {
-            let names: Vec<&str> = several.iter().map(|(n, _)| n.as_str()).collect();
-            Err(UsageError(format!("several {what}s ({}); choose one with --in", names.join(", "))))
-        }
-    }
-}
-
 /// The one stage `--FLAG` names; required.
 pub fn one_stage(inv: &Invocation, flag: &str) -> Result<String, UsageError> {
     match inv.flags.get(flag) {
-        Some(parse::Value::List(stages)) if stages.len() == 1 => Ok(stages[0].clone()),
+        Some(spec::Value::List(stages)) if stages.len() == 1 => Ok(stages[0].clone()),
         Some(_) => Err(UsageError(format!("--{flag} takes one stage"))),
         None => Err(UsageError(format!(":{} needs --{flag} STAGE (Tab lists the model's stages)", inv.spec.name))),
     }
@@ -384,21 +332,12 @@ pub fn one_stage(inv: &Invocation, flag: &str) -> Result<String, UsageError> {
 /// The categories `--categories` lists, as Rust paths of `glassbox::data::Category`.
 pub fn categories(inv: &Invocation) -> Option<Vec<String>> {
     match inv.flags.get("categories") {
-        Some(parse::Value::List(c)) => {
+        Some(spec::Value::List(c)) => {
             Some(c.iter().map(|c| format!("glassbox::data::Category::{}", bottleneck::capitalised(c))).collect())
         }
         _ => None,
     }
 }
-
-/// Types whose values `:layers` and stage completion understand.
-pub const MODEL_TYPES: &[&str] = &["TappedNet", "LeNet", "SbNet", "VisionNet", "ScriptModel"];
-
-/// Types `:show` understands (the library's `ConceptDataset`s).
-pub const DATASET_TYPES: &[&str] = &["ConceptScenes", "Broden", "Cityscapes"];
-
-/// Types `:train` and `:eval` take as data (the library's `TaskData`).
-pub const TRAINING_DATA_TYPES: &[&str] = &["ConceptScenes", "Broden", "Cityscapes", "ColorMnist", "Examples"];
 
 /// The variable a command binds by default: `parts` joined by `_`, with the dots of a
 /// module name (`layer3.1`) made `_` too.
@@ -536,6 +475,9 @@ mod tests {
         assert!(one.starts_with(":seed N"), "{one}");
         let Action::Page(page) = run("?seed", &view()).unwrap() else { panic!() };
         assert_eq!(page, one);
+        let Action::Show(train) = run(":help train", &view()).unwrap() else { panic!() };
+        assert!(train.contains("--epochs") && train.contains("(default 10); a positive integer"), "{train}");
+        assert!(train.contains("(default 0.9); a number in [0, 1)"), "{train}");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Commands about models: `:model`, `:layers`, `:train`, `:eval`.
 
-use super::parse::{Invocation, UsageError, Value};
-use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
+use super::session;
+use super::spec::{
+    numbers, ArgKind, ArgSpec, CommandSpec, End, FlagKind, FlagSpec, Invocation, UsageError, Value, COUNT, INDEX,
+    NON_NEGATIVE, POSITIVE,
+};
 use super::{Action, ReplView};
 
 pub static MODEL: CommandSpec = CommandSpec {
@@ -60,8 +63,8 @@ fn model(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
     let default = name.replace(['-', '@'], "_");
     let var = super::identifier(inv.text("as").unwrap_or(&default))?;
     Ok(Action::Rust(format!(
-        "let {var}: glassbox::models::{ty} = glassbox::runtime::or_raise(glassbox::zoo::load({name:?}, glassbox::device()), \"ZooError\");\n\
-         glassbox::runtime::or_raise(glassbox::zoo::card({name:?}, glassbox::device()), \"ZooError\")"
+        "let {var}: glassbox::models::{ty} = glassbox::runtime::or_raise(glassbox::zoo::load({name:?}, glassbox::device()));\n\
+         glassbox::runtime::or_raise(glassbox::zoo::card({name:?}, glassbox::device()))"
     )))
 }
 
@@ -112,7 +115,7 @@ fn load(inv: &Invocation) -> Result<Action, UsageError> {
         ("VisionNet", format!("glassbox::models::VisionNet::load({path:?}, {arch}, glassbox::device())"))
     };
     Ok(Action::Rust(format!(
-        "let {var}: glassbox::models::{ty} = glassbox::runtime::or_raise({call}, \"ModelError\");\n\
+        "let {var}: glassbox::models::{ty} = glassbox::runtime::or_raise({call});\n\
          glassbox::display::Render::render(&{var})"
     )))
 }
@@ -144,18 +147,22 @@ pub static TRAIN: CommandSpec = CommandSpec {
     args: &[ArgSpec { name: "MODEL", kind: ArgKind::Model, required: true, help: "a variable holding a tapped model" }],
     flags: &[
         DATA_FLAG,
-        FlagSpec { name: "epochs", kind: FlagKind::Int, help: "passes over the data (default 10)" },
-        FlagSpec { name: "lr", kind: FlagKind::Float, help: "base learning rate (default 0.01)" },
-        FlagSpec { name: "batch", kind: FlagKind::Int, help: "examples per step (default 16)" },
+        FlagSpec { name: "epochs", kind: COUNT, help: "passes over the data (default 10)" },
+        FlagSpec { name: "lr", kind: POSITIVE, help: "base learning rate (default 0.01)" },
+        FlagSpec { name: "batch", kind: COUNT, help: "examples per step (default 16)" },
         FlagSpec { name: "optim", kind: FlagKind::Choice(&["sgd", "adam"]), help: "optimizer (default sgd)" },
-        FlagSpec { name: "momentum", kind: FlagKind::Float, help: "SGD momentum (default 0.9)" },
-        FlagSpec { name: "wd", kind: FlagKind::Float, help: "weight decay (default 5e-4)" },
+        FlagSpec {
+            name: "momentum",
+            kind: numbers(End::Closed(0.0), End::Open(1.0)),
+            help: "SGD momentum (default 0.9)",
+        },
+        FlagSpec { name: "wd", kind: NON_NEGATIVE, help: "weight decay (default 5e-4)" },
         FlagSpec {
             name: "power",
-            kind: FlagKind::Float,
+            kind: NON_NEGATIVE,
             help: "poly learning-rate power; 0 keeps it constant (default 0.9)",
         },
-        FlagSpec { name: "seed", kind: FlagKind::Int, help: "seeds the order of examples (default: the :seed)" },
+        FlagSpec { name: "seed", kind: INDEX, help: "seeds the order of examples (default: the :seed)" },
     ],
     run: train,
 };
@@ -171,28 +178,15 @@ pub static EVAL: CommandSpec = CommandSpec {
 
 /// The model and data variables of `:train` and `:eval`, checked against the session.
 fn model_and_data<'a>(inv: &'a Invocation, view: &ReplView) -> Result<(&'a str, &'a str), UsageError> {
-    let model = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
-    Ok((model, data_flag(inv, view, super::TRAINING_DATA_TYPES)?))
-}
-
-/// The variable `--data` names, required and of one of `types`.
-pub(super) fn data_flag<'a>(inv: &'a Invocation, view: &ReplView, types: &[&str]) -> Result<&'a str, UsageError> {
-    let Some(data) = inv.text("data") else {
-        let have = super::variables_of(view, types);
-        let have = if have.is_empty() { "none yet (make one with :data)".to_string() } else { have.join(", ") };
-        return Err(UsageError(format!(":{} needs --data DATA; the data sets in this session: {have}", inv.spec.name)));
-    };
-    super::typed_variable(data, view, types, "data set")
+    let model = session::MODEL.variable(&inv.args[0], view)?;
+    Ok((model, session::TRAINING_DATA.data_flag(inv, view)?))
 }
 
 fn train(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let (model, data) = model_and_data(inv, view)?;
-    let mut fields = config_fields(inv, &TRAIN_FIELDS)?;
+    let mut fields = config_fields(inv, &TRAIN_FIELDS);
     fields.push(format!("label: \"{model} on {data}\".into()"));
     let momentum = inv.float("momentum").unwrap_or(0.9);
-    if !(0.0..1.0).contains(&momentum) {
-        return Err(UsageError(format!("--momentum must be in [0, 1), got {momentum}")));
-    }
     match inv.text("optim") {
         Some("adam") if inv.flags.contains_key("momentum") => {
             return Err(UsageError("--momentum is for --optim sgd; Adam has its own moments".into()))
@@ -201,7 +195,7 @@ fn train(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         _ => fields.push(format!("optimizer: glassbox::models::Optim::Sgd {{ momentum: {momentum:?} }}")),
     }
     Ok(Action::Rust(format!(
-        "glassbox::runtime::or_raise(glassbox::models::fit(&{model}, &{data}, &{}), \"ModelError\")",
+        "glassbox::runtime::or_raise(glassbox::models::fit(&{model}, &{data}, &{}))",
         train_config(&fields, "Default::default()")
     )))
 }
@@ -215,49 +209,33 @@ pub(super) struct Field {
 
 #[derive(Clone, Copy)]
 pub(super) enum FieldKind {
-    /// An integer of at least 1 (epochs, batch size).
-    Count,
-    /// A positive number (learning rate).
-    Positive,
-    /// A number of at least 0 (weight decay, poly power).
-    NonNegative,
-    /// A non-negative integer, as `Some(seed)`.
+    /// An integer (epochs, batch size); its flag's kind bounds it.
+    Int,
+    /// A number (learning rate, weight decay); its flag's kind bounds it.
+    Float,
+    /// An integer, as `Some(seed)`.
     Seed,
 }
 
 const TRAIN_FIELDS: [Field; 6] = [
-    Field { flag: "epochs", field: "epochs", kind: FieldKind::Count },
-    Field { flag: "batch", field: "batch_size", kind: FieldKind::Count },
-    Field { flag: "lr", field: "lr", kind: FieldKind::Positive },
-    Field { flag: "wd", field: "weight_decay", kind: FieldKind::NonNegative },
-    Field { flag: "power", field: "poly_power", kind: FieldKind::NonNegative },
+    Field { flag: "epochs", field: "epochs", kind: FieldKind::Int },
+    Field { flag: "batch", field: "batch_size", kind: FieldKind::Int },
+    Field { flag: "lr", field: "lr", kind: FieldKind::Float },
+    Field { flag: "wd", field: "weight_decay", kind: FieldKind::Float },
+    Field { flag: "power", field: "poly_power", kind: FieldKind::Float },
     Field { flag: "seed", field: "seed", kind: FieldKind::Seed },
 ];
 
-/// The `TrainConfig` fields that the flags present set, checked.
-pub(super) fn config_fields(inv: &Invocation, fields: &[Field]) -> Result<Vec<String>, UsageError> {
-    let mut out = Vec::new();
-    for f in fields {
-        let value = match f.kind {
-            FieldKind::Count | FieldKind::Seed => inv.int(f.flag).map(|v| v as f64),
-            FieldKind::Positive | FieldKind::NonNegative => inv.float(f.flag),
-        };
-        let Some(v) = value else { continue };
-        let (ok, wanted) = match f.kind {
-            FieldKind::Count => (v >= 1.0, "at least 1"),
-            FieldKind::Positive => (v > 0.0, "positive"),
-            FieldKind::NonNegative | FieldKind::Seed => (v >= 0.0, "0 or more"),
-        };
-        if !ok {
-            return Err(UsageError(format!("--{} must be {wanted}, got {v}", f.flag)));
-        }
-        out.push(match f.kind {
-            FieldKind::Count => format!("{}: {}", f.field, v as i64),
-            FieldKind::Seed => format!("{}: Some({})", f.field, v as i64),
-            _ => format!("{}: {v:?}", f.field),
-        });
-    }
-    Ok(out)
+/// The `TrainConfig` fields that the flags present set.
+pub(super) fn config_fields(inv: &Invocation, fields: &[Field]) -> Vec<String> {
+    fields
+        .iter()
+        .filter_map(|f| match f.kind {
+            FieldKind::Int => inv.int(f.flag).map(|v| format!("{}: {v}", f.field)),
+            FieldKind::Seed => inv.int(f.flag).map(|v| format!("{}: Some({v})", f.field)),
+            FieldKind::Float => inv.float(f.flag).map(|v| format!("{}: {v:?}", f.field)),
+        })
+        .collect()
 }
 
 /// `glassbox::models::TrainConfig { FIELDS, ..base }`.
@@ -268,7 +246,7 @@ pub(super) fn train_config(fields: &[String], base: &str) -> String {
 
 fn eval(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let (model, data) = model_and_data(inv, view)?;
-    Ok(Action::Rust(format!("glassbox::runtime::or_raise(glassbox::models::score(&{model}, &{data}), \"ModelError\")")))
+    Ok(Action::Rust(format!("glassbox::runtime::or_raise(glassbox::models::score(&{model}, &{data}))")))
 }
 
 pub static LAYERS: CommandSpec = CommandSpec {
@@ -287,7 +265,7 @@ pub static LAYERS: CommandSpec = CommandSpec {
 };
 
 fn layers(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let model = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
+    let model = session::MODEL.variable(&inv.args[0], view)?;
     let size = match inv.flags.get("size") {
         Some(Value::Text(t)) => {
             let (h, w) = parse_size(t)?;
@@ -408,10 +386,10 @@ mod tests {
         assert!(e.contains("needs --data") && e.contains("scenes"), "{e}");
         assert!(run(":train net --data n", &view).unwrap_err().0.contains("not a data set"));
         assert!(run(":train net --data scenes --lr 0", &view).unwrap_err().0.contains("positive"));
-        assert!(run(":train net --data scenes --lr inf", &view).unwrap_err().0.contains("expects a number"));
+        assert!(run(":train net --data scenes --lr inf", &view).unwrap_err().0.contains("expects a positive number"));
         assert!(run(":train net --data scenes --momentum 1", &view).unwrap_err().0.contains("[0, 1)"));
         assert!(run(":train net --data scenes --optim adam --momentum 0.5", &view).unwrap_err().0.contains("Adam"));
-        assert!(run(":train net --data scenes --epochs 0", &view).unwrap_err().0.contains("at least 1"));
+        assert!(run(":train net --data scenes --epochs 0", &view).unwrap_err().0.contains("a positive integer"));
         let line = ":eval net --data sc";
         let (_, _, m) = complete(line, line.len(), &view, &mut Stages).unwrap();
         assert_eq!(m, ["scenes"]);

@@ -1,17 +1,17 @@
 //! Commands for concept embeddings (Net2Vec, Fong & Vedaldi 2018): `:net2vec`, `:nearest`,
 //! `:arith`, `:embed-distance`. They compile to calls into `glassbox::metrics::net2vec`.
 
-use super::models::{config_fields, data_flag, train_config, Field, FieldKind};
-use super::parse::{Invocation, UsageError};
-use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
+use super::models::{config_fields, train_config, Field, FieldKind};
+use super::session::{Kind, CONCEPT_DATA, MODEL};
+use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec, Invocation, UsageError, COUNT, INDEX, POSITIVE};
 use super::{Action, ReplView};
 
 /// Types a Net2Vec result has.
-pub(super) const EMBEDDING_TYPES: &[&str] = &["Net2Vec"];
+static EMBEDDING: Kind = Kind { what: "Net2Vec result", types: &[std::any::type_name::<crate::metrics::Net2Vec>] };
 
 const IN: FlagSpec =
     FlagSpec { name: "in", kind: FlagKind::Text, help: "the :net2vec result to search (default: the only one)" };
-const N: FlagSpec = FlagSpec { name: "n", kind: FlagKind::Int, help: "how many concepts to list (default 5)" };
+const N: FlagSpec = FlagSpec { name: "n", kind: COUNT, help: "how many concepts to list (default 5)" };
 
 pub static NET2VEC: CommandSpec = CommandSpec {
     name: "net2vec",
@@ -34,9 +34,9 @@ pub static NET2VEC: CommandSpec = CommandSpec {
             kind: FlagKind::ChoiceList(&["object", "part", "material", "colour"]),
             help: "concept categories (default: all the data set has)",
         },
-        FlagSpec { name: "epochs", kind: FlagKind::Int, help: "passes over the probe images (default 15)" },
-        FlagSpec { name: "lr", kind: FlagKind::Float, help: "SGD learning rate (default: tuned for small probe sets)" },
-        FlagSpec { name: "seed", kind: FlagKind::Int, help: "seeds example order and sampling" },
+        FlagSpec { name: "epochs", kind: COUNT, help: "passes over the probe images (default 15)" },
+        FlagSpec { name: "lr", kind: POSITIVE, help: "SGD learning rate (default: tuned for small probe sets)" },
+        FlagSpec { name: "seed", kind: INDEX, help: "seeds example order and sampling" },
         FlagSpec { name: "paper", kind: FlagKind::Switch, help: "the paper's training: 30 epochs, lr 1e-4" },
         FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default NET_LAYER_net2vec)" },
     ],
@@ -78,15 +78,15 @@ pub static EMBED_DISTANCE: CommandSpec = CommandSpec {
 };
 
 const TRAINING_FIELDS: [Field; 3] = [
-    Field { flag: "epochs", field: "epochs", kind: FieldKind::Count },
-    Field { flag: "lr", field: "lr", kind: FieldKind::Positive },
+    Field { flag: "epochs", field: "epochs", kind: FieldKind::Int },
+    Field { flag: "lr", field: "lr", kind: FieldKind::Float },
     Field { flag: "seed", field: "seed", kind: FieldKind::Seed },
 ];
 
 fn net2vec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
+    let net = MODEL.variable(&inv.args[0], view)?;
     let layer = super::one_stage(inv, "layer")?;
-    let data = data_flag(inv, view, super::DATASET_TYPES)?;
+    let data = CONCEPT_DATA.data_flag(inv, view)?;
     let Some(val) = inv.text("val") else {
         return Err(UsageError(
             ":net2vec needs --val DATA, a held-out concept data set: the best single filter is chosen on --data \
@@ -94,7 +94,7 @@ fn net2vec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
                 .into(),
         ));
     };
-    let val = super::typed_variable(val, view, super::DATASET_TYPES, "data set")?;
+    let val = CONCEPT_DATA.variable(val, view)?;
     if val == data {
         return Err(UsageError(
             "--val must be another data set than --data: scores on the training images flatter".into(),
@@ -113,7 +113,7 @@ fn net2vec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         format!("glassbox::metrics::Net2VecConfig::small_data({task})")
     };
     let mut set = String::new();
-    let fields = config_fields(inv, &TRAINING_FIELDS)?;
+    let fields = config_fields(inv, &TRAINING_FIELDS);
     if !fields.is_empty() {
         set += &format!("c.training = {}; ", train_config(&fields, "c.training.clone()"));
     }
@@ -124,39 +124,36 @@ fn net2vec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let var = super::identifier(inv.text("as").unwrap_or(&default))?;
     Ok(Action::Rust(format!(
         "let {var}: glassbox::metrics::Net2Vec = glassbox::runtime::or_raise({{ let mut c = {base}; {set}\
-         glassbox::metrics::net2vec(&{net}, {layer:?}, &{data}, &{val}, &c) }}, \"MetricError\");\n\
+         glassbox::metrics::net2vec(&{net}, {layer:?}, &{data}, &{val}, &c) }});\n\
          glassbox::display::Render::render(&{var})"
     )))
 }
 
 /// The embedding `--in` names, or the session's only one.
 fn embedding<'a>(inv: &'a Invocation, view: &'a ReplView) -> Result<&'a str, UsageError> {
-    super::chosen(inv, view, EMBEDDING_TYPES, "Net2Vec result", ":net2vec")
+    EMBEDDING.chosen(inv, view, ":net2vec")
 }
 
-fn count(inv: &Invocation) -> Result<i64, UsageError> {
-    match inv.int("n").unwrap_or(5) {
-        n if n >= 1 => Ok(n),
-        n => Err(UsageError(format!("--n must be at least 1, got {n}"))),
-    }
+fn count(inv: &Invocation) -> i64 {
+    inv.int("n").unwrap_or(5)
 }
 
 fn nearest(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let (var, n) = (embedding(inv, view)?, count(inv)?);
+    let (var, n) = (embedding(inv, view)?, count(inv));
     let concept = &inv.args[0];
-    Ok(Action::Rust(format!("glassbox::runtime::or_raise({var}.nearest({concept:?}, {n}), \"MetricError\")")))
+    Ok(Action::Rust(format!("glassbox::runtime::or_raise({var}.nearest({concept:?}, {n}))")))
 }
 
 fn arith(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let (var, n) = (embedding(inv, view)?, count(inv)?);
+    let (var, n) = (embedding(inv, view)?, count(inv));
     let expression = &inv.args[0];
-    Ok(Action::Rust(format!("glassbox::runtime::or_raise({var}.arith({expression:?}, {n}), \"MetricError\")")))
+    Ok(Action::Rust(format!("glassbox::runtime::or_raise({var}.arith({expression:?}, {n}))")))
 }
 
 fn embed_distance(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let a = super::typed_variable(&inv.args[0], view, EMBEDDING_TYPES, "Net2Vec result")?;
-    let b = super::typed_variable(&inv.args[1], view, EMBEDDING_TYPES, "Net2Vec result")?;
-    Ok(Action::Rust(format!("glassbox::runtime::or_raise({a}.distance(&{b}), \"MetricError\")")))
+    let a = EMBEDDING.variable(&inv.args[0], view)?;
+    let b = EMBEDDING.variable(&inv.args[1], view)?;
+    Ok(Action::Rust(format!("glassbox::runtime::or_raise({a}.distance(&{b}))")))
 }
 
 #[cfg(test)]
@@ -191,10 +188,10 @@ mod tests {
         }
         assert!(code(":net2vec net --layer stage1 --data scenes --val held --paper --as p", &v)
             .contains("let p: glassbox::metrics::Net2Vec = glassbox::runtime::or_raise({ let mut c = glassbox::metrics::Net2VecConfig::paper(glassbox::models::Task::Segmentation); glassbox"));
-        assert_eq!(code(":nearest grass", &v), "glassbox::runtime::or_raise(e.nearest(\"grass\", 5), \"MetricError\")");
+        assert_eq!(code(":nearest grass", &v), "glassbox::runtime::or_raise(e.nearest(\"grass\", 5))");
         assert_eq!(
             code(":arith \"grass - green + blue\" --in e --n 3", &v),
-            "glassbox::runtime::or_raise(e.arith(\"grass - green + blue\", 3), \"MetricError\")"
+            "glassbox::runtime::or_raise(e.arith(\"grass - green + blue\", 3))"
         );
         assert!(code(":embed-distance e e", &v).contains("e.distance(&e)"));
     }
@@ -208,7 +205,7 @@ mod tests {
         assert!(
             err(":net2vec net --layer stage3 --data scenes --val held --task seg,cls", &v).contains("one of seg, cls")
         );
-        assert!(err(":nearest grass --n 0", &v).contains("at least 1"));
+        assert!(err(":nearest grass --n 0", &v).contains("a positive integer"));
         assert!(err(":nearest grass --in net", &v).contains("Net2Vec result"));
         let none = session(&[]);
         assert!(err(":nearest grass", &none).contains("make one with :net2vec"));

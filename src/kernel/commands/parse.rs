@@ -1,57 +1,8 @@
-//! `:name positional --flag value --flag=value --switch`, checked against a [`CommandSpec`].
+//! `:name positional --flag value --flag=value --switch`, checked against a [`CommandSpec`]
+//! into an [`Invocation`].
 
-use super::spec::{CommandSpec, FlagKind};
+use super::spec::{CommandSpec, FlagKind, Invocation, UsageError, Value};
 use std::collections::BTreeMap;
-
-/// A wrong command line: what was wrong and what is allowed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// A flag's value after checking.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Int(i64),
-    Float(f64),
-    Text(String),
-    Switch,
-    List(Vec<String>),
-}
-
-/// A command line that matches its spec.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Invocation {
-    pub spec: &'static CommandSpec,
-    pub args: Vec<String>,
-    pub flags: BTreeMap<&'static str, Value>,
-}
-
-impl Invocation {
-    pub fn int(&self, flag: &str) -> Option<i64> {
-        match self.flags.get(flag)? {
-            Value::Int(i) => Some(*i),
-            _ => None,
-        }
-    }
-
-    pub fn float(&self, flag: &str) -> Option<f64> {
-        match self.flags.get(flag)? {
-            Value::Float(v) => Some(*v),
-            _ => None,
-        }
-    }
-
-    pub fn text(&self, flag: &str) -> Option<&str> {
-        match self.flags.get(flag)? {
-            Value::Text(t) => Some(t),
-            _ => None,
-        }
-    }
-
-    pub fn switch(&self, flag: &str) -> bool {
-        matches!(self.flags.get(flag), Some(Value::Switch))
-    }
-}
 
 /// Splits a command line into words; double or single quotes keep spaces inside a word.
 pub fn words(line: &str) -> Result<Vec<String>, UsageError> {
@@ -140,8 +91,8 @@ pub fn parse(spec: &'static CommandSpec, rest: &[String]) -> Result<Invocation, 
 fn convert(name: &str, kind: FlagKind, raw: &str) -> Result<Value, UsageError> {
     let wrong = || UsageError(format!("--{name} expects {}, got `{raw}`", kind.describe()));
     Ok(match kind {
-        FlagKind::Int => Value::Int(raw.parse().map_err(|_| wrong())?),
-        FlagKind::Float => Value::Float(raw.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(wrong)?),
+        FlagKind::Int(ints) => Value::Int(raw.parse().ok().filter(|v| ints.contains(*v)).ok_or_else(wrong)?),
+        FlagKind::Float(numbers) => Value::Float(raw.parse().ok().filter(|v| numbers.contains(*v)).ok_or_else(wrong)?),
         FlagKind::Text | FlagKind::Data => Value::Text(raw.to_owned()),
         FlagKind::List | FlagKind::Stages => {
             Value::List(raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
@@ -182,7 +133,7 @@ pub use crate::suggest::closest as suggest;
 
 #[cfg(test)]
 mod tests {
-    use super::super::spec::{ArgKind, ArgSpec, FlagSpec};
+    use super::super::spec::{ints, numbers, ArgKind, ArgSpec, End, FlagSpec, COUNT, POSITIVE};
     use super::*;
 
     static SPEC: CommandSpec = CommandSpec {
@@ -190,8 +141,10 @@ mod tests {
         summary: "a demo",
         args: &[ArgSpec { name: "MODEL", kind: ArgKind::Model, required: true, help: "" }],
         flags: &[
-            FlagSpec { name: "epochs", kind: FlagKind::Int, help: "" },
-            FlagSpec { name: "lr", kind: FlagKind::Float, help: "" },
+            FlagSpec { name: "epochs", kind: COUNT, help: "" },
+            FlagSpec { name: "lr", kind: POSITIVE, help: "" },
+            FlagSpec { name: "momentum", kind: numbers(End::Closed(0.0), End::Open(1.0)), help: "" },
+            FlagSpec { name: "bins", kind: ints(2, 64), help: "" },
             FlagSpec { name: "groups", kind: FlagKind::List, help: "" },
             FlagSpec { name: "reg", kind: FlagKind::Choice(&["anneal", "entropy"]), help: "" },
             FlagSpec { name: "exact", kind: FlagKind::Switch, help: "" },
@@ -218,13 +171,29 @@ mod tests {
         let e = parse_line("net --epoch 3").unwrap_err().0;
         assert!(e.contains("no flag --epoch") && e.contains("Did you mean --epochs?"), "{e}");
         let e = parse_line("net --epochs three").unwrap_err().0;
-        assert!(e.contains("--epochs expects an integer, got `three`"), "{e}");
+        assert!(e.contains("--epochs expects a positive integer, got `three`"), "{e}");
         let e = parse_line("net --reg entropie").unwrap_err().0;
         assert!(e.contains("one of anneal, entropy") && e.contains("did you mean `entropy`"), "{e}");
         let e = parse_line("--epochs 3").unwrap_err().0;
         assert!(e.contains("takes 1 argument(s), got 0") && e.contains("usage: :demo MODEL"), "{e}");
         let e = parse_line("net --lr").unwrap_err().0;
-        assert!(e.contains("--lr needs a number"), "{e}");
+        assert!(e.contains("--lr needs a positive number"), "{e}");
+    }
+
+    #[test]
+    fn numbers_outside_a_flags_bounds_are_refused_with_the_bounds() {
+        for (line, says) in [
+            ("net --epochs 0", "--epochs expects a positive integer, got `0`"),
+            ("net --lr 0", "--lr expects a positive number, got `0`"),
+            ("net --lr NaN", "--lr expects a positive number, got `NaN`"),
+            ("net --lr inf", "--lr expects a positive number, got `inf`"),
+            ("net --momentum 1", "--momentum expects a number in [0, 1), got `1`"),
+            ("net --bins 65", "--bins expects an integer from 2 to 64, got `65`"),
+        ] {
+            assert_eq!(parse_line(line).unwrap_err().0, says);
+        }
+        let inv = parse_line("net --epochs 1 --lr 1e-9 --momentum 0 --bins 64").unwrap();
+        assert_eq!((inv.int("epochs"), inv.int("bins")), (Some(1), Some(64)));
     }
 
     #[test]

@@ -2,13 +2,16 @@
 //! `:relevance`, `:saliency`, `:pointing-game`. They compile to calls into
 //! `glassbox::metrics::{sevec, saliency, pointing}`.
 
-use super::models::data_flag;
-use super::parse::{Invocation, UsageError, Value};
-use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec};
+use super::session::{Kind, CONCEPT_DATA, MODEL};
+use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec, Invocation, UsageError, Value, INDEX};
 use super::{Action, ReplView};
 
 /// Types a SeVec result has.
-const SEVEC_TYPES: &[&str] = &["SemanticVectors"];
+static SEVEC_RESULTS: Kind =
+    Kind { what: "SeVec result", types: &[std::any::type_name::<crate::metrics::SemanticVectors>] };
+
+/// What the pointing game draws on: scenes with bounding boxes.
+static SCENES: Kind = Kind { what: "ConceptScenes", types: &[std::any::type_name::<crate::data::ConceptScenes>] };
 const CATEGORIES: &[&str] = &["object", "part", "material", "colour"];
 
 const IN: FlagSpec =
@@ -90,7 +93,7 @@ pub static POINTING_GAME: CommandSpec = CommandSpec {
             kind: FlagKind::Data,
             help: "concept scenes whose objects are the targets (required)",
         },
-        FlagSpec { name: "seed", kind: FlagKind::Int, help: "seeds the random baseline (default 0)" },
+        FlagSpec { name: "seed", kind: INDEX, help: "seeds the random baseline (default 0)" },
         IN,
         FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default NET_pointing)" },
     ],
@@ -98,17 +101,17 @@ pub static POINTING_GAME: CommandSpec = CommandSpec {
 };
 
 fn sevecs<'a>(inv: &'a Invocation, view: &'a ReplView) -> Result<&'a str, UsageError> {
-    super::chosen(inv, view, SEVEC_TYPES, "SeVec result", ":sevec")
+    SEVEC_RESULTS.chosen(inv, view, ":sevec")
 }
 
 fn or_raise(call: String) -> String {
-    format!("glassbox::runtime::or_raise({call}, \"MetricError\")")
+    format!("glassbox::runtime::or_raise({call})")
 }
 
 fn sevec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
+    let net = MODEL.variable(&inv.args[0], view)?;
     let layer = super::one_stage(inv, "layer")?;
-    let data = data_flag(inv, view, super::DATASET_TYPES)?;
+    let data = CONCEPT_DATA.data_flag(inv, view)?;
     let categories = super::categories(inv).map_or("None".into(), |c| format!("Some(vec![{}])", c.join(", ")));
     let default = super::derived_name(&[net, &layer, "sevec"]);
     let var = super::identifier(inv.text("as").unwrap_or(&default))?;
@@ -127,8 +130,8 @@ fn diversity(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
             ":diversity needs --net NET, the segmentation net whose per-class accuracy to use".into(),
         ));
     };
-    let net = super::typed_variable(net, view, super::MODEL_TYPES, "tapped model")?;
-    let data = data_flag(inv, view, super::DATASET_TYPES)?;
+    let net = MODEL.variable(net, view)?;
+    let data = CONCEPT_DATA.data_flag(inv, view)?;
     let s = sevecs(inv, view)?;
     Ok(Action::Rust(or_raise(format!(
         "glassbox::metrics::class_accuracy(&{net}, &{data}, 32).and_then(|a| \
@@ -162,11 +165,11 @@ fn image<'a>(text: &'a str, view: &ReplView) -> Result<(&'a str, i64), UsageErro
     if index < 0 {
         return Err(bad());
     }
-    Ok((super::typed_variable(data.trim(), view, &["ConceptScenes"], "ConceptScenes")?, index))
+    Ok((SCENES.variable(data.trim(), view)?, index))
 }
 
 fn saliency(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
+    let net = MODEL.variable(&inv.args[0], view)?;
     let (data, index) = image(&inv.args[1], view)?;
     let classes = match inv.flags.get("class") {
         Some(Value::List(c)) if !c.is_empty() => c.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", "),
@@ -187,12 +190,9 @@ fn saliency(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
 }
 
 fn pointing_game(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
-    let net = super::typed_variable(&inv.args[0], view, super::MODEL_TYPES, "tapped model")?;
-    let data = data_flag(inv, view, &["ConceptScenes"])?;
-    let seed = match inv.int("seed").unwrap_or(0) {
-        s if s >= 0 => s,
-        s => return Err(UsageError(format!("--seed must be 0 or more, got {s}"))),
-    };
+    let net = MODEL.variable(&inv.args[0], view)?;
+    let data = SCENES.data_flag(inv, view)?;
+    let seed = inv.int("seed").unwrap_or(0);
     let s = sevecs(inv, view)?;
     let default = format!("{net}_pointing");
     let var = super::identifier(inv.text("as").unwrap_or(&default))?;
