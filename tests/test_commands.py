@@ -101,6 +101,20 @@ def test_rust_completion_answers_at_once_while_rust_analyzer_warms_up(fresh_kern
     assert unready(warm) is None and any(m.startswith("len") for m in warm["matches"]), warm
 
 
+def test_a_command_whose_code_does_not_fit_a_variable_says_so_in_its_own_terms(kc):
+    # A type of the user's that shares a library type's name passes the kernel's check by
+    # name; the library call it compiles to does not take it.
+    assert run(kc, "mod mine { pub struct LeNet; }\nlet look_alike = mine::LeNet;").reply["content"]["status"] == "ok"
+    r = run(kc, "let before = 1;\n:layers look_alike")
+    content = r.reply["content"]
+    assert content["ename"] == "CommandError", content
+    assert content["evalue"].startswith(":layers cannot run on these variables: "), content
+    assert "LeNet" in content["evalue"], content
+    assert content["traceback"][0] == "cell line 2: :layers look_alike", content
+    assert not any("show_layers" in line for line in content["traceback"]), content
+    assert run(kc, "before").result() == "1"
+
+
 def test_inspect_shows_command_usage_and_rust_docs(kc):
     kc.inspect(":vars", 3)
     reply = kc.get_shell_msg(timeout=30)

@@ -354,7 +354,7 @@ impl Session {
         let mut value = CellValue::default();
         for segment in commands::split_cell(code) {
             value = match segment {
-                Segment::Rust { code, first_line } => self.run_rust(&code, first_line - 1, input)?,
+                Segment::Rust { code, first_line } => self.run_rust(&code, first_line - 1, None, input)?,
                 Segment::Command { line, line_no } => self.run_command(&line, line_no, input)?,
             };
         }
@@ -369,7 +369,7 @@ impl Session {
         })?;
         let text = |t: String| CellValue { result: text_media(&t), ..Default::default() };
         Ok(match action {
-            Action::Rust(code) => self.run_rust(&code, line_no - 1, input)?,
+            Action::Rust(code) => self.run_rust(&code, line_no - 1, Some((line, line_no)), input)?,
             Action::Show(t) => text(t),
             Action::Defer(statements) => {
                 self.deferred.push(statements);
@@ -387,8 +387,15 @@ impl Session {
         })
     }
 
-    /// Runs Rust lines that start at line `offset + 1` of the cell.
-    fn run_rust(&mut self, code: &str, offset: usize, input: &InputReader) -> CellResult {
+    /// Runs Rust lines that start at line `offset + 1` of the cell; `command` is the command
+    /// line (and its line number) that generated them, if one did.
+    fn run_rust(
+        &mut self,
+        code: &str,
+        offset: usize,
+        command: Option<(&str, usize)>,
+        input: &InputReader,
+    ) -> CellResult {
         let sink = self.sink.clone();
         let mut callbacks = EvalCallbacks {
             // The request type is private to evcxr: the closure takes it from this field.
@@ -435,6 +442,10 @@ impl Session {
                 self.forwarder.flush();
                 self.interrupter.set_child(self.child_pid());
                 Err(error)
+            }
+            Err(EvcxrError::CompilationErrors(errors)) if command.is_some() => {
+                let (line, line_no) = command.expect("a command");
+                Err(command_compile_error(&errors, line, line_no))
             }
             Err(e) => Err(render_error(&e, code, offset, &shifts)),
         }
@@ -735,6 +746,19 @@ pub fn render_error(error: &EvcxrError, code: &str, offset: usize, shifts: &[Shi
             traceback: message.lines().map(str::to_owned).collect(),
         },
     }
+}
+
+/// A command whose generated code does not compile: the session's values do not fit the
+/// library call (a variable of a look-alike type, one moved away). Said in the command's
+/// terms, since the user never wrote that code.
+fn command_compile_error(errors: &[CompilationError], line: &str, line_no: usize) -> CellError {
+    let why: Vec<String> = errors.iter().map(|e| in_cell_terms(&e.message())).collect();
+    let name = line.split_whitespace().next().unwrap_or(line);
+    let first = why.first().map_or("its library call does not compile", String::as_str);
+    let evalue = format!("{name} cannot run on these variables: {first}");
+    let mut traceback = vec![format!("cell line {line_no}: {line}")];
+    traceback.extend(why.iter().map(|w| format!("  {w}")));
+    CellError { ename: "CommandError".into(), evalue, traceback }
 }
 
 fn summary(e: &CompilationError, offset: usize) -> String {
