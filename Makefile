@@ -47,7 +47,7 @@ test: test-rust test-python
 
 test-rust: setup
 	$(CARGO) test --release --locked
-	$(CARGO) test --release --locked -p evcxr --lib module::direct
+	$(CARGO) test --release --locked -p evcxr --lib -- module::direct rust_analyzer::test
 
 test-python: install
 	$(PY) -m pytest tests -v -rs

@@ -123,19 +123,30 @@ impl RustAnalyzer {
         self.current_source = source;
         let mut change = ra_hir::ChangeWithProcMacros::default();
 
-        std::fs::write(self.source_file.as_path(), &*self.current_source)
-            .with_context(|| format!("Failed to write {:?}", self.source_file))?;
-        self.vfs.set_file_contents(
-            self.source_file.clone().into(),
-            Some(self.current_source.bytes().collect()),
-        );
-        change.change_file(self.source_file_id, Some(self.current_source.clone()));
+        // glassbox: `src/lib.rs` is also the file the REPL thread writes and rustc compiles,
+        // so the analysis thread never writes into it: the loader only needs it to exist. The
+        // analysed source goes to the vfs after loading, so that what the loader read from
+        // disk (the last compiled cell) cannot replace it.
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.source_file.as_path())
+            && e.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            return Err(e).with_context(|| format!("Failed to create {:?}", self.source_file));
+        }
 
         // Check to see if we haven't yet loaded Cargo.toml, or if it's changed since we read it.
         if cargo_toml != self.last_cargo_toml {
             self.load_cargo_toml(&mut change)?;
             self.last_cargo_toml = cargo_toml;
         }
+        self.vfs.set_file_contents(
+            self.source_file.clone().into(),
+            Some(self.current_source.bytes().collect()),
+        );
+        self.vfs.take_changes();
+        change.change_file(self.source_file_id, Some(self.current_source.clone()));
 
         self.analysis_host.apply_change(change);
         Ok(())
@@ -767,6 +778,36 @@ mod test {
         assert_eq!(var_types["v1"].type_name, TypeName::named("u16"));
         assert!(!var_types.contains_key("v2"));
 
+        Ok(())
+    }
+
+    /// glassbox: the REPL thread writes the cell it compiles to `src/lib.rs` while the
+    /// analysis thread analyses other code (a completion, the warm-up): the analysis must
+    /// leave that file alone, and the file must not replace the analysed source, even when a
+    /// changed `Cargo.toml` makes the loader read every file again.
+    #[test]
+    fn analysing_code_leaves_the_compiled_source_alone() -> Result<()> {
+        let tmpdir = tempfile::tempdir()?;
+        let mut ra = RustAnalyzer::new(tmpdir.path())?;
+        ra.with_sysroot = false;
+        let manifest = "[package]\nname = \"foo\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[lib]\n";
+        std::fs::write(ra.cargo_toml_filename().to_path_buf(), manifest)?;
+        let lib_rs = tmpdir.path().join("src/lib.rs");
+        let compiled = "fn foo() { let compiled = 1u8; }";
+        std::fs::write(&lib_rs, compiled)?;
+
+        ra.set_source("fn foo() { let analysed = 1u16; }".to_owned())?;
+        assert_eq!(std::fs::read_to_string(&lib_rs)?, compiled);
+        let var_types = ra.top_level_variables("foo");
+        assert_eq!(var_types["analysed"].type_name, TypeName::named("u16"));
+        assert!(!var_types.contains_key("compiled"));
+
+        std::fs::write(ra.cargo_toml_filename().to_path_buf(), format!("{manifest}# changed\n"))?;
+        ra.set_source("fn foo() { let again = 1u32; }".to_owned())?;
+        assert_eq!(std::fs::read_to_string(&lib_rs)?, compiled);
+        let var_types = ra.top_level_variables("foo");
+        assert_eq!(var_types["again"].type_name, TypeName::named("u32"));
+        assert!(!var_types.contains_key("compiled"));
         Ok(())
     }
 
