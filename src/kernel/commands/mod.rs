@@ -7,6 +7,8 @@
 mod bottleneck;
 mod builtin;
 mod data;
+#[cfg(test)]
+mod emitted;
 mod inn;
 mod metrics;
 mod models;
