@@ -7,6 +7,7 @@
 
 pub mod bottleneck;
 pub mod cache;
+pub mod cmd;
 pub mod data;
 pub mod device;
 pub mod display;

@@ -224,13 +224,13 @@ fn ssb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     };
     let training = format!("glassbox::bottleneck::SsbTraining {{ phase1: {}, phase2: {} }}", phase(1)?, phase(2)?);
     let call = format!(
-        "{{ {seed}glassbox::bottleneck::ssb(&{}, {:?}, &[{}], &{}, {}, &{training}) }}",
+        "glassbox::cmd::ssb(&{}, {:?}, &[{}], &{}, {}, &{training}, {:?})",
         c.model,
         c.after,
         groups.join(", "),
         c.data,
         c.test,
-        seed = seed_statement(inv),
+        inv.int("seed"),
     );
     bind(inv, &c, "ssb", call)
 }
@@ -238,11 +238,6 @@ fn ssb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
 pub(super) fn capitalised(word: &str) -> String {
     let mut chars = word.chars();
     chars.next().map(|f| f.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
-}
-
-/// Seeds libtorch before the bottleneck's weights are drawn, when `--seed` is given.
-fn seed_statement(inv: &Invocation) -> String {
-    inv.int("seed").map(|s| format!("glassbox::tch::manual_seed({s}); ")).unwrap_or_default()
 }
 
 /// The `Regularizer` the `--reg` flags describe, checked by the library, as Rust.
@@ -290,13 +285,13 @@ fn usb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     Usb::new(n as usize, k).map_err(|e| UsageError(e.to_string()))?;
     let config = train_config(&config_fields(inv, &USB_FIELDS), "glassbox::bottleneck::usb::default_training()");
     let call = format!(
-        "{{ {seed}glassbox::bottleneck::Usb::new({n}, {k}).and_then(|u| glassbox::bottleneck::usb(&{}, {:?}, u.with({}), &{}, {}, &{config})) }}",
+        "glassbox::cmd::usb(&{}, {:?}, {n}, {k}, {}, &{}, {}, &{config}, {:?})",
         c.model,
         c.after,
         regularizer(inv)?,
         c.data,
         c.test,
-        seed = seed_statement(inv),
+        inv.int("seed"),
     );
     bind(inv, &c, "usb", call)
 }
@@ -371,8 +366,8 @@ mod tests {
         let c = code(":ssb net --after stage2 --groups material,colour --data scenes --phase1-epochs 3 --seed 1");
         for part in [
             "let net_ssb: glassbox::bottleneck::SbNet",
-            "manual_seed(1)",
-            "ssb(&net, \"stage2\", &[glassbox::data::Category::Material, glassbox::data::Category::Colour], &scenes, None",
+            "glassbox::cmd::ssb(&net, \"stage2\", &[glassbox::data::Category::Material, glassbox::data::Category::Colour], &scenes, None",
+            "..glassbox::bottleneck::SsbTraining::default().phase2 } }, Some(1))",
             "phase1: glassbox::models::TrainConfig { epochs: 3, seed: Some(1), ..glassbox::bottleneck::SsbTraining::default().phase1 }",
         ] {
             assert!(c.contains(part), "{part}\n{c}");
@@ -380,8 +375,11 @@ mod tests {
         let c = code(
             ":usb net --after stage2 --groups 2 --width 10 --data scenes --test held --reg entropy --lambda 0.2 --as u",
         );
-        for part in ["let u: glassbox::bottleneck::SbNet", "Usb::new(2, 10)", "Entropy { lambda: 0.2 }", "Some(&held)"]
-        {
+        for part in [
+            "let u: glassbox::bottleneck::SbNet",
+            "glassbox::cmd::usb(&net, \"stage2\", 2, 10, glassbox::bottleneck::Regularizer::Entropy { lambda: 0.2 }",
+            "&scenes, Some(&held)",
+        ] {
             assert!(c.contains(part), "{part}\n{c}");
         }
         let c = code(":usb net --after stage1 --width 5 --data scenes --t-end 0.05 --tau 100 --epochs 2");
@@ -428,9 +426,8 @@ mod tests {
         let c = code(":usb resnet --after layer4.1 --groups 2 --width 5 --data digits --epochs 2");
         for part in [
             "let resnet_usb: glassbox::bottleneck::SbNet<glassbox::models::VisionNet> = ",
-            "glassbox::bottleneck::usb(&resnet, \"layer4.1\", u.with(",
-            "&digits, None",
-            "Usb::new(2, 5)",
+            "glassbox::cmd::usb(&resnet, \"layer4.1\", 2, 5, glassbox::bottleneck::Regularizer::Anneal",
+            "&digits, None, &glassbox::models::TrainConfig { epochs: 2, ..glassbox::bottleneck::usb::default_training() }, None)",
         ] {
             assert!(c.contains(part), "{part}\n{c}");
         }

@@ -245,7 +245,7 @@ fn cinn(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     Ok(bind(
         var,
         &format!("glassbox::inn::LayerInn<{ty}>"),
-        format!("glassbox::inn::interpret::train_layer(&{model}, &{ae}, {layer:?}, &{data}.images, {steps}, {seed})"),
+        format!("glassbox::cmd::cinn(&{model}, &{ae}, {layer:?}, &{data}, {steps}, {seed})"),
     ))
 }
 
@@ -290,20 +290,13 @@ fn invariance(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         let var = super::identifier(&super::derived_name(&[model, layer, "cinn"]))?.to_owned();
         code.push_str(&format!(
             "let {var}: glassbox::inn::LayerInn<{ty}> = {};\n",
-            or_raise(format!(
-                "glassbox::inn::interpret::train_layer(&{model}, &{ae}, {layer:?}, &{data}.images, {steps}, {seed})"
-            ))
+            or_raise(format!("glassbox::cmd::cinn(&{model}, &{ae}, {layer:?}, &{data}, {steps}, {seed})"))
         ));
         vars.push(format!("&{var}"));
     }
-    let held = format!("glassbox::inn::interpret::split_held_out(&{data}.images).map(|(_, h)| h)");
     code.push_str(&format!(
         "glassbox::display::Render::render(&{})",
-        or_raise(format!(
-            "{held}.and_then(|h| glassbox::inn::Invariances::measure(&[{}], \
-             &glassbox::inn::interpret::first(&h, {count}), {n}, {seed}))",
-            vars.join(", ")
-        ))
+        or_raise(format!("glassbox::cmd::invariance(&[{}], &{data}, {count}, {n}, {seed})", vars.join(", ")))
     ));
     Ok(Action::Rust(code))
 }
@@ -320,11 +313,7 @@ fn fgsm(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let count = inv.int("count").unwrap_or(8);
     Ok(Action::Rust(format!(
         "glassbox::display::Render::render(&{})",
-        or_raise(format!(
-            "glassbox::inn::AttackDecoding::new(&[{}], &glassbox::inn::interpret::first(&{data}.images, {count}), \
-             &glassbox::inn::interpret::first(&{data}.digits, {count}), {eps:?})",
-            cinns.join(", ")
-        ))
+        or_raise(format!("glassbox::cmd::fgsm(&[{}], &{data}, {count}, {eps:?})", cinns.join(", ")))
     )))
 }
 
@@ -375,13 +364,7 @@ fn swap(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let count = inv.int("count").unwrap_or(6);
     Ok(Action::Rust(format!(
         "glassbox::display::Render::render(&{})",
-        or_raise(format!(
-            "{{ let x = &{data}.images; if x.size()[0] < {} {{ Err(glassbox::inn::InnError::BadInput(format!(\
-             \"swapping {count} images needs {} of {data}; it has {{}}\", x.size()[0]))) }} else {{ \
-             glassbox::inn::Swap::new(&{e}, &{ae}, &x.narrow(0, 0, {count}), &x.narrow(0, {count}, {count})) }} }}",
-            2 * count,
-            2 * count
-        ))
+        or_raise(format!("glassbox::cmd::swap(&{e}, &{ae}, &{data}, {count})"))
     )))
 }
 
@@ -391,7 +374,7 @@ fn factor_probe(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError>
     let ae = ae(inv, view)?;
     Ok(Action::Rust(format!(
         "glassbox::display::Render::render(&{})",
-        or_raise(format!("glassbox::inn::FactorProbe::fit(&{e}, &{ae}, &{data}.images, &{data}.digits, \"digit\")"))
+        or_raise(format!("glassbox::cmd::factor_probe(&{e}, &{ae}, &{data})"))
     )))
 }
 
@@ -430,17 +413,12 @@ fn sensitivity(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> 
         Some(_) => return Err(UsageError("--checkpoints takes a list of steps, e.g. 0,640,1280".into())),
     };
     let (steps, samples, seed) = (inv.int("steps").unwrap_or(500), inv.int("samples").unwrap_or(8), seed(inv));
-    let call = format!(
-        "{{ let model: {ty} = glassbox::zoo::load({name:?}, glassbox::device())?; \
-         let stage = glassbox::models::Tapped::stage(&model, {layer:?})?; \
-         let (train, held) = glassbox::inn::interpret::split_held_out(&{data}.images)?; \
-         let config = glassbox::inn::SensitivityConfig {{ stage, steps: {steps}, samples: {samples}, seed: {seed} }}; \
-         glassbox::inn::Sensitivity::measure::<{ty}>({name:?}, {checkpoints}, &{ae}, &{e}, &train, \
-         &glassbox::inn::interpret::first(&held, 200), &config) }}"
-    );
     Ok(Action::Rust(format!(
         "glassbox::display::Render::render(&{})",
-        or_raise(format!("(|| -> Result<_, glassbox::inn::InnError> {{ {call} }})()"))
+        or_raise(format!(
+            "glassbox::cmd::sensitivity::<{ty}>({name:?}, {layer:?}, {checkpoints}, &{e}, &{ae}, &{data}, {steps}, \
+             {samples}, {seed})"
+        ))
     )))
 }
 
@@ -471,7 +449,7 @@ mod tests {
     fn cinn_trains_one_layer_of_the_models_type() {
         let c = code(":cinn net --layer conv2 --data digits --steps 50 --seed 3", &view());
         assert!(c.starts_with("let net_conv2_cinn: glassbox::inn::LayerInn<glassbox::models::LeNet>"), "{c}");
-        assert!(c.contains("train_layer(&net, &ae, \"conv2\", &digits.images, 50, 3)"), "{c}");
+        assert!(c.contains("glassbox::cmd::cinn(&net, &ae, \"conv2\", &digits, 50, 3)"), "{c}");
         assert!(error(":cinn net --data digits", &view()).contains("needs --layer"));
         assert!(error(":cinn net --layer conv2 --data digits --steps 0", &view())
             .contains("--steps expects a positive integer, got `0`"));
@@ -500,15 +478,14 @@ mod tests {
         let c = code(":invariance net --layers conv1,head --data digits --steps 20 --n 3 --count 2", &view());
         assert!(c.contains("let net_conv1_cinn: glassbox::inn::LayerInn<glassbox::models::LeNet>"), "{c}");
         assert!(c.contains("let net_head_cinn:"), "{c}");
-        assert!(c.contains("Invariances::measure(&[&net_conv1_cinn, &net_head_cinn]"), "{c}");
+        assert!(c.contains("glassbox::cmd::invariance(&[&net_conv1_cinn, &net_head_cinn], &digits, 2, 3, 0)"), "{c}");
         assert!(error(":invariance net --data digits", &view()).contains("needs --layers"));
     }
 
     #[test]
     fn fgsm_attacks_with_every_named_t() {
         let c = code(":fgsm net_conv1_cinn,net_head_cinn --data digits --eps 0.05 --count 4", &view());
-        assert!(c.contains("AttackDecoding::new(&[&net_conv1_cinn, &net_head_cinn]"), "{c}");
-        assert!(c.contains("first(&digits.digits, 4), 0.05)"), "{c}");
+        assert!(c.contains("glassbox::cmd::fgsm(&[&net_conv1_cinn, &net_head_cinn], &digits, 4, 0.05)"), "{c}");
         assert!(error(":fgsm net_head_cinn --data digits --eps 2", &view()).contains("(0, 1]"));
         assert!(error(":fgsm net_head_cinn --data digits --eps 0", &view()).contains("(0, 1]"));
         assert!(error(":fgsm net_head_cinn,semantic --data digits", &view()).contains(":cinn result"));
@@ -531,9 +508,9 @@ mod tests {
     #[test]
     fn swap_and_probe_use_the_semantic_inn_and_the_autoencoder() {
         let c = code(":swap semantic --data digits --count 4", &view());
-        assert!(c.contains("Swap::new(&semantic, &ae, &x.narrow(0, 0, 4), &x.narrow(0, 4, 4))"), "{c}");
+        assert!(c.contains("glassbox::cmd::swap(&semantic, &ae, &digits, 4)"), "{c}");
         let c = code(":factor-probe semantic --data digits", &view());
-        assert!(c.contains("FactorProbe::fit(&semantic, &ae, &digits.images, &digits.digits, \"digit\")"), "{c}");
+        assert!(c.contains("glassbox::cmd::factor_probe(&semantic, &ae, &digits)"), "{c}");
         assert!(error(":swap ae --data digits", &view()).contains(":semantic-inn result"));
     }
 
@@ -542,7 +519,7 @@ mod tests {
         let line = ":sensitivity colormnist-lenet --layer conv2 --semantic semantic --data digits --checkpoints 0,640";
         let c = code(line, &view());
         assert!(
-            c.contains("Sensitivity::measure::<glassbox::models::LeNet>(\"colormnist-lenet\", Some(&[0, 640][..])"),
+            c.contains("glassbox::cmd::sensitivity::<glassbox::models::LeNet>(\"colormnist-lenet\", \"conv2\", Some(&[0, 640][..])"),
             "{c}"
         );
         assert!(

@@ -115,16 +115,17 @@ fn net2vec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let mut set = String::new();
     let fields = config_fields(inv, &TRAINING_FIELDS);
     if !fields.is_empty() {
-        set += &format!("c.training = {}; ", train_config(&fields, "c.training.clone()"));
+        set += &format!("training: {}, ", train_config(&fields, &format!("{base}.training")));
     }
     if let Some(names) = super::categories(inv) {
-        set += &format!("c.categories = Some(vec![{}]); ", names.join(", "));
+        set += &format!("categories: Some(vec![{}]), ", names.join(", "));
     }
+    let config = if set.is_empty() { base } else { format!("glassbox::metrics::Net2VecConfig {{ {set}..{base} }}") };
     let default = super::derived_name(&[net, &layer, "net2vec"]);
     let var = super::identifier(inv.text("as").unwrap_or(&default))?;
     Ok(Action::Rust(format!(
-        "let {var}: glassbox::metrics::Net2Vec = glassbox::runtime::or_raise({{ let mut c = {base}; {set}\
-         glassbox::metrics::net2vec(&{net}, {layer:?}, &{data}, &{val}, &c) }});\n\
+        "let {var}: glassbox::metrics::Net2Vec = \
+         glassbox::runtime::or_raise(glassbox::metrics::net2vec(&{net}, {layer:?}, &{data}, &{val}, &{config}));\n\
          glassbox::display::Render::render(&{var})"
     )))
 }
@@ -180,14 +181,15 @@ mod tests {
         for part in [
             "let net_stage3_net2vec: glassbox::metrics::Net2Vec",
             "Net2VecConfig::small_data(glassbox::models::Task::Classification)",
-            "c.training = glassbox::models::TrainConfig { epochs: 3, seed: Some(1), ..c.training.clone() }",
-            "c.categories = Some(vec![glassbox::data::Category::Object])",
-            "net2vec(&net, \"stage3\", &scenes, &held, &c)",
+            "training: glassbox::models::TrainConfig { epochs: 3, seed: Some(1), \
+             ..glassbox::metrics::Net2VecConfig::small_data(glassbox::models::Task::Classification).training }",
+            "categories: Some(vec![glassbox::data::Category::Object])",
+            "net2vec(&net, \"stage3\", &scenes, &held, &glassbox::metrics::Net2VecConfig {",
         ] {
             assert!(c.contains(part), "{part}\n{c}");
         }
         assert!(code(":net2vec net --layer stage1 --data scenes --val held --paper --as p", &v)
-            .contains("let p: glassbox::metrics::Net2Vec = glassbox::runtime::or_raise({ let mut c = glassbox::metrics::Net2VecConfig::paper(glassbox::models::Task::Segmentation); glassbox"));
+            .contains("&held, &glassbox::metrics::Net2VecConfig::paper(glassbox::models::Task::Segmentation)));"));
         assert_eq!(code(":nearest grass", &v), "glassbox::runtime::or_raise(e.nearest(\"grass\", 5))");
         assert_eq!(
             code(":arith \"grass - green + blue\" --in e --n 3", &v),

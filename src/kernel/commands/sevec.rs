@@ -147,10 +147,7 @@ fn relevance(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         (Some(a), Some(b)) => Ok(Action::Rust(or_raise(format!(
             "{s}.relevance_by_category(glassbox::data::Category::{a}, glassbox::data::Category::{b})"
         )))),
-        (None, None) => Ok(Action::Rust(format!(
-            "glassbox::display::Output::text(format!(\"cos(v_{{}}, v_{{}}) = {{:.3}}\", {a:?}, {b:?}, {}))",
-            or_raise(format!("{s}.relevance({a:?}, {b:?})"))
-        ))),
+        (None, None) => Ok(Action::Rust(or_raise(format!("glassbox::cmd::relevance(&{s}, {a:?}, {b:?})")))),
         _ => {
             Err(UsageError(format!("give two concepts or two categories ({}), not one of each", CATEGORIES.join(", "))))
         }
@@ -158,13 +155,10 @@ fn relevance(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
 }
 
 /// `SCENES[N]` as the data set variable and the index.
-fn image<'a>(text: &'a str, view: &ReplView) -> Result<(&'a str, i64), UsageError> {
+fn image<'a>(text: &'a str, view: &ReplView) -> Result<(&'a str, usize), UsageError> {
     let bad = || UsageError(format!("IMAGE is an image of concept scenes, as SCENES[N]; got `{text}`"));
     let (data, rest) = text.split_once('[').ok_or_else(bad)?;
-    let index: i64 = rest.strip_suffix(']').and_then(|n| n.trim().parse().ok()).ok_or_else(bad)?;
-    if index < 0 {
-        return Err(bad());
-    }
+    let index: usize = rest.strip_suffix(']').and_then(|n| n.trim().parse().ok()).ok_or_else(bad)?;
     Ok((SCENES.variable(data.trim(), view)?, index))
 }
 
@@ -183,9 +177,7 @@ fn saliency(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let s = sevecs(inv, view)?;
     let semantic = inv.switch("semantic");
     Ok(Action::Rust(or_raise(format!(
-        "if {index} < {data}.len() {{ glassbox::metrics::explain(&{net}, &{s}, &{data}.images.get({index}), \
-         &[{classes}], &[{methods}], {semantic}) }} else {{ Err(glassbox::metrics::MetricError::Invalid(format!(\
-         \"{data} has {{}} images; IMAGE takes an index below that\", {data}.len()))) }}"
+        "glassbox::cmd::saliency(&{net}, &{s}, &{data}, {index}, &[{classes}], &[{methods}], {semantic})"
     ))))
 }
 
@@ -224,10 +216,10 @@ mod tests {
         assert!(code(":diversity --net net --data scenes").contains("diversity_vs_accuracy(&v, &a)"));
         assert!(code(":relevance object material")
             .contains("v.relevance_by_category(glassbox::data::Category::Object, glassbox::data::Category::Material)"));
-        assert!(code(":relevance wheel car").contains("v.relevance(\"wheel\", \"car\")"));
+        assert!(code(":relevance wheel car").contains("glassbox::cmd::relevance(&v, \"wheel\", \"car\")"));
         let c = code(":saliency net scenes[3] --class car,house --method gxi --semantic");
         assert!(
-            c.contains("explain(&net, &v, &scenes.images.get(3), &[\"car\", \"house\"], &[glassbox::metrics::Method::GradientInput], true)"),
+            c.contains("glassbox::cmd::saliency(&net, &v, &scenes, 3, &[\"car\", \"house\"], &[glassbox::metrics::Method::GradientInput], true)"),
             "{c}"
         );
         let c = code(":pointing-game net --data scenes --seed 2 --as g");
