@@ -3,7 +3,7 @@
 //! kernel validates flags and names variables; these functions take the values themselves.
 
 use crate::bottleneck::{self, Regularizer, SbError, SbNet, SsbTraining, Usb};
-use crate::data::{Category, ColorMnist, ConceptDataset, ConceptScenes};
+use crate::data::{Category, ColorMnist, ColorMnistConfig, ConceptDataset, ConceptScenes, DataError, Mnist};
 use crate::display::Output;
 use crate::inn::interpret::{first, split_held_out, train_layer};
 use crate::inn::{
@@ -14,6 +14,11 @@ use crate::metrics::{explain, Method, MetricError, SaliencyComparison, SemanticV
 use crate::models::{Editable, Tapped, TaskData, TrainConfig};
 use crate::zoo;
 use crate::zoo::Pretrained;
+
+/// `:data colormnist`: `n` coloured digits drawn from the MNIST digits fetched at set-up.
+pub fn colormnist(n: usize, config: &ColorMnistConfig) -> Result<ColorMnist, DataError> {
+    ColorMnist::generate(&Mnist::load()?, n, config)
+}
 
 /// `:ssb`: a supervised semantic bottleneck after stage `after` of `net`, trained on the
 /// concept `groups` of `data` in two phases (SB paper sec. 3.1); `seed` seeds libtorch

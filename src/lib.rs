@@ -18,12 +18,12 @@ pub(crate) mod learned;
 pub mod metrics;
 pub mod models;
 pub mod prelude;
-pub mod probe;
 pub mod progress;
 pub mod runtime;
 pub mod seed;
 pub mod suggest;
 pub mod vars;
+pub mod vars_socket;
 pub mod viz;
 
 #[cfg(feature = "kernel")]

@@ -13,7 +13,7 @@ pub struct Var {
     pub tensor: Option<TensorInfo>,
 }
 
-/// What a tensor variable holds, as the REPL child reports it to the kernel (src/probe.rs).
+/// What a tensor variable holds, as the REPL child reports it to the kernel (src/vars_socket.rs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TensorInfo {
     pub shape: Vec<i64>,

@@ -2,7 +2,6 @@
 //! process tree ([`processes`], [`lifeline`]), the Rust REPL
 //! ([`repl`]), the execute state machine ([`execute`]) and installation ([`install`]).
 
-pub mod analysis;
 pub mod child;
 pub mod commands;
 pub mod connection;
@@ -18,6 +17,7 @@ pub mod latency;
 pub mod lifeline;
 pub mod processes;
 pub mod repl;
+pub mod rust_analysis;
 pub mod server;
 pub mod wire;
 

@@ -3,13 +3,13 @@
 //! out through [`Forwarder`] while they run, and all of it has been handed over before a
 //! cell's result is returned.
 
-use super::analysis::{self, Answer, Unready};
+use super::rust_analysis::{self, Answer, Unready};
 use super::commands::{self, Action, ReplView, Segment};
 use super::execute::{media_from_mime_map, CellError, CellResult, CellValue};
 use super::final_expression::{self, Shift};
 use super::interrupter::{Ending, Interrupter, GRACE};
 use crate::display::Output;
-use crate::probe;
+use crate::vars_socket;
 use crate::runtime::Event;
 use crate::vars::{self, Var};
 use crossbeam_channel::{select, Receiver, Sender};
@@ -170,12 +170,12 @@ struct Session {
     /// `:time`: report each cell's duration.
     timing: bool,
     /// rust-analyzer's analysis of the library (see [`Session::continue_warm_up`]).
-    warm_up: analysis::WarmUp,
+    warm_up: rust_analysis::WarmUp,
     /// Statements commands left for the child ([`Action::Defer`]), in order.
     deferred: Vec<String>,
     /// Held for the session's life: the lock that makes the build directory ours.
     _slot: Option<File>,
-    /// The private folder of the socket the child answers `:vars` through (src/probe.rs).
+    /// The private folder of the socket the child answers `:vars` through (src/vars_socket.rs).
     probe_dir: tempfile::TempDir,
 }
 
@@ -189,7 +189,7 @@ fn child_prelude(probe: &Path) -> String {
     format!(
         "glassbox::runtime::install();
 {{ let store = &*evcxr_variable_store as *const evcxr_internal_runtime::VariableStore as usize;
-if let Err(e) = glassbox::probe::serve({probe:?}, move |name: &str| unsafe {{ &*(store as *const evcxr_internal_runtime::VariableStore) }}.variable(name).and_then(glassbox::vars::describe)) {{ eprintln!(\"glassbox: `:vars` cannot ask this REPL what its tensors hold: {{e}}\"); }} }}
+if let Err(e) = glassbox::vars_socket::serve({probe:?}, move |name: &str| unsafe {{ &*(store as *const evcxr_internal_runtime::VariableStore) }}.variable(name).and_then(glassbox::vars::describe)) {{ eprintln!(\"glassbox: `:vars` cannot ask this REPL what its tensors hold: {{e}}\"); }} }}
 let device: glassbox::tch::Device = glassbox::device();
 let zoo: glassbox::zoo::Zoo = glassbox::zoo::Zoo::new(device);"
     )
@@ -216,7 +216,7 @@ impl Session {
             sink,
             interrupter,
             timing: false,
-            warm_up: analysis::WarmUp::new(),
+            warm_up: rust_analysis::WarmUp::new(),
             deferred: Vec::new(),
             _slot: slot.map(|(_, f)| f),
             probe_dir,
@@ -263,18 +263,18 @@ impl Session {
             || self.ctx.pending_completions(code, code.len()),
         ) {
             Ok(pending) => self.warm_up.run(pending, preparing),
-            Err(e) => self.warm_up_answered(Err(analysis::Failure::Failed(e.to_string()))),
+            Err(e) => self.warm_up_answered(Err(rust_analysis::Failure::Failed(e.to_string()))),
         }
     }
 
-    /// Whether rust-analyzer may be asked: not while it warms up (see [`analysis::WarmUp::is_over`]).
+    /// Whether rust-analyzer may be asked: not while it warms up (see [`rust_analysis::WarmUp::is_over`]).
     fn analysis_ready(&self) -> bool {
         self.warm_up.is_over()
     }
 
-    fn warm_up_answered(&mut self, outcome: analysis::Outcome) {
+    fn warm_up_answered(&mut self, outcome: rust_analysis::Outcome) {
         match self.warm_up.answered(outcome) {
-            Some(analysis::Finished::Warm { took, preparing }) => {
+            Some(rust_analysis::Finished::Warm { took, preparing }) => {
                 release_freed_memory();
                 super::log(format_args!(
                     "{ANALYSIS_LOG} {:.2} s in the background ({:.3} s of it on the REPL thread)",
@@ -282,7 +282,7 @@ impl Session {
                     preparing.as_secs_f64()
                 ));
             }
-            Some(analysis::Finished::Failed(why)) => super::log(format_args!("rust-analyzer could not warm up: {why}")),
+            Some(rust_analysis::Finished::Failed(why)) => super::log(format_args!("rust-analyzer could not warm up: {why}")),
             None => {}
         }
     }
@@ -310,7 +310,7 @@ impl Session {
         let mut variables = self.view().variables;
         variables.sort();
         let names: Vec<&str> = variables.iter().map(|(n, _)| n.as_str()).collect();
-        let held = probe::ask(&self.probe_path(), &names, PROBE_TIMEOUT).unwrap_or_else(|e| {
+        let held = vars_socket::ask(&self.probe_path(), &names, PROBE_TIMEOUT).unwrap_or_else(|e| {
             self.stderr(format!("glassbox: the REPL did not say what its tensors hold ({e}); types only\n"));
             vec![None; names.len()]
         });
@@ -480,11 +480,11 @@ impl Session {
         }
         if !self.analysis_ready() {
             let (start, end, names) =
-                analysis::variables_named_like(code, cursor, self.ctx.variables_and_types().map(|(n, _)| n));
+                rust_analysis::variables_named_like(code, cursor, self.ctx.variables_and_types().map(|(n, _)| n));
             return Answer::unready((chars(start), chars(end), names), Unready::WarmingUp);
         }
         let nothing = (cursor_chars, cursor_chars, Vec::new());
-        match self.ctx.pending_completions(code, cursor).ok().map(|p| analysis::within(p, analysis::BUDGET)) {
+        match self.ctx.pending_completions(code, cursor).ok().map(|p| rust_analysis::within(p, rust_analysis::BUDGET)) {
             Some(Ok(Some(c))) => Answer::ready((
                 chars(c.start_offset),
                 chars(c.end_offset),
@@ -508,7 +508,7 @@ impl Session {
         if !self.analysis_ready() {
             return Answer::unready(None, Unready::WarmingUp);
         }
-        match self.ctx.pending_hover_at(code, end).ok().map(|p| analysis::within(p, analysis::BUDGET)) {
+        match self.ctx.pending_hover_at(code, end).ok().map(|p| rust_analysis::within(p, rust_analysis::BUDGET)) {
             Some(Ok(Some((plain, html)))) if plain != "No documentation found" && !plain.trim().is_empty() => {
                 Answer::ready(Some((plain, html)))
             }

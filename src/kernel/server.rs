@@ -7,7 +7,7 @@
 //! type, an error where it cannot be served, between `busy` and `idle` on iopub; a replayed
 //! signature is refused (see [`wire::Signer`]).
 
-use super::analysis::Unready;
+use super::rust_analysis::Unready;
 use super::execute::{Executor, Outbox};
 use super::history::{History, Query};
 use super::interrupter::Interrupter;

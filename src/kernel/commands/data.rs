@@ -96,8 +96,7 @@ fn data(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
             (
                 "ColorMnist",
                 format!(
-                    "glassbox::data::Mnist::load().and_then(|m| glassbox::data::ColorMnist::generate(&m, {}, \
-                     &glassbox::data::ColorMnistConfig {{ size: {}, split: glassbox::data::Split::{split}, seed: {seed} }}))",
+                    "glassbox::cmd::colormnist({}, &glassbox::data::ColorMnistConfig {{ size: {}, split: glassbox::data::Split::{split}, seed: {seed} }})",
                     n.unwrap_or(1000),
                     square(32)?
                 ),

@@ -120,7 +120,7 @@ pub enum Action {
     /// compiled code runs there.
     Defer(String),
     /// The variables table (`:vars`): the REPL's variables and types, and what each tensor
-    /// holds, asked from the child between cells (src/probe.rs) rather than compiled.
+    /// holds, asked from the child between cells (src/vars_socket.rs) rather than compiled.
     ShowVariables,
     /// Turn per-cell timing on, off, or toggle it (`None`).
     SetTiming(Option<bool>),
