@@ -202,6 +202,11 @@ fn ae<'a>(inv: &'a Invocation, view: &'a ReplView) -> Result<&'a str, UsageError
 /// The Rust path of the model variable's type, for `LayerInn<M>`.
 fn model_type(model: &str, view: &ReplView) -> Result<String, UsageError> {
     let ty = view.variables.iter().find(|(n, _)| n == model).map(|(_, t)| t.as_str()).unwrap_or_default();
+    frozen_path(model, ty)
+}
+
+/// The Rust path of `ty`, the type of `model`, when an INN can keep a frozen copy of it.
+fn frozen_path(model: &str, ty: &str) -> Result<String, UsageError> {
     match FROZEN.which(ty) {
         Some(name) => Ok(format!("glassbox::models::{name}")),
         None => Err(UsageError(format!("`{model}` is a {ty}; an INN interprets a {}", FROZEN.names().join(", ")))),
@@ -380,14 +385,7 @@ fn factor_probe(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError>
 
 fn sensitivity(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let name = &inv.args[0];
-    let ty = match crate::zoo::type_of(name) {
-        Ok("LeNet") => "glassbox::models::LeNet",
-        Ok("TappedNet") => "glassbox::models::TappedNet",
-        Ok(other) => {
-            return Err(UsageError(format!("`{name}` is a {other}; an INN interprets a LeNet or a TappedNet")))
-        }
-        Err(e) => return Err(UsageError(e.to_string())),
-    };
+    let ty = frozen_path(name, crate::zoo::type_of(name).map_err(|e| UsageError(e.to_string()))?)?;
     if name.contains('@') {
         return Err(UsageError(format!("give the zoo entry without a step (`{name}`); --checkpoints picks the steps")));
     }
