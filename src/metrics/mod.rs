@@ -32,7 +32,7 @@ pub mod sevec;
 pub use auic::ChannelScore;
 pub use correlation::{pearson, spearman, Correlation};
 pub use files::Masks;
-pub use net2vec::{net2vec, ConceptEmbedding, Net2Vec, Net2VecConfig};
+pub use net2vec::{net2vec, ConceptEmbedding, Net2Vec, Net2VecConfig, PixelLoss};
 pub use pictures::{channel_overlay, top_channels};
 pub use pointing::{pointing_game, pointing_hits, HitRule, PointingConfig, PointingGame};
 pub use saliency::{compare_saliency, energy, explain, saliency, Gate, Method, SaliencyComparison};

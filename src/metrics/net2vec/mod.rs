@@ -21,6 +21,7 @@ use crate::display::{Output, Render};
 use crate::models::{Optim, Tapped, Task, TrainConfig, TrainReport};
 
 use super::MetricError;
+pub use multi::PixelLoss;
 
 pub mod analysis;
 pub mod classify;
@@ -59,6 +60,9 @@ pub struct Net2VecConfig {
     /// added). `None`: the paper's list for classification ([`CLASSIFICATION_SUBSETS`]), none
     /// for segmentation, where each subset costs a full training.
     pub subsets: Option<Vec<usize>>,
+    /// How eq. 4 reduces a concept's loss over an image's pixels (segmentation): the
+    /// authors' sum, for which the paper's lr is meant, or a mean.
+    pub pixels: PixelLoss,
 }
 
 /// The paper's optimisation (sec. 3.1.2): SGD with momentum 0.9, lr 1e-4, batches of 64,
@@ -87,6 +91,7 @@ impl Default for Net2VecConfig {
             training: paper_training(),
             bias: false,
             subsets: None,
+            pixels: PixelLoss::Sum,
         }
     }
 }
@@ -107,7 +112,12 @@ impl Net2VecConfig {
             Task::Segmentation => 50.0,
             Task::Classification => 0.5,
         };
-        Net2VecConfig { task, training: TrainConfig { epochs: 15, lr, ..paper_training() }, ..Default::default() }
+        Net2VecConfig {
+            task,
+            training: TrainConfig { epochs: 15, lr, ..paper_training() },
+            pixels: PixelLoss::Mean,
+            ..Default::default()
+        }
     }
 
     fn validate(&self) -> Result<(), MetricError> {
@@ -207,12 +217,21 @@ pub fn segmentation(probe: &Probe, config: &Net2VecConfig) -> Result<Net2Vec, Me
     config.validate()?;
     let training = labelled(&config.training, "Net2Vec segmentation");
     let single = single::single_filter(probe);
-    let trained = multi::train(&probe.train, &probe.concepts, probe.image_size, None, config.bias, &training)?;
+    let trained =
+        multi::train(&probe.train, &probe.concepts, probe.image_size, None, config.bias, config.pixels, &training)?;
     let scores = multi::score(probe, &trained);
     let mut subsets = Vec::new();
     for f in config.subset_sizes(probe.filters()) {
         let mask = classify::top_filters(&trained.weights, f);
-        let again = multi::train(&probe.train, &probe.concepts, probe.image_size, Some(&mask), config.bias, &training)?;
+        let again = multi::train(
+            &probe.train,
+            &probe.concepts,
+            probe.image_size,
+            Some(&mask),
+            config.bias,
+            config.pixels,
+            &training,
+        )?;
         subsets.push(SubsetScores { filters: f, scores: multi::score(probe, &again).set_iou });
     }
     let best = single.scores();

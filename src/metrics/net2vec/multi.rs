@@ -58,19 +58,34 @@ pub fn interpolation(n: i64, out: i64, device: Device) -> Tensor {
     Tensor::from_slice(&weights).view([out, n]).to_device(device)
 }
 
+/// How eq. 4 reduces a concept's per-pixel losses within an image. The paper's code sums
+/// them (and divides by the batch), so its lr of 1e-4 (sec. 3.1.2) is meant for a loss some
+/// H·W times larger than a mean: on Broden's 113×113 masks, about 1.3 of the mean's lr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelLoss {
+    /// The sum over the image's pixels, as the authors train (`--paper`).
+    Sum,
+    /// The mean over the image's pixels: a loss whose scale does not depend on the mask size,
+    /// so one lr serves every layer (the small-data settings).
+    Mean,
+}
+
 /// Eq. 4, per concept: the per-pixel binary cross-entropy of `σ(z)` against the targets
-/// `[B, C, H, W]` (bool), positives weighted by `α_c` and negatives by `1 − α_c`, averaged
-/// over each image's pixels and then over the batch's images that contain the concept
+/// `[B, C, H, W]` (bool), positives weighted by `α_c` and negatives by `1 − α_c`, reduced over
+/// each image's pixels by `pixels` and averaged over the batch's images that contain the concept
 /// (`present`, `[B, C]`); `[C]`. Eq. 4 as printed drops the logarithms of the cross-entropy
 /// that the text names; they are kept here.
-pub fn weighted_bce(z: &Tensor, targets: &Tensor, present: &Tensor, alpha: &Tensor) -> Tensor {
+pub fn weighted_bce(z: &Tensor, targets: &Tensor, present: &Tensor, alpha: &Tensor, pixels: PixelLoss) -> Tensor {
     let a = alpha.view([1, -1, 1, 1]);
     // −log σ(z) on the concept's pixels and −log(1 − σ(z)) = −log σ(−z) elsewhere: one
     // softplus of ∓z, cheaper than the general cross-entropy on maps this large.
     let weight = a.where_self(targets, &(1.0 - &a));
     let sign = Tensor::from(-1f32).to_device(z.device()).where_self(targets, &Tensor::from(1f32).to_device(z.device()));
     let pixel = (z * sign).softplus() * weight;
-    let per_image = pixel.mean_dim(&[2i64, 3][..], false, Kind::Float);
+    let per_image = match pixels {
+        PixelLoss::Sum => pixel.sum_dim_intlist(&[2i64, 3][..], false, Kind::Float),
+        PixelLoss::Mean => pixel.mean_dim(&[2i64, 3][..], false, Kind::Float),
+    };
     let present = present.to_kind(Kind::Float);
     (per_image * &present).sum_dim_intlist(0, false, Kind::Float)
         / present.sum_dim_intlist(0, false, Kind::Float).clamp_min(1.0)
@@ -97,13 +112,15 @@ pub fn alphas(split: &ProbeSplit, concepts: &[ProbeConcept]) -> Tensor {
 
 /// Trains the weights of `concepts` on `split` from zero (eq. 2 and 4), as one `K × C`
 /// problem. `mask` `[K, C]`, when given, keeps only its filters for each concept (the
-/// top-F subsets of sec. 3.2.2); `bias` adds a learned bias to eq. 2.
+/// top-F subsets of sec. 3.2.2); `bias` adds a learned bias to eq. 2; `pixels` reduces eq. 4
+/// within an image.
 pub fn train(
     split: &ProbeSplit,
     concepts: &[ProbeConcept],
     size: (i64, i64),
     mask: Option<&Tensor>,
     bias: bool,
+    pixels: PixelLoss,
     config: &TrainConfig,
 ) -> Result<Trained, MetricError> {
     let device = split.fired.device();
@@ -125,7 +142,7 @@ pub fn train(
         let index = Tensor::from_slice(batch).to_device(device);
         let z = logits(&split.fired.index_select(0, &index), &effective(), &b, size);
         let (targets, present) = (split.targets(&index, concepts), presence.index_select(0, &index));
-        Ok(weighted_bce(&z, &targets, &present, &alpha).sum(Kind::Float))
+        Ok(weighted_bce(&z, &targets, &present, &alpha, pixels).sum(Kind::Float))
     };
     let report = optimize(&vs, split.len(), config, step_loss, |_| {})?;
     Ok(Trained { weights: tch::no_grad(effective).detach(), bias: b.detach(), report })

@@ -109,11 +109,12 @@ fn batched_segmentation_training_equals_per_concept_training() {
     let _serial = crate::models::serial();
     let (split, concepts) = toy_split(24, 6);
     let config = TrainConfig { epochs: 4, batch_size: 8, lr: 5.0, seed: Some(5), ..paper_training() };
-    let batched = multi::train(&split, &concepts, (8, 8), None, true, &config).unwrap();
+    let batched = multi::train(&split, &concepts, (8, 8), None, true, PixelLoss::Mean, &config).unwrap();
     assert_eq!(batched.weights.size(), [6, 3]);
     assert!(batched.weights.abs().max().double_value(&[]) > 0.1, "it learned something");
     for (c, concept) in concepts.iter().enumerate() {
-        let alone = multi::train(&split, std::slice::from_ref(concept), (8, 8), None, true, &config).unwrap();
+        let alone =
+            multi::train(&split, std::slice::from_ref(concept), (8, 8), None, true, PixelLoss::Mean, &config).unwrap();
         let column = batched.weights.narrow(1, c as i64, 1);
         assert!(alone.weights.allclose(&column, 1e-4, 1e-5, false), "concept {c}: {alone:?} vs {column}");
         assert!((alone.bias.double_value(&[0]) - batched.bias.double_value(&[c as i64])).abs() < 1e-5);
@@ -121,8 +122,27 @@ fn batched_segmentation_training_equals_per_concept_training() {
     // A mask keeps each concept to its filters.
     let mask = classify::top_filters(&batched.weights, 2);
     assert_eq!(mask.sum(Kind::Int64).int64_value(&[]), 6);
-    let masked = multi::train(&split, &concepts, (8, 8), Some(&mask), true, &config).unwrap();
+    let masked = multi::train(&split, &concepts, (8, 8), Some(&mask), true, PixelLoss::Mean, &config).unwrap();
     assert!(masked.weights.masked_select(&mask.logical_not()).abs().max().double_value(&[]) == 0.0);
+}
+
+/// The authors' loss sums eq. 4 over an image's pixels, so their lr is meant for a gradient
+/// H·W times a mean's: with SGD from zero weights, the sum at lr / (H·W) trains exactly as the
+/// mean at lr. `--paper` takes the sum, the small-data settings the mean.
+#[test]
+fn the_papers_pixel_sum_is_the_pixel_mean_at_h_w_times_the_rate() {
+    let _serial = crate::models::serial();
+    let (split, concepts) = toy_split(24, 6);
+    let config = TrainConfig { epochs: 3, batch_size: 8, lr: 5.0, seed: Some(5), ..paper_training() };
+    let mean = multi::train(&split, &concepts, (8, 8), None, true, PixelLoss::Mean, &config).unwrap();
+    let per_pixel = TrainConfig { lr: 5.0 / 64.0, ..config.clone() };
+    let sum = multi::train(&split, &concepts, (8, 8), None, true, PixelLoss::Sum, &per_pixel).unwrap();
+    assert!(mean.weights.abs().max().double_value(&[]) > 0.1, "it learned something");
+    assert!(sum.weights.allclose(&mean.weights, 1e-4, 1e-5, false), "{} vs {}", sum.weights, mean.weights);
+    let same_rate = multi::train(&split, &concepts, (8, 8), None, true, PixelLoss::Sum, &config).unwrap();
+    assert!(!same_rate.weights.allclose(&mean.weights, 1e-2, 1e-2, false), "the sum's gradient is 64 times larger");
+    assert_eq!(Net2VecConfig::paper(Task::Segmentation).pixels, PixelLoss::Sum);
+    assert_eq!(Net2VecConfig::small_data(Task::Segmentation).pixels, PixelLoss::Mean);
 }
 
 #[test]
