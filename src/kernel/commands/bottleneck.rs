@@ -205,7 +205,8 @@ fn ssb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         Some(Value::List(g)) => g.clone(),
         _ => vec!["part".into(), "material".into()],
     };
-    let groups: Vec<String> = groups.iter().map(|g| format!("glassbox::data::Category::{}", capitalised(g))).collect();
+    let groups: Vec<String> =
+        groups.iter().map(|g| format!("glassbox::data::Category::{}", super::emit::capitalised(g))).collect();
     let phase = |n: u8| -> Result<String, UsageError> {
         let fields = [
             Field {
@@ -233,11 +234,6 @@ fn ssb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         inv.int("seed"),
     );
     bind(inv, &c, "ssb", call)
-}
-
-pub(super) fn capitalised(word: &str) -> String {
-    let mut chars = word.chars();
-    chars.next().map(|f| f.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
 }
 
 /// The `Regularizer` the `--reg` flags describe, checked by the library, as Rust.

@@ -6,7 +6,9 @@
 
 mod bottleneck;
 mod builtin;
+mod completion;
 mod data;
+mod emit;
 #[cfg(test)]
 mod emitted;
 mod inn;
@@ -18,6 +20,8 @@ mod session;
 mod sevec;
 pub mod spec;
 
+pub use completion::{complete, LiveValues, NoLiveValues};
+pub use emit::{categories, derived_name, identifier, one_stage};
 use spec::CommandSpec;
 pub use spec::{Invocation, UsageError};
 
@@ -213,150 +217,6 @@ fn lookup(name: &str) -> Result<&'static CommandSpec, UsageError> {
     })
 }
 
-/// What completion may ask of the live session beyond its variable list.
-pub trait LiveValues {
-    /// The stage names of the model held by variable `model` (empty if it holds none).
-    fn stages(&mut self, model: &str) -> Vec<String>;
-}
-
-/// No live session (tests, or a REPL that did not start).
-pub struct NoLiveValues;
-
-impl LiveValues for NoLiveValues {
-    fn stages(&mut self, _: &str) -> Vec<String> {
-        Vec::new()
-    }
-}
-
-/// Completions for a command line at `cursor` (a byte offset into `line`): the replaced
-/// range within the line and the candidates. `None` when the line is not a command.
-pub fn complete(
-    line: &str,
-    cursor: usize,
-    view: &ReplView,
-    live: &mut dyn LiveValues,
-) -> Option<(usize, usize, Vec<String>)> {
-    let before = &line[..cursor];
-    if !before.trim_start().starts_with(':') {
-        return None;
-    }
-    let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
-    let word = &before[start..];
-    let words: Vec<&str> = before.split_whitespace().collect();
-    let completing_name = words.len() <= 1 && !before.ends_with(char::is_whitespace);
-    let mut matches: Vec<String> = if completing_name {
-        let prefix = word.trim_start_matches(':');
-        REGISTRY
-            .iter()
-            .map(|c| c.name)
-            .chain(EVCXR_COMMANDS.iter().copied())
-            .filter(|n| n.starts_with(prefix))
-            .map(|n| format!(":{n}"))
-            .collect()
-    } else {
-        let spec = find(words[0].trim_start_matches(':'))?;
-        complete_argument(spec, &words, word, view, live)
-    };
-    matches.sort();
-    matches.dedup();
-    Some((start, cursor, matches))
-}
-
-fn complete_argument(
-    spec: &CommandSpec,
-    words: &[&str],
-    word: &str,
-    view: &ReplView,
-    live: &mut dyn LiveValues,
-) -> Vec<String> {
-    if let Some(prefix) = word.strip_prefix("--") {
-        return spec.flags.iter().filter(|f| f.name.starts_with(prefix)).map(|f| format!("--{}", f.name)).collect();
-    }
-    // The value of the flag just before the cursor, when it takes one.
-    let previous = if word.is_empty() { words.last() } else { words.iter().rev().nth(1) };
-    if let Some(flag) = previous.and_then(|p| p.strip_prefix("--")) {
-        if let Some(f) = spec.flags.iter().find(|f| f.name == flag) {
-            return match f.kind {
-                spec::FlagKind::Choice(choices) => {
-                    choices.iter().filter(|c| c.starts_with(word)).map(|c| c.to_string()).collect()
-                }
-                spec::FlagKind::Stages => {
-                    let model = words.get(1).filter(|w| !w.starts_with("--"));
-                    complete_list(word, model.map(|m| live.stages(m)).unwrap_or_default())
-                }
-                spec::FlagKind::ChoiceList(choices) => {
-                    complete_list(word, choices.iter().map(|c| c.to_string()).collect())
-                }
-                spec::FlagKind::Data => {
-                    session::TRAINING_DATA.variables(view).into_iter().filter(|v| v.starts_with(word)).collect()
-                }
-                _ => Vec::new(),
-            };
-        }
-    }
-    if word.starts_with('-') {
-        return Vec::new();
-    }
-    // The positional argument at the cursor, by position among the non-flag words.
-    let position = words[1..].iter().filter(|w| !w.starts_with("--")).count() - usize::from(!word.is_empty());
-    let mut out: Vec<String> = match spec.args.get(position).map(|a| a.kind) {
-        Some(spec::ArgKind::Command) => REGISTRY.iter().map(|c| c.name.to_string()).collect(),
-        Some(spec::ArgKind::Model) => session::MODEL.variables(view),
-        Some(spec::ArgKind::Dataset) => session::CONCEPT_DATA.variables(view),
-        Some(spec::ArgKind::Zoo) => crate::zoo::names(),
-        Some(spec::ArgKind::Choice(names)) => names.iter().map(|n| n.to_string()).collect(),
-        Some(spec::ArgKind::Value) | None => Vec::new(),
-    };
-    out.retain(|n| n.starts_with(word));
-    if word.is_empty() {
-        out.extend(spec.flags.iter().map(|f| format!("--{}", f.name)));
-    }
-    out
-}
-
-/// Completes the last item of a comma-separated `word` from `items`, keeping the ones
-/// before it.
-fn complete_list(word: &str, items: Vec<String>) -> Vec<String> {
-    let (done, last) = word.rsplit_once(',').unwrap_or(("", word));
-    let head = if done.is_empty() { String::new() } else { format!("{done},") };
-    items.into_iter().filter(|s| s.starts_with(last)).map(|s| format!("{head}{s}")).collect()
-}
-
-/// The one stage `--FLAG` names; required.
-pub fn one_stage(inv: &Invocation, flag: &str) -> Result<String, UsageError> {
-    match inv.flags.get(flag) {
-        Some(spec::Value::List(stages)) if stages.len() == 1 => Ok(stages[0].clone()),
-        Some(_) => Err(UsageError(format!("--{flag} takes one stage"))),
-        None => Err(UsageError(format!(":{} needs --{flag} STAGE (Tab lists the model's stages)", inv.spec.name))),
-    }
-}
-
-/// The categories `--categories` lists, as Rust paths of `glassbox::data::Category`.
-pub fn categories(inv: &Invocation) -> Option<Vec<String>> {
-    match inv.flags.get("categories") {
-        Some(spec::Value::List(c)) => {
-            Some(c.iter().map(|c| format!("glassbox::data::Category::{}", bottleneck::capitalised(c))).collect())
-        }
-        _ => None,
-    }
-}
-
-/// The variable a command binds by default: `parts` joined by `_`, with the dots of a
-/// module name (`layer3.1`) made `_` too.
-pub fn derived_name(parts: &[&str]) -> String {
-    parts.join("_").chars().map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' }).collect()
-}
-
-/// Checks a name the user gives a new variable (`--as`): a Rust identifier, not a keyword.
-pub fn identifier(name: &str) -> Result<&str, UsageError> {
-    match syn::parse_str::<syn::Ident>(name) {
-        Ok(_) if name != "_" => Ok(name),
-        _ => Err(UsageError(format!(
-            "`{name}` cannot name a variable: use letters, digits and `_`, not starting with a digit, and no Rust keyword"
-        ))),
-    }
-}
-
 /// Usage of the command under the cursor, for `inspect_request`.
 pub fn inspect(line: &str) -> Option<String> {
     let name = command_name(line)?;
@@ -480,34 +340,6 @@ mod tests {
         let Action::Show(train) = run(":help train", &view()).unwrap() else { panic!() };
         assert!(train.contains("--epochs") && train.contains("(default 10); a positive integer"), "{train}");
         assert!(train.contains("(default 0.9); a number in [0, 1)"), "{train}");
-    }
-
-    #[test]
-    fn completes_names_flags_and_values() {
-        let live = &mut NoLiveValues;
-        let (start, end, m) = complete(":see", 4, &view(), live).unwrap();
-        assert_eq!((start, end), (0, 4));
-        assert_eq!(m, [":seed"]);
-        let (_, _, m) = complete(":time o", 7, &view(), live).unwrap();
-        assert!(m.is_empty());
-        let (_, _, m) = complete(":help s", 7, &view(), live).unwrap();
-        assert_eq!(
-            m,
-            [
-                "saliency",
-                "samples",
-                "sb-report",
-                "seed",
-                "semantic-inn",
-                "sensitivity",
-                "sevec",
-                "show",
-                "ssb",
-                "swap",
-                "sweep-usb"
-            ]
-        );
-        assert!(complete("let x = 1;", 3, &view(), live).is_none());
     }
 
     #[test]

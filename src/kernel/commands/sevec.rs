@@ -142,7 +142,7 @@ fn diversity(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
 fn relevance(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let s = sevecs(inv, view)?;
     let (a, b) = (&inv.args[0], &inv.args[1]);
-    let category = |w: &str| CATEGORIES.contains(&w).then(|| super::bottleneck::capitalised(w));
+    let category = |w: &str| CATEGORIES.contains(&w).then(|| super::emit::capitalised(w));
     match (category(a), category(b)) {
         (Some(a), Some(b)) => Ok(Action::Rust(or_raise(format!(
             "{s}.relevance_by_category(glassbox::data::Category::{a}, glassbox::data::Category::{b})"
