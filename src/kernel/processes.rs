@@ -105,10 +105,12 @@ mod tests {
         let mut child = Command::new("sh").args(["-c", &script]).stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        // Give the inner sh time to start its sleep.
+        // Give the inner sh time to start its rustc: until then a forked shell that has not
+        // yet run its command can fill the count of three, under the name sh.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let settled = |all: &[u32]| all.len() == 3 && !compilers(child.id(), u32::MAX).is_empty();
         let mut all = descendants(child.id());
-        while all.len() < 3 && std::time::Instant::now() < deadline {
+        while !settled(&all) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
             all = descendants(child.id());
         }
