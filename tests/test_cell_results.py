@@ -211,3 +211,31 @@ def test_an_edited_path_dependency_reaches_the_next_cell(kc, tmp_path):
     assert ok(run(kc, "edited_dep::answer() + 2")).result() == "42"
     # A compile error on the replayed path reads as on cargo's.
     assert "mismatched types" in error(run(kc, 'let n: i32 = "x";'), "CompileError")
+
+
+def test_an_edited_dependency_of_a_path_dependency_reaches_the_next_cell(kc, tmp_path):
+    # The shape of the kernel's own `glassbox` dependency: a crate that re-exports another.
+    for name, deps in [("inner_dep", ""), ("outer_dep", '\n[dependencies]\ninner_dep = { path = "../inner_dep" }\n')]:
+        (tmp_path / name / "src").mkdir(parents=True)
+        (tmp_path / name / "Cargo.toml").write_text(
+            f'[package]\nname = "{name}"\nversion = "0.1.0"\nedition = "2021"\n{deps}'
+        )
+    (tmp_path / "outer_dep" / "src" / "lib.rs").write_text("pub use inner_dep::*;\n")
+    (tmp_path / "inner_dep" / "src" / "lib.rs").write_text("pub fn answer() -> i32 { 1 }\n")
+    ok(run(kc, f':dep outer_dep = {{ path = "{tmp_path / "outer_dep"}" }}'))
+    assert ok(run(kc, "outer_dep::answer()")).result() == "1"
+    time.sleep(0.05)
+    (tmp_path / "inner_dep" / "src" / "lib.rs").write_text("pub fn answer() -> i32 { 41 }\n")
+    assert ok(run(kc, "outer_dep::answer() + 1")).result() == "42"
+
+
+# 11. Cells link the library as one shared object (`repl/`). tch's generic and inline
+# functions, instantiated in the cell, call its C++ wrapper, which that object must export.
+
+
+def test_a_cell_calls_tch_operations_the_library_never_instantiates(kc):
+    code = (
+        "tch::Tensor::arange(6, (tch::Kind::Float, tch::Device::Cpu))"
+        ".reshape([2, 3]).logsumexp([1i64].as_slice(), false)"
+    )
+    assert ok(run(kc, code)).result() == "tensor([2.4076, 5.4076])"

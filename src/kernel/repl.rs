@@ -3,15 +3,15 @@
 //! out through [`Forwarder`] while they run, and all of it has been handed over before a
 //! cell's result is returned.
 
-use super::rust_analysis::{self, Answer, Unready};
 use super::commands::{self, Action, ReplView, Segment};
 use super::execute::{media_from_mime_map, CellError, CellResult, CellValue};
 use super::final_expression::{self, Shift};
 use super::interrupter::{Ending, Interrupter, GRACE};
+use super::rust_analysis::{self, Answer, Unready};
 use crate::display::Output;
-use crate::vars_socket;
 use crate::runtime::Event;
 use crate::vars::{self, Var};
+use crate::vars_socket;
 use crossbeam_channel::{select, Receiver, Sender};
 use evcxr::{CommandContext, CompilationError, Error as EvcxrError, EvalCallbacks};
 use jupyter_protocol::{
@@ -240,9 +240,11 @@ impl Session {
     /// compiles the library and tch into the build directory (minutes); later starts reuse it.
     fn load_prelude(&mut self, src: &Path) -> Result<PreludeTimes, String> {
         let started = Instant::now();
+        // Cells link the library as one shared object (`repl/Cargo.toml` says why) under the
+        // name they write, `glassbox`.
         let dep = format!(
-            ":dep glassbox = {{ path = {}, default-features = false }}",
-            serde_json::to_string(&src.to_string_lossy()).expect("a string serialises")
+            ":dep glassbox = {{ path = {}, package = \"glassbox-repl\" }}",
+            serde_json::to_string(&src.join("repl").to_string_lossy()).expect("a string serialises")
         );
         let prelude = [dep.as_str(), "use glassbox::prelude::*;", &child_prelude(&self.probe_path())].join("\n");
         let outputs = self.ctx.execute(&prelude).map_err(|e| render_error(&e, &prelude, 0, &[]).evalue)?;
@@ -282,7 +284,9 @@ impl Session {
                     preparing.as_secs_f64()
                 ));
             }
-            Some(rust_analysis::Finished::Failed(why)) => super::log(format_args!("rust-analyzer could not warm up: {why}")),
+            Some(rust_analysis::Finished::Failed(why)) => {
+                super::log(format_args!("rust-analyzer could not warm up: {why}"))
+            }
             None => {}
         }
     }

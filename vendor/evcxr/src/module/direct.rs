@@ -67,9 +67,26 @@ impl DirectRustc {
     }
 }
 
-/// For each `path` dependency in the cell crate's manifest: its manifest, build script and
-/// `src` folder, the files cargo's fingerprint of it would look at.
+/// For each `path` dependency of the cell crate, and each of theirs: its manifest, build script
+/// and `src` folder, the files cargo's fingerprint of it would look at. A path dependency that
+/// re-exports another (glassbox's REPL dylib re-exports glassbox) must be rebuilt when the
+/// inner one changes.
 fn path_dependencies(crate_dir: &Path) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    let mut pending = local_dependencies(crate_dir);
+    while let Some(root) = pending.pop() {
+        let root = root.canonicalize().unwrap_or(root);
+        if roots.contains(&root) {
+            continue;
+        }
+        pending.extend(local_dependencies(&root));
+        roots.push(root);
+    }
+    roots.iter().flat_map(|root| ["Cargo.toml", "build.rs", "src"].map(|f| root.join(f))).collect()
+}
+
+/// The folders of the `path` dependencies in the manifest at `crate_dir`.
+fn local_dependencies(crate_dir: &Path) -> Vec<PathBuf> {
     let Ok(text) = std::fs::read_to_string(crate_dir.join("Cargo.toml")) else {
         return Vec::new();
     };
@@ -79,11 +96,7 @@ fn path_dependencies(crate_dir: &Path) -> Vec<PathBuf> {
     let Some(deps) = manifest.get("dependencies").and_then(|d| d.as_table()) else {
         return Vec::new();
     };
-    deps.values()
-        .filter_map(|d| d.get("path").and_then(|p| p.as_str()))
-        .map(|p| crate_dir.join(p))
-        .flat_map(|root| ["Cargo.toml", "build.rs", "src"].map(|f| root.join(f)))
-        .collect()
+    deps.values().filter_map(|d| d.get("path").and_then(|p| p.as_str())).map(|p| crate_dir.join(p)).collect()
 }
 
 /// Whether a file, or any file under a folder, was modified after `since`.
@@ -123,6 +136,33 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dep.join("src/lib.rs"), "pub fn f() {}").unwrap();
         assert!(direct.command(&key, dir.path(), "ctx").is_none(), "an edited path dependency needs cargo");
-        assert!(DirectRustc::record(key, b"     Running `/bin/rustc --crate-name other`\n", "ctx", dir.path()).is_none());
+        assert!(
+            DirectRustc::record(key, b"     Running `/bin/rustc --crate-name other`\n", "ctx", dir.path()).is_none()
+        );
+    }
+
+    #[test]
+    fn a_dependency_of_a_path_dependency_is_watched_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let cell = dir.path().join("cell");
+        for (name, manifest) in [("inner", ""), ("outer", "[dependencies]\ninner = { path = \"../inner\" }\n")] {
+            std::fs::create_dir_all(dir.path().join(name).join("src")).unwrap();
+            std::fs::write(dir.path().join(name).join("src/lib.rs"), "").unwrap();
+            std::fs::write(dir.path().join(name).join("Cargo.toml"), manifest).unwrap();
+        }
+        std::fs::create_dir_all(&cell).unwrap();
+        std::fs::write(
+            cell.join("Cargo.toml"),
+            "[dependencies]\nglassbox = { path = \"../outer\", package = \"outer\" }\n",
+        )
+        .unwrap();
+        let key = DirectRustc::key(&Command::new("cargo"), &cell);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let stderr = b"     Running `/bin/rustc --crate-name ctx --out-dir /t/deps`\n";
+        let direct = DirectRustc::record(key.clone(), stderr, "ctx", &cell).unwrap();
+        assert!(direct.command(&key, &cell, "ctx").is_some());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("inner/src/lib.rs"), "pub fn f() {}").unwrap();
+        assert!(direct.command(&key, &cell, "ctx").is_none(), "an edited inner dependency needs cargo");
     }
 }
