@@ -33,7 +33,7 @@ pub mod ssb;
 pub mod sweep;
 pub mod usb;
 
-pub use ssb::{ssb, Ssb, SsbTraining};
+pub use ssb::{ssb, Ssb, SsbOutput, SsbTraining};
 pub use sweep::{sweep_usb, Sweep};
 pub use usb::{usb, Regularizer, Usb};
 
@@ -165,7 +165,7 @@ impl Bottleneck {
 
     fn modes(&self) -> (Inference, Inference) {
         match self {
-            Bottleneck::Ssb(_) => (Inference::Linear, Inference::Linear),
+            Bottleneck::Ssb(s) => (s.output.mode(), s.output.mode()),
             Bottleneck::Usb(_) => (Inference::Softmax, Inference::Argmax),
         }
     }
@@ -175,7 +175,11 @@ impl Bottleneck {
             Bottleneck::Ssb(s) => {
                 let groups: Vec<String> =
                     s.groups.iter().zip(s.group_sizes()).map(|(g, n)| format!("{g} {n}")).collect();
-                format!("SSB ({})", groups.join(", "))
+                let output = match s.output {
+                    SsbOutput::Linear => "",
+                    SsbOutput::Softmax => ", softmax outputs",
+                };
+                format!("SSB ({}{output})", groups.join(", "))
             }
             Bottleneck::Usb(u) => format!("USB {}×{} ({})", u.n, u.k, u.regularizer),
         }

@@ -120,7 +120,8 @@ fn annealed_usbs_are_one_hot_and_entropy_ones_are_not() {
 }
 
 /// SB paper sec. 3.1: an SSB after a middle stage recovers most of the task score, its
-/// channels predict their concepts well above chance, and a softmax at inference ruins it
+/// channels predict their concepts well above chance, and a softmax at inference ruins it;
+/// an SSB trained with a softmax on its outputs recovers less of the task than one without
 /// (table 2).
 #[test]
 fn an_ssb_recovers_the_task_and_its_channels_name_concepts() {
@@ -131,6 +132,7 @@ fn an_ssb_recovers_the_task_and_its_channels_name_concepts() {
     let training = SsbTraining {
         phase1: TrainConfig { epochs: 5, seed: Some(learned::seed(0)), ..defaults.phase1 },
         phase2: TrainConfig { epochs: 5, seed: Some(learned::seed(0)), ..defaults.phase2 },
+        output: SsbOutput::Linear,
     };
     tch::manual_seed(learned::torch_seed(0));
     let sb = ssb(&net, "stage2", &[Category::Material, Category::Colour], &train, Some(&test), &training).unwrap();
@@ -147,6 +149,17 @@ fn an_ssb_recovers_the_task_and_its_channels_name_concepts() {
     let worst = report.concepts.iter().map(|c| c.accuracy - c.majority).fold(f64::INFINITY, f64::min);
     learned::at_least("ssb: worst group, accuracy - majority", worst, 0.2);
     assert_eq!(sb.inference(), Inference::Linear, "the report restores the inference mode");
+
+    tch::manual_seed(learned::torch_seed(0));
+    let softmax_training = SsbTraining { output: SsbOutput::Softmax, ..training };
+    let groups = [Category::Material, Category::Colour];
+    let with_softmax = ssb(&net, "stage2", &groups, &train, Some(&test), &softmax_training).unwrap();
+    assert_eq!(with_softmax.inference(), Inference::Softmax, "it is used as it was trained");
+    let trained_with_softmax = report_of(&with_softmax).unwrap().score(Inference::Softmax).unwrap().miou.unwrap();
+    println!("table 2: mIoU trained without softmax {linear:.3}, with softmax {trained_with_softmax:.3}");
+    // Over seed offsets 0-3 the softmax cost 0.6-1.6 points (the paper's: 31.7): the relation
+    // holds every time, weakly.
+    learned::at_least("ssb: mIoU trained without - with softmax", linear - trained_with_softmax, 0.0);
 }
 
 mod torchvision {

@@ -93,14 +93,17 @@ mod tests {
 
     #[test]
     fn descendants_are_found_through_grandchildren_and_compilers_by_name() {
-        // sh starts a sleep, and a process named rustc (a copy of sleep) under its own sh,
-        // as cargo starts rustc.
+        // sh starts a sleep, and a process named rustc (sleep, run through a link of that name)
+        // under its own sh, as cargo starts rustc.
         let dir = std::env::temp_dir().join(format!("glassbox-processes-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let rustc = dir.join("rustc");
         let sleep =
             String::from_utf8(Command::new("sh").args(["-c", "command -v sleep"]).output().unwrap().stdout).unwrap();
-        std::fs::copy(sleep.trim(), &rustc).unwrap();
+        // A link, not a copy: writing an executable while other test threads fork lets a
+        // child inherit the open file, and running it then fails with "Text file busy".
+        let _ = std::fs::remove_file(&rustc);
+        std::os::unix::fs::symlink(sleep.trim(), &rustc).unwrap();
         let script = format!("sleep 30 & sh -c '{} 30 & wait' & echo go; wait", rustc.display());
         let mut child = Command::new("sh").args(["-c", &script]).stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();

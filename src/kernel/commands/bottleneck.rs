@@ -8,7 +8,7 @@ use super::spec::{
     NON_NEGATIVE, POSITIVE,
 };
 use super::{Action, ReplView};
-use crate::bottleneck::{Regularizer, SbNet, Usb};
+use crate::bottleneck::{Regularizer, SbNet, SsbOutput, Usb};
 use crate::data::ColorMnist;
 use crate::models::{Examples, TappedNet, VisionNet};
 use std::any::type_name;
@@ -97,6 +97,12 @@ pub static SSB: CommandSpec = CommandSpec {
         FlagSpec { name: "phase2-epochs", kind: COUNT, help: "phase 2 epochs (default 60)" },
         FlagSpec { name: "phase2-lr", kind: POSITIVE, help: "phase 2 learning rate (default 0.002)" },
         FlagSpec { name: "batch", kind: COUNT, help: "images per step (default 16)" },
+        FlagSpec {
+            name: "output",
+            kind: FlagKind::Choice(SsbOutput::NAMES),
+            help: "what the next stage receives: linear outputs (default, eq. 9) or a softmax per group, in \
+                   training and at inference (the SSB of table 2 that loses the task)",
+        },
         SEED,
         AS,
     ],
@@ -223,7 +229,13 @@ fn ssb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
             &format!("glassbox::bottleneck::SsbTraining::default().phase{n}"),
         ))
     };
-    let training = format!("glassbox::bottleneck::SsbTraining {{ phase1: {}, phase2: {} }}", phase(1)?, phase(2)?);
+    let output = inv.text("output").map_or(SsbOutput::Linear, |o| SsbOutput::named(o).expect("the spec checked"));
+    let training = format!(
+        "glassbox::bottleneck::SsbTraining {{ phase1: {}, phase2: {}, output: {}::{output:?} }}",
+        phase(1)?,
+        phase(2)?,
+        type_name::<SsbOutput>()
+    );
     let call = format!(
         "glassbox::cmd::ssb(&{}, {:?}, &[{}], &{}, {}, &{training}, {:?})",
         c.model,
@@ -363,7 +375,7 @@ mod tests {
         for part in [
             "let net_ssb: glassbox::bottleneck::SbNet",
             "glassbox::cmd::ssb(&net, \"stage2\", &[glassbox::data::Category::Material, glassbox::data::Category::Colour], &scenes, None",
-            "..glassbox::bottleneck::SsbTraining::default().phase2 } }, Some(1))",
+            "..glassbox::bottleneck::SsbTraining::default().phase2 }, output: glassbox::bottleneck::ssb::SsbOutput::Linear }, Some(1))",
             "phase1: glassbox::models::TrainConfig { epochs: 3, seed: Some(1), ..glassbox::bottleneck::SsbTraining::default().phase1 }",
         ] {
             assert!(c.contains(part), "{part}\n{c}");
@@ -402,6 +414,9 @@ mod tests {
         assert!(error(":usb net --after stage2 --width 4 --data scenes --reg entropy --t0 2").contains("--lambda"));
         assert!(error(":usb net --after stage2 --width 4 --data scenes --lambda 2").contains("--reg entropy"));
         assert!(error(":usb net --after stage2 --width 4 --data scenes --t-end 3").contains("0 < t_end <= t0"));
+        assert!(code(":ssb net --after stage2 --data scenes --output softmax")
+            .contains("output: glassbox::bottleneck::ssb::SsbOutput::Softmax }"));
+        assert!(error(":ssb net --after stage2 --data scenes --output relu").contains("linear, softmax"));
         assert!(error(":ssb net --after stage2 --groups parts --data scenes").contains("did you mean `part`"));
         assert!(error(":ssb scenes --after stage2 --data scenes").contains("not a TappedNet"));
         assert!(error(":ssb net --after stage2 --data scenes --test digits")

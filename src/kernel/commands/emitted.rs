@@ -54,6 +54,7 @@ fn lines() -> Vec<String> {
         ":eval net --data scenes",
         ":eval resnet --data digits",
         ":ssb net --after stage2 --groups material,colour --data scenes --phase1-epochs 3 --seed 1",
+        ":ssb net --after stage2 --data scenes --output softmax",
         ":usb net --after stage1 --width 5 --data scenes --t-end 0.05 --tau 100 --epochs 2",
         ":usb resnet --after layer4.1 --groups 2 --width 5 --data digits --epochs 2",
         ":sb-report sb",
