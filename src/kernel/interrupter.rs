@@ -141,6 +141,7 @@ mod tests {
 
     #[test]
     fn a_cooperative_child_stops_and_keeps_running() {
+        let _tree = processes::tree_lock();
         // A real process that ignores nothing: `sleep` dies of SIGINT, standing in for the
         // escalation path; the request is recorded for the cell either way.
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
@@ -156,6 +157,7 @@ mod tests {
 
     #[test]
     fn a_child_that_ignores_sigint_is_killed_after_the_grace_period() {
+        let _tree = processes::tree_lock();
         // The child says when it ignores SIGINT, so a loaded machine cannot interrupt it first.
         let mut child = std::process::Command::new("sh")
             .args(["-c", "trap '' INT; echo ready; exec sleep 30"])

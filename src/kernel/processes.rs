@@ -4,6 +4,15 @@
 
 use std::collections::HashMap;
 
+/// Held by the tests that start a process named cargo or rustc under the test process, and by
+/// those that interrupt, which kills every such process under it: one test's interrupt would
+/// otherwise kill another test's compiler.
+#[cfg(test)]
+pub(crate) fn tree_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Every live descendant of `root` (children, their children, ...), parents first.
 pub fn descendants(root: u32) -> Vec<u32> {
     descendants_in(&parents(), root)
@@ -93,6 +102,7 @@ mod tests {
 
     #[test]
     fn descendants_are_found_through_grandchildren_and_compilers_by_name() {
+        let _tree = tree_lock();
         // sh starts a sleep, and a process named rustc (sleep, run through a link of that name)
         // under its own sh, as cargo starts rustc.
         let dir = std::env::temp_dir().join(format!("glassbox-processes-{}", std::process::id()));
