@@ -16,12 +16,14 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::Duration;
 
+/// What a variable's name holds, when it is a tensor: the child's look into its variables.
+pub type Describe = Box<dyn Fn(&str) -> Option<TensorInfo> + Send>;
+
 /// Listens at `path` (replacing a socket a previous child left there) and answers each
-/// question with `describe(name)`. In the child; returns once the thread listens.
-pub fn serve<F>(path: &str, describe: F) -> io::Result<()>
-where
-    F: Fn(&str) -> Option<TensorInfo> + Send + 'static,
-{
+/// question with `describe(name)`. In the child; returns once the thread listens. `describe`
+/// is boxed so that the prelude cell, which calls this, compiles none of it: a generic `serve`
+/// was instantiated there, and was most of the prelude's compile.
+pub fn serve(path: &str, describe: Describe) -> io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     std::thread::Builder::new().name("glassbox-probe".into()).spawn(move || {
@@ -33,7 +35,7 @@ where
     Ok(())
 }
 
-fn answer(stream: UnixStream, describe: &impl Fn(&str) -> Option<TensorInfo>) -> io::Result<()> {
+fn answer(stream: UnixStream, describe: &Describe) -> io::Result<()> {
     let mut reply = String::new();
     for line in BufReader::new(&stream).lines() {
         let name = line?;
@@ -86,7 +88,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("probe.sock");
         let serve_at = |size: i64| {
-            serve(path.to_str().unwrap(), move |name| (name == "x").then(|| info(vec![size]))).unwrap();
+            serve(path.to_str().unwrap(), Box::new(move |name| (name == "x").then(|| info(vec![size])))).unwrap();
         };
         serve_at(3);
         let t = Duration::from_secs(5);

@@ -139,14 +139,16 @@ def test_common_values_show_their_debug_text(kc, code, shown):
 # 8. Once the library is built, a kernel start is quiet.
 
 
-def start_and_run_one():
-    """Starts a kernel of its own, runs `1` and shuts it down; gives that first cell's run."""
-    km, client = start_new_kernel(kernel_name="glassbox", startup_timeout=120)
-    try:
-        return ok(run(client, "1", timeout=FIRST_CELL_TIMEOUT))
-    finally:
-        client.stop_channels()
-        km.shutdown_kernel(now=True)
+def start_and_run_one(log):
+    """Starts a kernel of its own, its log (stderr) going to the file `log`, runs `1` and shuts
+    it down; gives that first cell's run."""
+    with open(log, "w") as stderr:
+        km, client = start_new_kernel(kernel_name="glassbox", startup_timeout=120, stderr=stderr)
+        try:
+            return ok(run(client, "1", timeout=FIRST_CELL_TIMEOUT))
+        finally:
+            client.stop_channels()
+            km.shutdown_kernel(now=True)
 
 
 def glassbox_changed_since(t0):
@@ -156,20 +158,26 @@ def glassbox_changed_since(t0):
     return any(f.is_file() and f.stat().st_mtime > t0 for f in files)
 
 
-def test_a_warm_start_prints_no_compile_note(kc):
+def test_a_warm_start_prints_no_compile_note_and_runs_cargo_once(kc, tmp_path):
     # Each running kernel locks a build directory of its own (the session kernel holds one),
     # and one that is stale (glassbox changed since it was built) compiles the library again,
     # rightly announcing it. So the first start here warms the directory a kernel beside the
     # session kernel gets, and frees it; the second start takes that same directory, warm.
     t0 = time.time()
-    start_and_run_one()
-    first = start_and_run_one()
+    start_and_run_one(tmp_path / "cold.log")
+    first = start_and_run_one(tmp_path / "warm.log")
     if glassbox_changed_since(t0):
         pytest.skip("glassbox's sources changed during the test, so a rebuild was due")
     assert first.stderr() == ""
     assert "compiled the glassbox library" not in first.stdout(), first.stdout()
     assert "Rust REPL ready after" not in first.stdout(), first.stdout()
     assert first.result() == "1"
+    # The context's first compile has the library as a dependency, so cargo checks it once and
+    # the prelude and the cell replay that compile's rustc command: no `:dep` validation, no
+    # second resolution of the lock file (each was most of a second).
+    log = (tmp_path / "warm.log").read_text()
+    assert "REPL ready in" in log, log
+    assert "cargo ran 1 time:" in log, log
 
 
 # 9. `exit` and `quit` ask jupyter console to leave; the kernel itself keeps running.

@@ -9,7 +9,7 @@ pub fn libtorch() -> Option<PathBuf> {
     std::env::var_os("LIBTORCH").map(PathBuf::from).or_else(|| option_env!("GLASSBOX_LIBTORCH").map(PathBuf::from))
 }
 
-/// The glassbox sources the REPL depends on (`:dep glassbox = { path = .. }`), unless
+/// The glassbox sources the REPL depends on (`glassbox-repl` in `repl/`), unless
 /// `GLASSBOX_SRC` points elsewhere.
 pub fn glassbox_src() -> PathBuf {
     std::env::var_os("GLASSBOX_SRC").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))

@@ -189,7 +189,7 @@ fn child_prelude(probe: &Path) -> String {
     format!(
         "glassbox::runtime::install();
 {{ let store = &*evcxr_variable_store as *const evcxr_internal_runtime::VariableStore as usize;
-if let Err(e) = glassbox::vars_socket::serve({probe:?}, move |name: &str| unsafe {{ &*(store as *const evcxr_internal_runtime::VariableStore) }}.variable(name).and_then(glassbox::vars::describe)) {{ eprintln!(\"glassbox: `:vars` cannot ask this REPL what its tensors hold: {{e}}\"); }} }}
+if let Err(e) = glassbox::vars_socket::serve({probe:?}, Box::new(move |name: &str| unsafe {{ &*(store as *const evcxr_internal_runtime::VariableStore) }}.variable(name).and_then(glassbox::vars::describe))) {{ eprintln!(\"glassbox: `:vars` cannot ask this REPL what its tensors hold: {{e}}\"); }} }}
 let device: glassbox::tch::Device = glassbox::device();
 let zoo: glassbox::zoo::Zoo = glassbox::zoo::Zoo::new(device);"
     )
@@ -207,7 +207,16 @@ impl Session {
         }
         let build_dir = slot.as_ref().map(|(dir, _)| dir.clone());
         let probe_dir = tempfile::Builder::new().prefix("glassbox-").tempdir().map_err(|e| e.to_string())?;
-        let (ctx, outputs) = CommandContext::new().map_err(|e| e.to_string())?;
+        let built_before = build_dir.as_deref().and_then(newest_library_build);
+        // Cells link the library as one shared object (`repl/Cargo.toml` says why) under the
+        // name they write, `glassbox`. The context's first compile already has it, so cargo
+        // checks the library once and the prelude replays that compile's rustc command.
+        let dependency = format!(
+            "{{ path = {}, package = \"glassbox-repl\" }}",
+            serde_json::to_string(&config.glassbox_src.join("repl").to_string_lossy()).expect("a string serialises")
+        );
+        let (ctx, outputs) =
+            CommandContext::with_dependencies(&[("glassbox", &dependency)]).map_err(|e| e.to_string())?;
         let context = started.elapsed();
         let forwarder = Forwarder::spawn(outputs.stdout, outputs.stderr, sink.clone());
         let mut session = Session {
@@ -221,10 +230,9 @@ impl Session {
             _slot: slot.map(|(_, f)| f),
             probe_dir,
         };
-        let built_before = build_dir.as_deref().and_then(newest_library_build);
-        let prelude = session.load_prelude(&config.glassbox_src)?;
+        let prelude = session.load_prelude()?;
         let rebuilt = build_dir.as_deref().and_then(newest_library_build) > built_before;
-        let start = StartTimes { context, prelude, total: started.elapsed() };
+        let start = StartTimes { context, prelude, total: started.elapsed(), cargo_runs: evcxr::cargo_runs() };
         super::log(format_args!("{start}"));
         if rebuilt {
             session.stdout(format!(
@@ -236,23 +244,16 @@ impl Session {
         Ok(session)
     }
 
-    /// Makes the library and `device` available to every cell. The first start on a machine
-    /// compiles the library and tch into the build directory (minutes); later starts reuse it.
-    fn load_prelude(&mut self, src: &Path) -> Result<PreludeTimes, String> {
+    /// Makes the library's prelude and `device` available to every cell.
+    fn load_prelude(&mut self) -> Result<PreludeTimes, String> {
         let started = Instant::now();
-        // Cells link the library as one shared object (`repl/Cargo.toml` says why) under the
-        // name they write, `glassbox`.
-        let dep = format!(
-            ":dep glassbox = {{ path = {}, package = \"glassbox-repl\" }}",
-            serde_json::to_string(&src.join("repl").to_string_lossy()).expect("a string serialises")
-        );
-        let prelude = [dep.as_str(), "use glassbox::prelude::*;", &child_prelude(&self.probe_path())].join("\n");
+        let prelude = ["use glassbox::prelude::*;", &child_prelude(&self.probe_path())].join("\n");
         let outputs = self.ctx.execute(&prelude).map_err(|e| render_error(&e, &prelude, 0, &[]).evalue)?;
         self.forwarder.flush();
         self.interrupter.set_child(self.child_pid());
         let phase = |name: &str| outputs.phases.iter().filter(|p| p.name == name).map(|p| p.duration).sum();
         let (compile, run): (Duration, Duration) = (phase("Final compile"), phase("Execution"));
-        Ok(PreludeTimes { dependency: started.elapsed().saturating_sub(compile + run), compile, run })
+        Ok(PreludeTimes { preparing: started.elapsed().saturating_sub(compile + run), compile, run })
     }
 
     /// Has rust-analyzer load glassbox and tch, in the background: completion, inspection and
@@ -554,17 +555,20 @@ fn line_of_statement(code: &str, generated: &str) -> Option<usize> {
 /// Where a warm start's seconds go, as the kernel logs them (`glassbox bench kernel` reads
 /// the line).
 struct StartTimes {
-    /// evcxr's context: the REPL child process and rust-analyzer with the standard library.
+    /// evcxr's context: the REPL child process, and a first cell built with the library as a
+    /// dependency (cargo's check of the library and its dependencies, rustc, the link).
     context: Duration,
     prelude: PreludeTimes,
     total: Duration,
+    /// The cargo commands evcxr ran: one when the start is warm.
+    cargo_runs: usize,
 }
 
 struct PreludeTimes {
-    /// `:dep glassbox`: cargo's view of the library and its dependencies.
-    dependency: Duration,
-    /// rust-analyzer's analysis of the prelude (it loads glassbox and tch on first use), then
-    /// cargo and rustc building it.
+    /// evcxr's work before the compile: parsing, and rust-analyzer when a variable's type is
+    /// not written.
+    preparing: Duration,
+    /// Building it: the first cell's rustc command, replayed.
     compile: Duration,
     /// Loading it into the child (libtorch) and running it.
     run: Duration,
@@ -581,10 +585,12 @@ impl std::fmt::Display for StartTimes {
         let s = |d: Duration| d.as_secs_f64();
         write!(
             f,
-            "{START_LOG} {:.2} s: evcxr context {:.2} s, `:dep glassbox` {:.2} s, analysis and compile of the prelude {:.2} s, loading and running it {:.2} s",
+            "{START_LOG} {:.2} s, cargo ran {} {}: evcxr context with the library {:.2} s, preparing the prelude {:.2} s, compiling it {:.2} s, loading and running it {:.2} s",
             s(self.total),
+            self.cargo_runs,
+            if self.cargo_runs == 1 { "time" } else { "times" },
             s(self.context),
-            s(self.prelude.dependency),
+            s(self.prelude.preparing),
             s(self.prelude.compile),
             s(self.prelude.run)
         )

@@ -49,6 +49,14 @@ impl CommandContext {
         Ok((command_context, eval_context_outputs))
     }
 
+    /// glassbox: see [`EvalContext::with_dependencies`].
+    pub fn with_dependencies(
+        dependencies: &[(&str, &str)],
+    ) -> Result<(CommandContext, EvalContextOutputs), Error> {
+        let (eval_context, eval_context_outputs) = EvalContext::with_dependencies(dependencies)?;
+        Ok((CommandContext::with_eval_context(eval_context), eval_context_outputs))
+    }
+
     pub fn with_eval_context(eval_context: EvalContext) -> CommandContext {
         CommandContext {
             print_timings: false,

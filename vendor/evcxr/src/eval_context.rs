@@ -106,6 +106,19 @@ pub(crate) struct Config {
     subprocess_path: PathBuf,
 }
 
+static CARGO_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// glassbox: how many cargo commands this process's contexts have run (builds, checks and
+/// `:dep`'s validation; not rust-analyzer's own). A REPL that starts warm needs one, and each
+/// costs a tenth of a second or, when it resolves the lock file, most of one.
+pub fn cargo_runs() -> usize {
+    CARGO_RUNS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub(crate) fn note_cargo_run() {
+    CARGO_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn create_initial_config(tmpdir: PathBuf, subprocess_path: PathBuf) -> Result<Config> {
     let mut config = Config::new(tmpdir, subprocess_path)?;
     // default the linker to mold, then lld, first checking if either are installed
@@ -179,6 +192,13 @@ impl Config {
     }
 
     pub(crate) fn cargo_command(&self, command_name: &str) -> Command {
+        note_cargo_run();
+        self.uncounted_cargo_command(command_name)
+    }
+
+    /// glassbox: a cargo command that may not run (a cell whose recorded rustc command
+    /// holds runs that instead); [`note_cargo_run`] when it does.
+    pub(crate) fn uncounted_cargo_command(&self, command_name: &str) -> Command {
         let mut command = if self.linker == "mold" {
             Command::new("mold")
         } else {
@@ -364,6 +384,11 @@ impl Default for EvalCallbacks<'_> {
     }
 }
 
+/// What a new context compiles and runs first. glassbox: a statement, not upstream's `42`,
+/// whose display (`(42).evcxr_display()` on an `{integer}`) never compiles and costs a second
+/// compile on every start.
+const FIRST_CELL: &str = "42;";
+
 impl EvalContext {
     pub fn new() -> Result<(EvalContext, EvalContextOutputs), Error> {
         fix_path();
@@ -418,8 +443,28 @@ impl EvalContext {
         (context, outputs)
     }
 
+    /// glassbox: a context whose first compile already has `dependencies` (each a crate name
+    /// and its `Cargo.toml` value, as `:dep` takes them). They are not validated first: the
+    /// first compile fails with cargo's error if one is wrong. A kernel that starts with a
+    /// dependency of its own would otherwise have cargo resolve the lock file twice, once for
+    /// an empty crate and once for `:dep`'s validation.
+    pub fn with_dependencies(
+        dependencies: &[(&str, &str)],
+    ) -> Result<(EvalContext, EvalContextOutputs), Error> {
+        fix_path();
+        let current_exe = std::env::current_exe()?;
+        Self::start(std::process::Command::new(current_exe), dependencies)
+    }
+
     pub fn with_subprocess_command(
+        subprocess_command: std::process::Command,
+    ) -> Result<(EvalContext, EvalContextOutputs), Error> {
+        Self::start(subprocess_command, &[])
+    }
+
+    fn start(
         mut subprocess_command: std::process::Command,
+        dependencies: &[(&str, &str)],
     ) -> Result<(EvalContext, EvalContextOutputs), Error> {
         let parsed_config = toml_parse::ConfigToml::find_then_parse()?;
         let tmpdir_var = parsed_config.get_tmp_dir()?;
@@ -449,12 +494,19 @@ impl EvalContext {
             stdout: stdout_receiver,
             stderr: stderr_receiver,
         };
-        if context.committed_state.linker() == "lld" && context.eval("42").is_err() {
+        for (name, config) in dependencies {
+            let external = ExternalCrate::new((*name).to_owned(), (*config).to_owned())?;
+            context
+                .committed_state
+                .external_deps
+                .insert((*name).to_owned(), external);
+        }
+        if context.committed_state.linker() == "lld" && context.eval(FIRST_CELL).is_err() {
             context.committed_state.set_linker("system".to_owned());
         } else {
             // We need to eval something anyway, otherwise rust-analyzer crashes when trying to get
             // completions. Not 100% sure. Just writing Cargo.toml isn't sufficient.
-            if let Err(error) = context.eval("42") {
+            if let Err(error) = context.eval(FIRST_CELL) {
                 drop(context);
                 let mut stderr = String::new();
                 while let Ok(line) = outputs.stderr.recv() {

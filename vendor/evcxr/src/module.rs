@@ -185,7 +185,7 @@ impl Module {
             config.cargo_command("clean").output()?;
         }
         self.last_allow_static = Some(config.allow_static_linking);
-        let mut command = config.cargo_command("build");
+        let mut command = config.uncounted_cargo_command("build");
         if config.time_passes && config.toolchain != "nightly" {
             bail!("time_passes option requires nightly compiler");
         }
@@ -211,6 +211,7 @@ impl Module {
         let (cargo_output, direct_so) = match replay {
             Some((rustc, so)) => (run_cargo(rustc, code_block)?, Some(so)),
             None => {
+                crate::eval_context::note_cargo_run();
                 self.direct = None;
                 command.arg("-v");
                 let output = run_cargo(command, code_block)?;
