@@ -13,7 +13,7 @@ LAB_BROWSER := $(if $(filter Linux,$(shell uname -s)),$(if $(DISPLAY)$(WAYLAND_D
 # Jupyter refuses to run as root unless told to (root is common in containers)
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: all setup build install demo lab test test-rust test-python clean
+.PHONY: all setup build install demo lab notebooks test test-rust test-python clean
 
 all: build
 
@@ -36,6 +36,11 @@ install: build
 demo: install
 	@$(PY) scripts/run_notebook.py $(TOUR) $(TOUR_OUT)
 
+## notebooks: execute every notebook in notebooks/ in place, so that the committed copies show
+## their outputs (the tests compare what they print with a fresh run)
+notebooks: install
+	@for nb in notebooks/*.ipynb; do $(PY) scripts/run_notebook.py $$nb $$nb || exit 1; done
+
 ## lab: JupyterLab from .venv, which sees the kernelspec `install` put there, opened on notebooks/
 ## (the repository is its root, so build/notebooks/ is reachable too); it prints its URL
 lab: install
@@ -47,7 +52,7 @@ test: test-rust test-python
 
 test-rust: setup
 	$(CARGO) test --release --locked
-	$(CARGO) test --release --locked -p evcxr --lib -- module::direct rust_analyzer::test
+	$(CARGO) test --release --locked -p evcxr --lib -- module::direct rust_analyzer::test cargo_metadata::tests::validating
 
 test-python: install
 	$(PY) -m pytest tests -v -rs

@@ -35,10 +35,21 @@ pub(crate) fn get_library_names(config: &Config) -> Result<Vec<String>> {
 }
 
 pub(crate) fn validate_dep(dep: &str, dep_config: &str, config: &Config) -> Result<()> {
+    // glassbox: the validation crate lives in a folder of its own, a workspace of its own, so
+    // that its lock file is not the cell crate's. Upstream writes it over the cell crate's
+    // manifest, and `cargo metadata` then prunes the cell crate's lock file to the new
+    // dependency alone: the next build resolves every other dependency again, from an index
+    // that may have moved on, and rebuilds what changed version. A dependency the REPL child
+    // has loaded (glassbox's library) was then rebuilt under it, and the next cell's shared
+    // object could not be loaded.
+    let check_dir = config.crate_dir().join("dep_check");
+    std::fs::create_dir_all(&check_dir)?;
     std::fs::write(
-        config.crate_dir().join("Cargo.toml"),
+        check_dir.join("Cargo.toml"),
         format!(
             r#"
+    [workspace]
+
     [package]
     name = "evcxr_dummy_validate_dep"
     version = "0.0.1"
@@ -53,7 +64,7 @@ pub(crate) fn validate_dep(dep: &str, dep_config: &str, config: &Config) -> Resu
         ),
     )?;
     let mut cmd = config.cargo_command("metadata");
-    let output = cmd.arg("--format-version=1").output()?;
+    let output = cmd.arg("--format-version=1").current_dir(&check_dir).output()?;
     if output.status.success() {
         static NO_LIB_PATTERN: Lazy<Regex> = Lazy::new(|| {
             Regex::new("ignoring invalid dependency `(.*)` which is missing a lib target").unwrap()
@@ -224,6 +235,29 @@ mod tests {
         // /dummy_evcxr_bin.
         config.allow_static_linking = true;
         assert_eq!(get_library_names(&config)?, vec!["crate1".to_owned()]);
+        Ok(())
+    }
+
+    // glassbox
+    #[test]
+    fn validating_a_dependency_leaves_the_cell_crates_manifest_and_lock_file_alone() -> Result<()> {
+        let tempdir = tempfile::tempdir()?;
+        let crate1 = tempdir.path().join("crate1");
+        let cell = tempdir.path().join("cell");
+        create_crate(&crate1, "crate1", "")?;
+        create_crate(&cell, "cell", "")?;
+        std::fs::write(cell.join("Cargo.lock"), "# the cell crate's lock file\n")?;
+        let manifest = std::fs::read_to_string(cell.join("Cargo.toml"))?;
+        let config = Config::new(cell.clone(), PathBuf::from("/dummy_evcxr_bin"))?;
+        let dep = format!(r#"{{ path = "{}" }}"#, path_to_string(&crate1));
+        validate_dep("crate1", &dep, &config)?;
+        assert_eq!(std::fs::read_to_string(cell.join("Cargo.toml"))?, manifest);
+        assert_eq!(
+            std::fs::read_to_string(cell.join("Cargo.lock"))?,
+            "# the cell crate's lock file\n"
+        );
+        let wrong = format!(r#"{{ path = "{}", features = ["nope"] }}"#, path_to_string(&crate1));
+        assert!(validate_dep("crate1", &wrong, &config).unwrap_err().to_string().contains("nope"));
         Ok(())
     }
 
