@@ -23,6 +23,8 @@ def execute(src: Path, dst: Path) -> nbformat.NotebookNode:
         kernel_name="glassbox",
         timeout=CELL_TIMEOUT,
         startup_timeout=120,
+        # Committed notebooks keep their outputs; per-cell timestamps would only churn them.
+        record_timing=False,
         resources={"metadata": {"path": str(src.parent)}},
     )
     try:

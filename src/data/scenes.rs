@@ -45,7 +45,8 @@ macro_rules! named {
 }
 
 named! {
-    enum Background {
+    /// The object classes of a scene's background regions ("stuff").
+    pub enum Background {
         Sky => "sky",
         Wall => "wall",
         Road => "road",
@@ -55,7 +56,9 @@ named! {
 }
 
 named! {
-    enum Thing {
+    /// The object classes drawn on the background, with their parts ("things"): what a study
+    /// of objects (SeVec table 2, say) is about.
+    pub enum Thing {
         Car => "car",
         House => "house",
         Person => "person",
