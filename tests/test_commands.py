@@ -196,7 +196,7 @@ def test_zoo_models_load_with_their_scores_and_checkpoints(kc):
     learned("zoo colormnist-lenet: test accuracy", percent(card, "test: loss [0-9.]+, accuracy"), at_least=0.8)
     r = run(kc, ":model colormnist-lenet@0 --as untrained")
     assert r.reply["content"]["status"] == "ok", r.reply["content"]
-    assert "training on first use" not in r.stdout()
+    assert "trains on first use" not in r.stdout()
     run(kc, f":data colormnist --n 300 --split test --seed {seed(9)} --as held_out")
     trained = percent(run(kc, ":eval colormnist_lenet --data held_out").result(), "accuracy")
     untrained = percent(run(kc, ":eval untrained --data held_out").result(), "accuracy")

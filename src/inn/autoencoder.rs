@@ -428,7 +428,7 @@ pub(crate) fn cached(
 fn train_into(name: &str, recipe: &Recipe, dir: &Path, device: Device) -> Result<(), InnError> {
     let (train_set, test_set) = recipe.data.examples()?;
     println!(
-        "{name}: training on first use ({} steps on {}, {}); cached for later kernels",
+        "glassbox: {name} trains on first use ({} steps on {}, {}); cached for later kernels",
         recipe.train.steps_for(train_set.len()),
         recipe.data.describe(),
         crate::device::describe(device)
