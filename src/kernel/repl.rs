@@ -210,7 +210,8 @@ impl Session {
         let built_before = build_dir.as_deref().and_then(newest_library_build);
         // Cells link the library as one shared object (`repl/Cargo.toml` says why) under the
         // name they write, `glassbox`. The context's first compile already has it, so cargo
-        // checks the library once and the prelude replays that compile's rustc command.
+        // checks the library once and the prelude replays that compile's rustc command. The
+        // first start on a machine compiles the library and tch there (minutes).
         let dependency = format!(
             "{{ path = {}, package = \"glassbox-repl\" }}",
             serde_json::to_string(&config.glassbox_src.join("repl").to_string_lossy()).expect("a string serialises")
