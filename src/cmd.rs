@@ -2,7 +2,7 @@
 //! a single library call, so that its orchestration is Rust that `cargo build` checks. The
 //! kernel validates flags and names variables; these functions take the values themselves.
 
-use crate::bottleneck::{self, Regularizer, SbError, SbNet, SsbTraining, Usb};
+use crate::bottleneck::{self, Plain, Regularizer, SbError, SbNet, SsbTraining, Usb};
 use crate::data::{Category, ColorMnist, ColorMnistConfig, ConceptDataset, ConceptScenes, DataError, Mnist};
 use crate::display::Output;
 use crate::inn::interpret::{first, split_held_out, train_layer};
@@ -58,6 +58,25 @@ pub fn usb<N: Editable, D: TaskData + ?Sized>(
         tch::manual_seed(seed);
     }
     bottleneck::usb(net, after, usb, data, test, config)
+}
+
+/// `:bottleneck`: a plain bottleneck of `width` linear channels after stage `after` of
+/// `net`, trained as a USB is without its softmax (SB paper table 7's baseline); `seed`
+/// seeds libtorch before its weights are drawn.
+pub fn plain<N: Editable, D: TaskData + ?Sized>(
+    net: &N,
+    after: &str,
+    width: i64,
+    data: &D,
+    test: Option<&D>,
+    config: &TrainConfig,
+    seed: Option<i64>,
+) -> Result<SbNet<N>, SbError> {
+    let plain = Plain::new(width)?;
+    if let Some(seed) = seed {
+        tch::manual_seed(seed);
+    }
+    bottleneck::plain(net, after, plain, data, test, config)
 }
 
 /// How many held-out images `:sensitivity` samples each checkpoint's t on.

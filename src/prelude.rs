@@ -1,6 +1,6 @@
 //! What every notebook gets with `use glassbox::prelude::*;` (the kernel runs it at start).
 
-pub use crate::bottleneck::{self, Inference, Regularizer, SbNet, Ssb, SsbTraining, Usb};
+pub use crate::bottleneck::{self, Inference, Plain, Regularizer, SbNet, Ssb, SsbTraining, Usb};
 pub use crate::data::{
     Broden, BrodenConfig, Category, Cityscapes, CityscapesConfig, ColorMnist, ColorMnistConfig, ConceptDataset,
     ConceptScenes, Factor, Mnist, SceneConfig, Split, Vocabulary,

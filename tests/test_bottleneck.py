@@ -1,4 +1,4 @@
-"""Semantic bottlenecks through the kernel: :usb, :ssb, :sb-report, :sweep-usb on the zoo net."""
+"""Semantic bottlenecks through the kernel: :usb, :ssb, :bottleneck, :sb-report, :sweep-usb on the zoo net."""
 from conftest import run
 
 
@@ -33,6 +33,14 @@ def test_bottleneck_commands_train_report_and_plot(kc):
                    "--phase1-epochs 1 --phase2-epochs 1 --seed 0 --as ssb_net"))
     assert "SSB (material 7, colour 11)" in r.result() and "material accuracy" in r.result()
 
+    # Table 7's baseline: linear channels, one score, bound and tapped as `sb` like the others.
+    r = ok(run(kc, ":bottleneck scenes_resnet --after stage2 --width 4 --data sb_scenes --epochs 1 --seed 0"))
+    assert "plain bottleneck (4 linear channels) after stage2 (32 -> 4 channels)" in r.result(), r.result()
+    assert "linear" in r.result() and "argmax" not in r.result()
+    assert "plain" in ok(run(kc, ":layers scenes_resnet_plain --size 64")).result()
+    r = ok(run(kc, ":auic scenes_resnet_plain --layer sb --data sb_scenes --categories colour"))
+    assert "plain: AUiC" in r.result() and "4 channels" in r.result(), r.result()
+
     r = ok(run(kc, ":sweep-usb scenes_resnet --after stage2 --n 1 --k 2,4 --data sb_scenes --epochs 1 --seed 0"))
     shown = r.of("execute_result")[0]["content"]["data"]
     assert "image/png" in shown and "1×2" in shown["text/plain"] and "1×4" in shown["text/plain"]
@@ -49,6 +57,8 @@ def test_bottleneck_errors_name_what_is_allowed(kc):
     assert r.reply["content"]["ename"] == "UsageError" and "at least 2" in r.reply["content"]["evalue"]
     r = run(kc, ":ssb scenes_resnet --after stage2 --groups materials --data few_scenes")
     assert "did you mean `material`" in r.reply["content"]["evalue"]
+    r = run(kc, ":bottleneck scenes_resnet --after stage2 --width 0 --data few_scenes")
+    assert r.reply["content"]["ename"] == "UsageError" and "at least 1 channel" in r.reply["content"]["evalue"]
     r = run(kc, ":sb-report scenes_resnet")
     assert r.reply["content"]["ename"] == "UsageError" and "SbNet" in r.reply["content"]["evalue"]
     # The session is intact.

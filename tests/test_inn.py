@@ -49,7 +49,8 @@ def test_semantic_factors_swaps_and_sensitivity(kc):
     assert "rows: image, donor, residual swapped, digit swapped, fg swapped, bg swapped" in r.result() and pngs(r)
     r = ok(run(kc, ":sensitivity colormnist-lenet --layer conv2 --semantic sem --data sem_digits --ae sem_ae "
                    "--checkpoints 0,1280 --steps 10 --samples 3"))
-    assert "step 0:" in r.result() and "step 1280:" in r.result() and pngs(r)
+    assert "step 0:" in r.result() and "step 1280:" in r.result() and "class kept" in r.result() and pngs(r)
+    assert ok(run(kc, "sensitivity.class_kept.len()")).result() == "2"
     # Estimated sizes when none are given; they add up to z̄'s 64 dimensions.
     r = ok(run(kc, ":semantic-inn sem_ae --factors fg,bg --pairs 100 --steps 5 --as sem_estimated"))
     sizes = ok(run(kc, "sem_estimated.factors().sizes.iter().sum::<i64>()"))

@@ -6,6 +6,8 @@
 //! - [`Usb`] (unsupervised, sec. 3.2): N groups of K channels, softmax per group pushed
 //!   towards one-hot by temperature annealing or an entropy loss, trained jointly with the
 //!   later stages ([`usb`]).
+//! - [`Plain`]: K linear channels trained as a USB is, without its softmax: table 7's
+//!   "Bottleneck" baseline ([`plain`]).
 //!
 //! Both go into any [`Editable`] net: glassbox's [`TappedNet`] after a stage, or a
 //! torchvision ResNet ([`VisionNet`]) after a residual block (`layer4.2`) or a whole layer,
@@ -20,19 +22,21 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use tch::nn::{self, ModuleT};
-use tch::{Kind, Tensor};
+use tch::{Kind, Reduction, Tensor};
 
 use crate::data::{Category, ConceptBatch, ConceptDataset, DataError};
 use crate::display::{Output, Render};
 use crate::models::{
-    evaluate, Edit, Editable, Examples, Insertion, InsertionPoint, ModelError, Score, Stage, StageInfo, Tapped,
-    TappedNet, Taps, Task, TaskData, VisionNet,
+    cross_entropy, evaluate, optimize, Edit, Editable, Examples, Insertion, InsertionPoint, ModelError, Score, Stage,
+    StageInfo, Tapped, TappedNet, Taps, Task, TaskData, TrainConfig, TrainReport, VisionNet,
 };
 
+pub mod plain;
 pub mod ssb;
 pub mod sweep;
 pub mod usb;
 
+pub use plain::{plain, Plain};
 pub use ssb::{ssb, Ssb, SsbOutput, SsbTraining};
 pub use sweep::{sweep_usb, Sweep};
 pub use usb::{usb, Regularizer, Usb};
@@ -140,6 +144,7 @@ fn activate(logits: &Tensor, mode: Inference, temperature: f64) -> Tensor {
 pub enum Bottleneck {
     Ssb(Ssb),
     Usb(Usb),
+    Plain(Plain),
 }
 
 impl Bottleneck {
@@ -148,6 +153,7 @@ impl Bottleneck {
         match self {
             Bottleneck::Ssb(s) => s.group_sizes(),
             Bottleneck::Usb(u) => vec![u.k; u.n],
+            Bottleneck::Plain(p) => vec![p.channels],
         }
     }
 
@@ -155,6 +161,7 @@ impl Bottleneck {
         match self {
             Bottleneck::Ssb(_) => "ssb",
             Bottleneck::Usb(_) => "usb",
+            Bottleneck::Plain(_) => "plain",
         }
     }
 
@@ -167,6 +174,7 @@ impl Bottleneck {
         match self {
             Bottleneck::Ssb(s) => (s.output.mode(), s.output.mode()),
             Bottleneck::Usb(_) => (Inference::Softmax, Inference::Argmax),
+            Bottleneck::Plain(_) => (Inference::Linear, Inference::Linear),
         }
     }
 
@@ -182,6 +190,7 @@ impl Bottleneck {
                 format!("SSB ({}{output})", groups.join(", "))
             }
             Bottleneck::Usb(u) => format!("USB {}×{} ({})", u.n, u.k, u.regularizer),
+            Bottleneck::Plain(p) => format!("plain bottleneck ({} linear channels)", p.channels),
         }
     }
 }
@@ -195,6 +204,12 @@ impl From<Ssb> for Bottleneck {
 impl From<Usb> for Bottleneck {
     fn from(u: Usb) -> Self {
         Bottleneck::Usb(u)
+    }
+}
+
+impl From<Plain> for Bottleneck {
+    fn from(p: Plain) -> Self {
+        Bottleneck::Plain(p)
     }
 }
 
@@ -213,7 +228,7 @@ pub enum Restore {
 /// A network with a semantic bottleneck: the edited net (a [`TappedNet`] unless said
 /// otherwise; the original is untouched), the bottleneck and its inference mode, and its
 /// report once trained. Every tapped-model tool (`:layers`, `:eval`, metrics) takes it; the
-/// bottleneck's output is the stage named `ssb` or `usb`.
+/// bottleneck's output is the stage named `ssb`, `usb` or `plain`.
 pub struct SbNet<N = TappedNet> {
     net: N,
     bottleneck: Bottleneck,
@@ -323,7 +338,7 @@ impl<N: Editable> SbNet<N> {
         &self.after
     }
 
-    /// The bottleneck's own stage (`ssb` or `usb`): tap it to read its channels.
+    /// The bottleneck's own stage (`ssb`, `usb` or `plain`): tap it to read its channels.
     pub fn sb_stage(&self) -> Stage {
         Stage::Inserted(self.bottleneck.name().to_owned())
     }
@@ -625,12 +640,39 @@ fn after_stage(net: &impl Tapped, stage: &Stage) -> impl Fn(&Stage) -> bool {
     move |s| later.contains(s)
 }
 
+/// Trains θ of eq. 21 on `examples`: the bottleneck, the adapted next stage and every later
+/// stage, on the task's cross-entropy plus `penalty` of the bottleneck's outputs where it
+/// gives one; `schedule` runs before each step's forward pass (a USB's temperature, eq. 20).
+fn fit_with_later_stages<N: Editable>(
+    sb: &SbNet<N>,
+    examples: &Examples,
+    config: &TrainConfig,
+    schedule: impl Fn(usize),
+    penalty: impl Fn(&Tensor) -> Option<Tensor>,
+) -> Result<TrainReport, SbError> {
+    let net = sb.net();
+    let stage = sb.sb_stage();
+    let _frozen = net.train_only(after_stage(net, sb.after()));
+    let step_loss = |batch: &[i64], step: usize| {
+        schedule(step);
+        let (xs, ys) = examples.take(batch, net.device());
+        let (logits, taps) = net.forward_taps(&xs, std::slice::from_ref(&stage), true)?;
+        let loss = cross_entropy(&logits, &ys, Reduction::Mean);
+        Ok(match penalty(&taps[&stage]) {
+            Some(term) => loss + term,
+            None => loss,
+        })
+    };
+    Ok(optimize(net.var_store(), examples.len(), config, step_loss, |_| {})?)
+}
+
 /// Scores `sb` against the `original` net on `test`: the row of tables 3-5, without the
 /// SSB's concept scores (they need concept maps).
 fn report<N: Editable>(original: &N, sb: &SbNet<N>, test: &Examples) -> Result<SbReport, SbError> {
     let modes: &[Inference] = match sb.bottleneck {
         Bottleneck::Ssb(_) => &[Inference::Linear, Inference::Softmax],
         Bottleneck::Usb(_) => &[Inference::Softmax, Inference::Argmax],
+        Bottleneck::Plain(_) => &[Inference::Linear],
     };
     let mut scores = Vec::new();
     for mode in modes {
@@ -638,7 +680,7 @@ fn report<N: Editable>(original: &N, sb: &SbNet<N>, test: &Examples) -> Result<S
     }
     let active = match sb.bottleneck {
         Bottleneck::Usb(_) => Some(sb.active_channels(test.images(), 64)?),
-        Bottleneck::Ssb(_) => None,
+        Bottleneck::Ssb(_) | Bottleneck::Plain(_) => None,
     };
     Ok(SbReport {
         bottleneck: sb.bottleneck.describe(),
@@ -656,7 +698,7 @@ fn report<N: Editable>(original: &N, sb: &SbNet<N>, test: &Examples) -> Result<S
 /// The report of a trained bottlenecked net (`:sb-report`).
 pub fn report_of<N: Editable>(sb: &SbNet<N>) -> Result<SbReport, SbError> {
     sb.report.clone().ok_or_else(|| {
-        SbError::Invalid("this net's bottleneck has not been trained; train it with :ssb or :usb".into())
+        SbError::Invalid("this net's bottleneck has not been trained; train it with :ssb, :usb or :bottleneck".into())
     })
 }
 

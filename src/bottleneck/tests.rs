@@ -1,6 +1,7 @@
 use super::*;
 use crate::data::{ConceptScenes, SceneConfig, Vocabulary};
 use crate::learned;
+use crate::metrics::{inspect, InspectConfig};
 use crate::models::{ResNetConfig, TrainConfig};
 use tch::Device;
 
@@ -117,6 +118,39 @@ fn annealed_usbs_are_one_hot_and_entropy_ones_are_not() {
         0.05,
     );
     assert!(anneal.active.unwrap() >= 2 && anneal.active.unwrap() <= 8);
+}
+
+/// SB paper table 7 in small: the alignment of a USB's one-hot channels is stable over
+/// thresholds (eq. 27), far more than that of the layer it replaces or of a plain bottleneck
+/// of the same width trained the same way, which tells the softmax's effect apart from that
+/// of fewer channels.
+#[test]
+fn a_usbs_alignment_is_stable_and_a_plain_bottlenecks_is_not() {
+    let _serial = crate::models::serial();
+    let net: TappedNet = crate::zoo::load("scenes-resnet", Device::Cpu).unwrap();
+    let (train, test) = (scenes(480, learned::seed(7)), scenes(200, learned::seed(8)));
+    let config = TrainConfig { epochs: 5, seed: Some(learned::seed(0)), ..usb::default_training() };
+    tch::manual_seed(learned::torch_seed(0));
+    let usb_net = usb(&net, "stage2", Usb::new(1, 8).unwrap(), &train, Some(&test), &config).unwrap();
+    tch::manual_seed(learned::torch_seed(0));
+    let plain_net = plain(&net, "stage2", Plain::new(8).unwrap(), &train, Some(&test), &config).unwrap();
+    let report = report_of(&plain_net).unwrap();
+    println!("{report}");
+    assert_eq!((report.channels, report.active), (8, None));
+    assert_eq!(report.scores.iter().map(|(m, _)| *m).collect::<Vec<_>>(), [Inference::Linear]);
+    // It learns the task through 8 channels: far above the majority class's share.
+    learned::at_least("plain bottleneck: mIoU", report.score(Inference::Linear).unwrap().miou.unwrap(), 0.25);
+
+    let config = InspectConfig {
+        categories: Some(vec![Category::Object, Category::Part, Category::Material, Category::Colour]),
+        ..Default::default()
+    };
+    let original = inspect(&net, "stage2", &test, &config).unwrap().stability;
+    let one_hot = inspect(&usb_net, "sb", &test, &config).unwrap().stability;
+    let linear = inspect(&plain_net, "sb", &test, &config).unwrap().stability;
+    println!("table 7: S original {original:.3}, plain bottleneck {linear:.3}, USB {one_hot:.3}");
+    learned::at_least("S: USB - original", one_hot - original, 0.2);
+    learned::at_least("S: USB - plain bottleneck", one_hot - linear, 0.2);
 }
 
 /// SB paper sec. 3.1: an SSB after a middle stage recovers most of the task score, its

@@ -2,10 +2,10 @@
 
 use std::fmt;
 
-use tch::{Kind, Reduction, Tensor};
+use tch::{Kind, Tensor};
 
 use super::{SbError, SbNet};
-use crate::models::{cross_entropy, optimize, Editable, Examples, TaskData, TrainConfig, TrainReport};
+use crate::models::{Editable, Examples, TaskData, TrainConfig, TrainReport};
 
 /// How a USB is pushed towards one-hot outputs (sec. 3.2.1, "one-hot relaxation").
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -141,21 +141,17 @@ pub fn fit<N: Editable>(
     examples: &Examples,
     config: &TrainConfig,
 ) -> Result<TrainReport, SbError> {
-    let net = sb.net();
-    let stage = sb.sb_stage();
     let steps = config.steps_for(examples.len());
-    let _frozen = net.train_only(super::after_stage(net, sb.after()));
-    let step_loss = |batch: &[i64], step: usize| {
-        sb.set_temperature(usb.regularizer.temperature(step, steps));
-        let (xs, ys) = examples.take(batch, net.device());
-        let (logits, taps) = net.forward_taps(&xs, std::slice::from_ref(&stage), true)?;
-        let loss = cross_entropy(&logits, &ys, Reduction::Mean);
-        Ok(match usb.regularizer {
-            Regularizer::Entropy { lambda } => loss + lambda * entropy(&taps[&stage], usb.n as i64),
-            Regularizer::Anneal { .. } => loss,
-        })
-    };
-    let report = optimize(net.var_store(), examples.len(), config, step_loss, |_| {})?;
+    let report = super::fit_with_later_stages(
+        sb,
+        examples,
+        config,
+        |step| sb.set_temperature(usb.regularizer.temperature(step, steps)),
+        |outputs| match usb.regularizer {
+            Regularizer::Entropy { lambda } => Some(lambda * entropy(outputs, usb.n as i64)),
+            Regularizer::Anneal { .. } => None,
+        },
+    )?;
     sb.set_temperature(usb.regularizer.temperature(steps, steps));
     Ok(report)
 }

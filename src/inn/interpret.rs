@@ -101,7 +101,8 @@ impl<M> Render for LayerInn<M> {
     }
 }
 
-fn predict(model: &impl Tapped, images: &Tensor) -> Result<Vec<i64>, InnError> {
+/// The class `model` gives each of `images`.
+pub(super) fn predict(model: &impl Tapped, images: &Tensor) -> Result<Vec<i64>, InnError> {
     let logits = tch::no_grad(|| model.forward_taps(&images.to_device(model.device()), &[], false))?.0;
     Ok(Vec::<i64>::try_from(logits.argmax(1, false).to_device(Device::Cpu)).expect("int64 classes"))
 }

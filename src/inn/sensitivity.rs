@@ -9,10 +9,16 @@
 //! total variance splits it into what z explains and what v leaves open). A factor the layer
 //! ignores varies as much within the samples of one z as over the data: 0. A factor the
 //! layer pins down: 1.
+//!
+//! The factors are only as good as e, whose digit factor is 4 dimensions a probe reads
+//! imperfectly; a second measure rests on no factor: the samples are decoded,
+//! D(t⁻¹(v|Φ(x))), and classified by the fully trained classifier. The share it puts in the
+//! class it gives x itself is how much of the class the checkpoint's layer fixes (chance: one
+//! in ten classes when the layer carries none of it).
 
 use tch::{Device, Kind, Tensor};
 
-use super::interpret::{default_configs, Frozen};
+use super::interpret::{default_configs, predict, Frozen};
 use super::{cinn, Autoencoder, InnError, SemanticInn};
 use crate::display::{Output, Render};
 use crate::models::zoo::{self, Pretrained};
@@ -46,6 +52,9 @@ pub struct Sensitivity {
     pub factors: Vec<String>,
     /// `[checkpoint][factor]`.
     pub captured: Vec<Vec<f64>>,
+    /// Per checkpoint: the share of decoded samples that the fully trained classifier puts in
+    /// the class it gives their conditioning image.
+    pub class_kept: Vec<f64>,
     pub accuracy: Vec<f64>,
 }
 
@@ -74,8 +83,11 @@ impl Sensitivity {
             steps: Vec::new(),
             factors: e.factors().names.clone(),
             captured: Vec::new(),
+            class_kept: Vec::new(),
             accuracy: Vec::new(),
         };
+        let judge: M = zoo::load(name, device)?;
+        let wanted = predict(&judge, held_out)?;
         for step in steps {
             let Some(point) = card.checkpoints.iter().find(|c| c.step == step) else {
                 let have: Vec<String> = have.iter().map(usize::to_string).collect();
@@ -90,7 +102,13 @@ impl Sensitivity {
             let train =
                 crate::models::TrainConfig { label: format!("cINN on {name}@{step} {}", config.stage), ..train };
             let (t, _) = cinn::train(&model, ae, images, held_out, cinn_config, &train)?;
-            out.captured.push(captured(&t, &model, e, held_out, config.samples, config.seed)?);
+            let z = t.condition(&model, held_out)?;
+            let zbar = t.sample(&z.repeat_interleave_self_int(config.samples as i64, 0, None), config.seed)?;
+            out.captured.push(captured(e, &zbar, config.samples)?);
+            let decoded = tch::no_grad(|| ae.decode(&zbar))?;
+            let got = predict(&judge, &decoded)?;
+            let kept = got.iter().enumerate().filter(|(i, c)| **c == wanted[i / config.samples]).count();
+            out.class_kept.push(kept as f64 / got.len().max(1) as f64);
             out.accuracy.push(point.test.accuracy);
             out.steps.push(step);
         }
@@ -98,22 +116,12 @@ impl Sensitivity {
     }
 }
 
-/// The captured share of every factor for one t (see the module's notes).
-fn captured<M: Frozen>(
-    t: &cinn::Cinn,
-    model: &M,
-    e: &SemanticInn,
-    images: &Tensor,
-    k: usize,
-    seed: u64,
-) -> Result<Vec<f64>, InnError> {
-    let z = t.condition(model, images)?;
-    let n = z.size()[0];
-    let repeated = z.repeat_interleave_self_int(k as i64, 0, None);
-    let zbar = t.sample(&repeated, seed)?;
-    let factors = tch::no_grad(|| e.forward(&zbar))?.0.to_device(Device::Cpu).to_kind(Kind::Double);
+/// The captured share of every factor, from `k` samples z̄ of t for each image, image by
+/// image (see the module's notes).
+fn captured(e: &SemanticInn, zbar: &Tensor, k: usize) -> Result<Vec<f64>, InnError> {
+    let factors = tch::no_grad(|| e.forward(zbar))?.0.to_device(Device::Cpu).to_kind(Kind::Double);
     let d = factors.size()[1];
-    let per_image = factors.view([n, k as i64, d]);
+    let per_image = factors.view([-1, k as i64, d]);
     let within = per_image.var_dim(1, false, false).mean_dim(0, false, Kind::Double);
     let total = factors.var_dim(0, false, false);
     Ok(e.factors()
@@ -136,13 +144,19 @@ impl Render for Sensitivity {
         for (i, f) in self.factors.iter().enumerate() {
             plot = plot.series(f.clone(), xs.iter().copied(), self.captured.iter().map(|c| c[i]));
         }
+        plot = plot.series("class kept by the decoded samples", xs.iter().copied(), self.class_kept.iter().copied());
         plot = plot.series("test accuracy", xs.iter().copied(), self.accuracy.iter().copied());
         let mut text =
             vec![format!("captured share per factor at `{}` over the checkpoints of {}:", self.stage, self.model)];
         for (j, step) in self.steps.iter().enumerate() {
             let parts: Vec<String> =
                 self.factors.iter().zip(&self.captured[j]).map(|(f, c)| format!("{f} {c:.2}")).collect();
-            text.push(format!("  step {step}: {} (accuracy {:.1}%)", parts.join(", "), 100.0 * self.accuracy[j]));
+            text.push(format!(
+                "  step {step}: {}; class kept {:.1}% (accuracy {:.1}%)",
+                parts.join(", "),
+                100.0 * self.class_kept[j],
+                100.0 * self.accuracy[j]
+            ));
         }
         plot.render().and(Output::text(text.join("\n")))
     }

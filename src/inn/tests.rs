@@ -157,6 +157,8 @@ mod pipeline {
 
     use super::*;
     use crate::data::{ColorMnist, ColorMnistConfig, Mnist, Split};
+    use crate::inn::semantic::{FactorSizes, SemanticConfig, SemanticInn, RESIDUAL};
+    use crate::inn::{Sensitivity, SensitivityConfig};
     use crate::models::{LeNet, Optim, Stage, TrainConfig};
 
     fn adam(epochs: usize, batch_size: usize, lr: f64, label: &str) -> TrainConfig {
@@ -316,6 +318,56 @@ mod pipeline {
         );
         assert_eq!(attack.decoded.len(), 2);
         assert!(fgsm(&net, &conditions, &labels, 0.0).is_err());
+    }
+
+    /// Invariances paper fig. 4 in small, by the measure that rests on no semantic factor:
+    /// samples of the t on the logits of an untrained LeNet, decoded and classified by the
+    /// trained one, keep the class of their image at about chance; those of the trained
+    /// LeNet's logits keep it far more often. (e is untrained here: only its factors' shares
+    /// depend on it.)
+    #[test]
+    fn the_logits_capture_the_class_as_the_classifier_learns() {
+        let _serial = serial();
+        let started = Instant::now();
+        let (ae, _) = autoencoder::load("colormnist-ae", Device::Cpu).unwrap();
+        let (train_set, held_out) =
+            (colormnist(2000, Split::Train, learned::seed(1000)), colormnist(100, Split::Test, learned::seed(1001)));
+        let factors = FactorSizes {
+            names: [RESIDUAL, "digit", "fg", "bg"].map(String::from).to_vec(),
+            sizes: vec![ae.latent() - 10, 4, 3, 3],
+        };
+        let e = SemanticInn::new(
+            ae.latent(),
+            factors,
+            SemanticConfig { blocks: 2, hidden: 16, ..Default::default() },
+            Device::Cpu,
+        )
+        .unwrap();
+        let config = SensitivityConfig {
+            steps: 800,
+            samples: 4,
+            seed: learned::seed(0),
+            ..SensitivityConfig::new(Stage::Head)
+        };
+        let found = Sensitivity::measure::<LeNet>(
+            "colormnist-lenet",
+            Some(&[0, 1280]),
+            &ae,
+            &e,
+            &train_set.images,
+            &held_out.images,
+            &config,
+        )
+        .unwrap();
+        eprintln!(
+            "{} ({:.1} s)",
+            crate::display::Render::render(&found).data()["text/plain"],
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(found.captured.len(), 2);
+        assert_eq!(found.captured[0].len(), 4);
+        learned::at_most("class kept at the untrained logits", found.class_kept[0], 0.3);
+        learned::at_least("class kept, trained - untrained logits", found.class_kept[1] - found.class_kept[0], 0.15);
     }
 }
 

@@ -414,10 +414,15 @@ pub fn align(acts: &Tensor, masks: &Masks, config: &InspectConfig) -> Result<Ins
     Ok(Inspectability::new("activations".into(), concepts.names, channels, config.exact, n, passes))
 }
 
-/// A stage of `model` by name; `sb` names a bottlenecked net's bottleneck (`ssb` or `usb`).
+/// A stage of `model` by name; `sb` names a bottlenecked net's bottleneck (`ssb`, `usb` or
+/// `plain`).
 pub fn resolve_layer(model: &impl Tapped, name: &str) -> Result<crate::models::Stage, MetricError> {
     if name == "sb" {
-        let sb = model.stages().into_iter().map(|s| s.stage).find(|s| matches!(s.to_string().as_str(), "ssb" | "usb"));
+        let sb = model
+            .stages()
+            .into_iter()
+            .map(|s| s.stage)
+            .find(|s| matches!(s.to_string().as_str(), "ssb" | "usb" | "plain"));
         return sb.ok_or_else(|| MetricError::Invalid("`sb` names a bottleneck, and this model has none".into()));
     }
     Ok(model.stage(name)?)

@@ -637,6 +637,10 @@ pub struct Perturbation {
     pub sevec: f64,
     /// The representation multiplied by a random permutation of that mask.
     pub permuted: f64,
+    /// The representation scaled by one factor that removes as much activation as the
+    /// SeVec's mask does: the mask's loss of activation without its choice of units, a
+    /// control the paper does not run.
+    pub shrunk: f64,
 }
 
 impl Render for Perturbation {
@@ -646,6 +650,7 @@ impl Render for Perturbation {
             ("random unit", self.random),
             ("SeVec", self.sevec),
             ("permuted SeVec", self.permuted),
+            ("uniform shrink", self.shrunk),
         ];
         let head: String = cells.iter().map(|(n, _)| format!("<th>{n}</th>")).collect();
         let row: String = cells.iter().map(|(_, v)| format!("<td>{v:+.4}</td>")).collect();
@@ -659,9 +664,13 @@ impl Render for Perturbation {
     }
 }
 
+/// The modifications [`perturbation_test`] applies to each representation, in the order of
+/// [`Perturbation`]'s fields.
+const MODIFICATIONS: usize = 5;
+
 /// Table 1 in small: for every image of `data` and every one of `classes` (object concepts
 /// with SeVecs; the classes the net was trained on) that it shows, the change of that
-/// class's probability (softmax over the class scores of [`class_scores`]) under the four
+/// class's probability (softmax over the class scores of [`class_scores`]) under the five
 /// modifications of [`Perturbation`] at the SeVecs' layer. Random units and permutations
 /// are drawn from `seed`.
 pub fn perturbation_test<D: ConceptDataset + ?Sized>(
@@ -685,7 +694,7 @@ pub fn perturbation_test<D: ConceptDataset + ?Sized>(
     }
     let dim: i64 = sevecs.shape.iter().product();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (mut sums, mut trials) = ([0.0f64; 4], 0usize);
+    let (mut sums, mut trials) = ([0.0f64; MODIFICATIONS], 0usize);
     for batch in data.batches(8) {
         let batch = batch?;
         let (h, w) = (batch.images.size()[2], batch.images.size()[3]);
@@ -714,11 +723,15 @@ pub fn perturbation_test<D: ConceptDataset + ?Sized>(
                 let mut order: Vec<i64> = (0..dim).collect();
                 order.shuffle(&mut rng);
                 let permuted = mask.index_select(0, &Tensor::from_slice(&order));
+                let masked = &a * mask.to_device(a.device());
+                let kept =
+                    masked.sum(Kind::Double).double_value(&[]) / a.sum(Kind::Double).double_value(&[]).max(1e-30);
                 rows.extend([
                     raise(associated),
                     raise(rng.gen_range(0..dim)),
-                    &a * mask.to_device(a.device()),
+                    masked,
                     &a * permuted.to_device(a.device()),
+                    &a * kept,
                 ]);
                 targets.push((i, class));
             }
@@ -730,7 +743,7 @@ pub fn perturbation_test<D: ConceptDataset + ?Sized>(
         for (t, (i, class)) in targets.iter().enumerate() {
             let p = before.double_value(&[*i, *class]);
             for (k, sum) in sums.iter_mut().enumerate() {
-                *sum += after.double_value(&[(4 * t + k) as i64, *class]) - p;
+                *sum += after.double_value(&[(MODIFICATIONS * t + k) as i64, *class]) - p;
             }
         }
         trials += targets.len();
@@ -743,6 +756,7 @@ pub fn perturbation_test<D: ConceptDataset + ?Sized>(
         random: mean(1),
         sevec: mean(2),
         permuted: mean(3),
+        shrunk: mean(4),
     })
 }
 

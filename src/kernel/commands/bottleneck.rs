@@ -1,5 +1,6 @@
-//! Commands for semantic bottlenecks (SB paper sec. 3): `:ssb`, `:usb`, `:sb-report`,
-//! `:sweep-usb`. They compile to calls into `glassbox::bottleneck`.
+//! Commands for semantic bottlenecks (SB paper sec. 3): `:ssb`, `:usb`, `:bottleneck` (table
+//! 7's plain baseline), `:sb-report`, `:sweep-usb`. They compile to calls into
+//! `glassbox::bottleneck`.
 
 use super::models::{config_fields, train_config, Field, FieldKind, DATA_FLAG};
 use super::session::{Kind, CONCEPT_DATA};
@@ -8,7 +9,7 @@ use super::spec::{
     NON_NEGATIVE, POSITIVE,
 };
 use super::{Action, ReplView};
-use crate::bottleneck::{Regularizer, SbNet, SsbOutput, Usb};
+use crate::bottleneck::{Plain, Regularizer, SbNet, SsbOutput, Usb};
 use crate::data::ColorMnist;
 use crate::models::{Examples, TappedNet, VisionNet};
 use std::any::type_name;
@@ -33,8 +34,14 @@ const TEST: FlagSpec = FlagSpec {
     help: "data to report on (default: the last fifth of --data, held out of training)",
 };
 const SEED: FlagSpec = FlagSpec { name: "seed", kind: INDEX, help: "seeds initialisation and example order" };
-const AS: FlagSpec =
-    FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default MODEL_ssb / MODEL_usb)" };
+const AS: FlagSpec = FlagSpec {
+    name: "as",
+    kind: FlagKind::Text,
+    help: "the variable to bind (default MODEL_ssb, MODEL_usb, MODEL_plain)",
+};
+const EPOCHS: FlagSpec = FlagSpec { name: "epochs", kind: COUNT, help: "epochs (default 10)" };
+const LR: FlagSpec = FlagSpec { name: "lr", kind: POSITIVE, help: "learning rate (default 0.01)" };
+const BATCH: FlagSpec = FlagSpec { name: "batch", kind: COUNT, help: "images per step (default 16)" };
 
 /// What `:usb` and `:sweep-usb` both take: the data, the regulariser (eq. 19-20) and the
 /// training policy.
@@ -52,7 +59,7 @@ const USB_TRAINING: [FlagSpec; 11] = [
     FlagSpec { name: "tau", kind: COUNT, help: "annealing: steps to reach T_τ (default: all)" },
     FlagSpec { name: "lambda", kind: NON_NEGATIVE, help: "entropy loss weight λ (default 0.1)" },
     FlagSpec { name: "epochs", kind: COUNT, help: "epochs per USB (default 10)" },
-    FlagSpec { name: "lr", kind: POSITIVE, help: "learning rate (default 0.01)" },
+    LR,
     SEED,
 ];
 
@@ -65,7 +72,7 @@ const USB_FLAGS: [FlagSpec; 16] = concat(
         ],
         USB_TRAINING,
     ),
-    [FlagSpec { name: "batch", kind: COUNT, help: "images per step (default 16)" }, AS],
+    [BATCH, AS],
 );
 
 const SWEEP_FLAGS: [FlagSpec; 14] = concat(
@@ -96,7 +103,7 @@ pub static SSB: CommandSpec = CommandSpec {
         FlagSpec { name: "phase1-lr", kind: POSITIVE, help: "phase 1 learning rate (default 0.01)" },
         FlagSpec { name: "phase2-epochs", kind: COUNT, help: "phase 2 epochs (default 60)" },
         FlagSpec { name: "phase2-lr", kind: POSITIVE, help: "phase 2 learning rate (default 0.002)" },
-        FlagSpec { name: "batch", kind: COUNT, help: "images per step (default 16)" },
+        BATCH,
         FlagSpec {
             name: "output",
             kind: FlagKind::Choice(SsbOutput::NAMES),
@@ -118,6 +125,26 @@ pub static USB: CommandSpec = CommandSpec {
     args: &[MODEL_ARG],
     flags: &USB_FLAGS,
     run: usb,
+};
+
+pub static PLAIN: CommandSpec = CommandSpec {
+    name: "bottleneck",
+    summary: "Inserts a plain bottleneck after a stage (one 1x1 conv to K linear channels, neither supervised nor \
+              one-hot) and trains it with the later stages on the task, as :usb does without the softmax: the \
+              \"Bottleneck\" baseline of SB paper table 7. Shows the task score before and after.",
+    args: &[MODEL_ARG],
+    flags: &[
+        AFTER,
+        FlagSpec { name: "width", kind: INT, help: "K, the bottleneck's channels, at least 1 (required)" },
+        DATA_FLAG,
+        TEST,
+        EPOCHS,
+        LR,
+        BATCH,
+        SEED,
+        AS,
+    ],
+    run: plain,
 };
 
 pub static SB_REPORT: CommandSpec = CommandSpec {
@@ -277,7 +304,8 @@ fn regularizer(inv: &Invocation) -> Result<String, UsageError> {
     })
 }
 
-const USB_FIELDS: [Field; 4] = [
+/// The training policy of the bottlenecks trained with the later stages (eq. 21).
+const JOINT_FIELDS: [Field; 4] = [
     Field { flag: "epochs", field: "epochs", kind: FieldKind::Int },
     Field { flag: "lr", field: "lr", kind: FieldKind::Float },
     Field { flag: "batch", field: "batch_size", kind: FieldKind::Int },
@@ -291,7 +319,7 @@ fn usb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         return Err(UsageError(":usb needs --width K, the channels per group (the paper uses 10 to 50)".into()));
     };
     Usb::new(n as usize, k).map_err(|e| UsageError(e.to_string()))?;
-    let config = train_config(&config_fields(inv, &USB_FIELDS), "glassbox::bottleneck::usb::default_training()");
+    let config = train_config(&config_fields(inv, &JOINT_FIELDS), "glassbox::bottleneck::usb::default_training()");
     let call = format!(
         "glassbox::cmd::usb(&{}, {:?}, {n}, {k}, {}, &{}, {}, &{config}, {:?})",
         c.model,
@@ -302,6 +330,24 @@ fn usb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         inv.int("seed"),
     );
     bind(inv, &c, "usb", call)
+}
+
+fn plain(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
+    let c = common(inv, view)?;
+    let Some(k) = inv.int("width") else {
+        return Err(UsageError(":bottleneck needs --width K, its channels".into()));
+    };
+    Plain::new(k).map_err(|e| UsageError(e.to_string()))?;
+    let config = train_config(&config_fields(inv, &JOINT_FIELDS), "glassbox::bottleneck::plain::default_training()");
+    let call = format!(
+        "glassbox::cmd::plain(&{}, {:?}, {k}, &{}, {}, &{config}, {:?})",
+        c.model,
+        c.after,
+        c.data,
+        c.test,
+        inv.int("seed"),
+    );
+    bind(inv, &c, "plain", call)
 }
 
 fn sb_report(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
@@ -326,7 +372,7 @@ fn sweep_usb(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let ns = sizes(inv, "n", &[1, 2], 1)?;
     let ks = sizes(inv, "k", &[2, 5, 10, 20], 2)?;
     let list = |v: &[i64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
-    let config = train_config(&config_fields(inv, &USB_FIELDS), "glassbox::bottleneck::usb::default_training()");
+    let config = train_config(&config_fields(inv, &JOINT_FIELDS), "glassbox::bottleneck::usb::default_training()");
     Ok(Action::Rust(format!(
         "glassbox::runtime::or_raise(glassbox::bottleneck::sweep_usb(&{}, {:?}, &[{}], &[{}], {}, &{}, {}, &{config}))",
         c.model,
@@ -395,6 +441,14 @@ mod tests {
             c.contains("Anneal { t0: 1.0, t_end: 0.05, gamma: 10.0, tau: Some(100) }") && c.contains("epochs: 2"),
             "{c}"
         );
+        let c = code(":bottleneck net --after stage2 --width 8 --data scenes --test held --epochs 3 --seed 2");
+        for part in [
+            "let net_plain: glassbox::bottleneck::SbNet = ",
+            "glassbox::cmd::plain(&net, \"stage2\", 8, &scenes, Some(&held), \
+             &glassbox::models::TrainConfig { epochs: 3, seed: Some(2), ..glassbox::bottleneck::plain::default_training() }, Some(2))",
+        ] {
+            assert!(c.contains(part), "{part}\n{c}");
+        }
         assert!(code(":sb-report sb").contains("report_of(&sb)"));
         let c = code(":sweep-usb net --after stage2 --n 1 --k 2,4 --data scenes --epochs 1");
         assert!(
@@ -422,6 +476,9 @@ mod tests {
         assert!(error(":ssb net --after stage2 --data scenes --test digits")
             .contains("not a concept data set (ConceptScenes, Broden, Cityscapes)"));
         assert!(error(":sb-report net").contains("SbNet"));
+        assert!(error(":bottleneck net --after stage2 --data scenes").contains("needs --width"));
+        assert!(error(":bottleneck net --after stage2 --width 0 --data scenes").contains("at least 1 channel"));
+        assert!(error(":bottleneck net --after stage2 --width 4 --data scenes --reg entropy").contains("--reg"));
         assert!(error(":sweep-usb net --after stage2 --k 1,2 --data scenes").contains("at least 2"));
     }
 

@@ -57,6 +57,8 @@ fn lines() -> Vec<String> {
         ":ssb net --after stage2 --data scenes --output softmax",
         ":usb net --after stage1 --width 5 --data scenes --t-end 0.05 --tau 100 --epochs 2",
         ":usb resnet --after layer4.1 --groups 2 --width 5 --data digits --epochs 2",
+        ":bottleneck net --after stage2 --width 8 --data scenes --test held --epochs 2 --seed 3 --as p",
+        ":bottleneck resnet --after layer3 --width 4 --data digits",
         ":sb-report sb",
         ":sweep-usb net --after stage2 --n 1 --k 2,4 --data scenes --epochs 1",
         ":sweep-usb resnet --after layer3 --k 2,4 --data digits",

@@ -8,7 +8,7 @@ use super::spec::{
 };
 use super::{Action, ReplView};
 
-use crate::inn::{Autoencoder, LayerInn, SemanticInn};
+use crate::inn::{Autoencoder, LayerInn, SemanticInn, Sensitivity};
 use crate::models::{LeNet, ScriptModel, TappedNet, VisionNet};
 use std::any::type_name;
 
@@ -163,7 +163,7 @@ pub static SENSITIVITY: CommandSpec = CommandSpec {
     name: "sensitivity",
     summary: "For checkpoints of a zoo classifier, a t on one layer and the semantic INN e: the share of each \
               factor's variation the layer captures, beside the checkpoint's accuracy (invariances paper \
-              sec. 4.2, fig. 4).",
+              sec. 4.2, fig. 4); binds the result (default sensitivity).",
     args: &[ArgSpec { name: "ZOO", kind: ArgKind::Zoo, required: true, help: "a zoo model with checkpoints" }],
     flags: &[
         FlagSpec { name: "layer", kind: FlagKind::Text, help: "the stage (required)" },
@@ -174,6 +174,7 @@ pub static SENSITIVITY: CommandSpec = CommandSpec {
         FlagSpec { name: "steps", kind: spec::COUNT, help: "training steps of each t (default 500)" },
         FlagSpec { name: "samples", kind: ints(2, i64::MAX), help: "samples v per image (default 8)" },
         SEED,
+        FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default sensitivity)" },
     ],
     run: sensitivity,
 };
@@ -411,13 +412,15 @@ fn sensitivity(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> 
         Some(_) => return Err(UsageError("--checkpoints takes a list of steps, e.g. 0,640,1280".into())),
     };
     let (steps, samples, seed) = (inv.int("steps").unwrap_or(500), inv.int("samples").unwrap_or(8), seed(inv));
-    Ok(Action::Rust(format!(
-        "glassbox::display::Render::render(&{})",
-        or_raise(format!(
+    let var = super::identifier(inv.text("as").unwrap_or("sensitivity"))?;
+    Ok(bind(
+        var,
+        type_name::<Sensitivity>(),
+        format!(
             "glassbox::cmd::sensitivity::<{ty}>({name:?}, {layer:?}, {checkpoints}, &{e}, &{ae}, &{data}, {steps}, \
              {samples}, {seed})"
-        ))
-    )))
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -520,6 +523,8 @@ mod tests {
             c.contains("glassbox::cmd::sensitivity::<glassbox::models::LeNet>(\"colormnist-lenet\", \"conv2\", Some(&[0, 640][..])"),
             "{c}"
         );
+        assert!(c.starts_with("let sensitivity: glassbox::inn::sensitivity::Sensitivity = "), "{c}");
+        assert!(code(&format!("{line} --as early"), &view()).starts_with("let early: "));
         assert!(
             error(":sensitivity nothing --layer conv2 --semantic semantic --data digits", &view()).contains("nothing")
         );

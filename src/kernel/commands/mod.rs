@@ -40,6 +40,7 @@ pub static REGISTRY: &[&CommandSpec] = &[
     &models::EVAL,
     &bottleneck::SSB,
     &bottleneck::USB,
+    &bottleneck::PLAIN,
     &bottleneck::SB_REPORT,
     &bottleneck::SWEEP_USB,
     &metrics::AUIC,

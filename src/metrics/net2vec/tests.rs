@@ -325,6 +325,15 @@ fn scenes_resnet_weights_beat_single_filters() {
     assert!(seg.single_share().iter().all(|s| (0.0..1.0).contains(s)), "{:?}", seg.single_share());
     let correlation = seg.weight_correlation().unwrap();
     println!("{}", correlation.render().data()["text/plain"].as_str().unwrap());
+    // Fig. 5: filters are shared, one filter is the best of several concepts; sec. 5.2: a
+    // filter's weight follows its own set IoU for most concepts (the paper: about 80%).
+    let shared = usage.counts.iter().copied().max().unwrap_or(0) as f64;
+    learned::at_least("net2vec fig. 5: concepts of the most shared filter", shared, 2.0);
+    learned::at_least("net2vec sec. 5.2: concepts whose weights follow the IoU", correlation.significant(0.01), 0.5);
+    // Fig. 3: a subset of the filters does about as well as all of them, one filter worse.
+    let subset = |f: usize| mean(&cls.subsets.iter().find(|s| s.filters == f).unwrap().scores);
+    learned::at_least("net2vec fig. 3: top-20 filters - all 64", subset(20) - mean(&cls.multi), -0.03);
+    learned::at_least("net2vec fig. 3: all 64 filters - the top one", mean(&cls.multi) - subset(1), 0.0);
     assert!(cls.weight_correlation().is_err());
     assert!(cls.subset_plot().unwrap().render().data().contains_key("image/png"));
     let grid = decile_examples(&net, &seg, &val, "sky").unwrap();

@@ -166,6 +166,7 @@ fn the_papers_analyses_on_the_zoo_net() {
     learned::at_most("sevec perturbation: |one associated unit|", p.associated.abs(), 0.01);
     learned::at_most("sevec perturbation: |one random unit|", p.random.abs(), 0.01);
     learned::at_least("sevec perturbation: |SeVec mask| + |permuted mask|", p.sevec.abs() + p.permuted.abs(), 0.01);
+    assert!(p.shrunk.is_finite() && p.shrunk != 0.0, "the uniform shrink moves the class: {}", p.shrunk);
     assert_eq!(p.trials, 60);
 
     // Table 2: diversity against per-class accuracy, with its p-value.
