@@ -9,8 +9,8 @@ pub use crate::device::{describe as describe_device, device};
 pub use crate::display::{self, EvcxrDisplay, Output, Render};
 pub use crate::interrupt::{Interrupted, Watch};
 pub use crate::metrics::{
-    self, inspect, net2vec, semantic_vectors, InspectConfig, Inspectability, Net2Vec, Net2VecConfig, PointingConfig,
-    SemanticVectors, SevecConfig,
+    self, inspect, net2vec, semantic_vectors, Binarize, InspectConfig, Inspectability, Net2Vec, Net2VecConfig,
+    PointingConfig, SemanticVectors, SevecConfig,
 };
 pub use crate::models::{
     self, fit, score, Arch, BlockKind, Edit, Editable, Examples, Insertion, LeNet, LeNetConfig, ModelError, Normalize,

@@ -37,8 +37,8 @@ pub use pictures::{channel_overlay, top_channels};
 pub use pointing::{pointing_game, pointing_hits, HitRule, PointingConfig, PointingGame};
 pub use saliency::{compare_saliency, energy, explain, saliency, Gate, Method, SaliencyComparison};
 pub use sevec::{
-    class_accuracy, diversity_vs_accuracy, object_accuracy, perturbation_test, semantic_vectors, DiversityStudy,
-    Embedding, Perturbation, Relevance, Retrieval, SemanticVectors, SevecConfig,
+    class_accuracy, diversity_vs_accuracy, object_accuracy, perturbation_test, semantic_vectors, Binarize,
+    DiversityStudy, Embedding, Perturbation, Relevance, Retrieval, SemanticVectors, SevecConfig,
 };
 
 /// What can go wrong computing a metric.

@@ -3,7 +3,9 @@
 //!
 //! A layer's output for an image, flattened (every channel at every position is a unit, as
 //! the paper's fc1 and pool5 vectors are), is binarised to `a = 1[φ(x) > 0]`: the paper
-//! argues that the non-zero pattern, not the values, carries the meaning (sec. 3). The SeVec
+//! argues that the non-zero pattern, not the values, carries the meaning (sec. 3). In a
+//! dense middle layer many units are positive on most images of every class, so
+//! [`Binarize::TopQuantile`] measures each unit against its own top quantile instead. The SeVec
 //! of a concept maximises the summed cosine to the binarised features of its images, whose
 //! solution is `v_c = A / |A|` with `A = Σ a_i / |a_i|` (eq. 3). Each element of `A / M`
 //! is then close to a unit's activation rate on the concept, which the local explanations use
@@ -35,17 +37,43 @@ use crate::viz::{Grid, Heatmap, ScatterPlot};
 /// unit-length vector of thousands of units never reach 0.5.
 pub const RELEVANT_RATE: f64 = 0.5;
 
+/// How a unit's activation becomes the 0/1 of `a`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Binarize {
+    /// `1[φ(x) > 0]`: the SeVec paper's (sec. 3), for the sparse ReLU features of a
+    /// classifier's last layers.
+    #[default]
+    Positive,
+    /// `1[φ_u(x) > T_u]`, with `T_u` the value unit `u` exceeds on the top `q` of the images
+    /// (Net2Vec's per-filter `T_k`, there the top 0.5% of positions): every unit against its
+    /// own level, so that a unit positive on most images, as half the units of a dense middle
+    /// layer are, is active only on the images that drive it most.
+    TopQuantile(f64),
+}
+
+impl Binarize {
+    pub fn validate(self) -> Result<(), MetricError> {
+        match self {
+            Binarize::TopQuantile(q) if !(q > 0.0 && q < 1.0) => {
+                Err(MetricError::Invalid(format!("the top quantile must lie between 0 and 1, got {q}")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// What to compute SeVecs of.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SevecConfig {
     /// The concept categories; `None` takes every category of the data set.
     pub categories: Option<Vec<Category>>,
     pub batch_size: usize,
+    pub binarize: Binarize,
 }
 
 impl Default for SevecConfig {
     fn default() -> Self {
-        SevecConfig { categories: None, batch_size: 32 }
+        SevecConfig { categories: None, batch_size: 32, binarize: Binarize::Positive }
     }
 }
 
@@ -65,20 +93,69 @@ pub struct SemanticVectors {
     pub vectors: Tensor,
     /// `[K, D]` the fraction of a concept's images on which each unit is active (CPU).
     pub rates: Tensor,
+    /// `[D]` the level each unit must exceed to count as active (CPU), for
+    /// [`Binarize::TopQuantile`]; `None`: 0, the paper's.
+    pub thresholds: Option<Tensor>,
     /// M_c: the images of each concept (with at least one active unit).
     pub images: Vec<usize>,
     /// D_c = 1 − mean cos(a_i, v_c) (sec. 4.2).
     pub diversity: Vec<f64>,
 }
 
-/// The binarised, flattened features `a = 1[φ(x) > 0]` of `images` at `stage`, `[N, D]`
-/// float, on the model's device, and one image's feature shape.
-pub fn binary_features(model: &impl Tapped, stage: &Stage, images: &Tensor) -> Result<(Tensor, Vec<i64>), MetricError> {
+/// The flattened features `φ(x)` of `images` at `stage`, `[N, D]`, on the model's device,
+/// and one image's feature shape.
+fn features(model: &impl Tapped, stage: &Stage, images: &Tensor) -> Result<(Tensor, Vec<i64>), MetricError> {
     let xs = images.to_device(model.device());
     let (_, mut taps) = tch::no_grad(|| model.forward_taps(&xs, std::slice::from_ref(stage), false))?;
     let acts = taps.remove(stage).expect("tapped");
     let shape = acts.size()[1..].to_vec();
-    Ok((acts.gt(0.0).flatten(1, -1).to_kind(Kind::Float), shape))
+    Ok((acts.flatten(1, -1), shape))
+}
+
+/// The binarised, flattened features `a = 1[φ(x) > T]` of `images` at `stage`, `[N, D]`
+/// float, on the model's device, and one image's feature shape; `thresholds` `[D]` holds
+/// `T` per unit, `None` the paper's 0.
+pub fn binary_features(
+    model: &impl Tapped,
+    stage: &Stage,
+    images: &Tensor,
+    thresholds: Option<&Tensor>,
+) -> Result<(Tensor, Vec<i64>), MetricError> {
+    let (acts, shape) = features(model, stage, images)?;
+    let active = match thresholds {
+        Some(t) => acts.gt_tensor(&t.to_device(acts.device())),
+        None => acts.gt(0.0),
+    };
+    Ok((active.to_kind(Kind::Float), shape))
+}
+
+/// The most feature values the per-unit quantiles of [`Binarize::TopQuantile`] hold at once
+/// (1 GiB of floats).
+const MAX_QUANTILE_VALUES: i64 = 1 << 28;
+
+/// `T_u` for every unit of `stage` over `data`, the value it exceeds on the top `q` of the
+/// images ([`Binarize::TopQuantile`]).
+fn unit_thresholds<D: ConceptDataset + ?Sized>(
+    model: &impl Tapped,
+    stage: &Stage,
+    data: &D,
+    batch_size: usize,
+    q: f64,
+) -> Result<Tensor, MetricError> {
+    let mut rows = Vec::new();
+    for batch in data.batches(batch_size) {
+        let (acts, _) = features(model, stage, &batch?.images)?;
+        rows.push(acts.to_device(Device::Cpu).to_kind(Kind::Float));
+        let held: i64 = rows.iter().map(|r| r.numel() as i64).sum();
+        if held > MAX_QUANTILE_VALUES {
+            return Err(MetricError::Invalid(format!(
+                "per-unit quantiles of {stage} over {} images would hold more than {MAX_QUANTILE_VALUES} values; \
+                 use fewer images or the paper's φ > 0",
+                data.len()
+            )));
+        }
+    }
+    Ok(Tensor::cat(&rows, 0).quantile_scalar(1.0 - q, Some(0), false, "linear"))
 }
 
 /// The sums eq. 3 and the diversity need, over a stream of binarised features.
@@ -157,6 +234,11 @@ pub fn semantic_vectors<D: ConceptDataset + ?Sized>(
     if data.is_empty() || config.batch_size == 0 {
         return Err(MetricError::Invalid("needs at least one image and a batch size of 1 or more".into()));
     }
+    config.binarize.validate()?;
+    let thresholds = match config.binarize {
+        Binarize::Positive => None,
+        Binarize::TopQuantile(q) => Some(unit_thresholds(model, &stage, data, config.batch_size, q)?),
+    };
     let vocabulary = data.vocabulary();
     let concepts = chosen_concepts(vocabulary, config.categories.as_deref())?;
     let columns: Vec<i64> = concepts.iter().map(|c| vocabulary.global_index(*c) as i64).collect();
@@ -166,7 +248,7 @@ pub fn semantic_vectors<D: ConceptDataset + ?Sized>(
     let mut progress = Progress::new(format!("SeVecs at {stage}"), Some(data.len().div_ceil(config.batch_size) as u64));
     for batch in data.batches(config.batch_size) {
         let batch = batch?;
-        let (a, s) = binary_features(model, &stage, &batch.images)?;
+        let (a, s) = binary_features(model, &stage, &batch.images, thresholds.as_ref())?;
         shape = s;
         let members = batch.image_labels.index_select(1, &columns.to_device(batch.image_labels.device()));
         acc.get_or_insert_with(|| Accumulator::new(concepts.len() as i64, a.size()[1], a.device())).add(&a, &members);
@@ -184,6 +266,7 @@ pub fn semantic_vectors<D: ConceptDataset + ?Sized>(
         ids: seen.iter().map(|i| concepts[*i as usize]).collect(),
         vectors: vectors.index_select(0, &keep),
         rates: rates.index_select(0, &keep),
+        thresholds,
         images: seen.iter().map(|i| images[*i as usize]).collect(),
         diversity: seen.iter().map(|i| diversity[*i as usize]).collect(),
     })
@@ -288,7 +371,7 @@ impl SemanticVectors {
         let vectors = self.vectors.to_device(model.device());
         let mut rows = Vec::new();
         for batch in data.batches(batch_size.max(1)) {
-            let (a, shape) = binary_features(model, &self.stage, &batch?.images)?;
+            let (a, shape) = binary_features(model, &self.stage, &batch?.images, self.thresholds.as_ref())?;
             if shape != self.shape {
                 return Err(MetricError::Invalid(format!(
                     "features {shape:?} at {}, SeVecs {:?}",

@@ -75,6 +75,7 @@ fn lines() -> Vec<String> {
         ":arith \"grass - green + blue\"",
         ":embed-distance e e",
         ":sevec net --layer stage3 --data scenes --categories object,material",
+        ":sevec net --layer stage3 --data scenes --top 0.2 --as top_sevec",
         ":diversity --net net --data scenes",
         ":relevance object material",
         ":relevance wheel car",

@@ -3,8 +3,10 @@
 //! `glassbox::metrics::{sevec, saliency, pointing}`.
 
 use super::session::{Kind, CONCEPT_DATA, MODEL};
-use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec, Invocation, UsageError, Value, INDEX};
+use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec, Invocation, UsageError, Value, INDEX, POSITIVE};
 use super::{Action, ReplView};
+use crate::metrics::Binarize;
+use std::any::type_name;
 
 /// Types a SeVec result has.
 static SEVEC_RESULTS: Kind =
@@ -32,6 +34,12 @@ pub static SEVEC: CommandSpec = CommandSpec {
             name: "categories",
             kind: FlagKind::ChoiceList(CATEGORIES),
             help: "concept categories (default: all the data set has)",
+        },
+        FlagSpec {
+            name: "top",
+            kind: POSITIVE,
+            help: "binarise each unit against its own top-Q quantile over the data, 0 < Q < 1 (default: the \
+                   paper's φ > 0)",
         },
         FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default NET_LAYER_sevec)" },
     ],
@@ -115,9 +123,16 @@ fn sevec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let categories = super::categories(inv).map_or("None".into(), |c| format!("Some(vec![{}])", c.join(", ")));
     let default = super::derived_name(&[net, &layer, "sevec"]);
     let var = super::identifier(inv.text("as").unwrap_or(&default))?;
+    let binarize = match inv.float("top") {
+        Some(q) => {
+            Binarize::TopQuantile(q).validate().map_err(|e| UsageError(e.to_string()))?;
+            format!("{}::TopQuantile({q:?})", type_name::<Binarize>())
+        }
+        None => format!("{}::Positive", type_name::<Binarize>()),
+    };
     let call = or_raise(format!(
         "glassbox::metrics::semantic_vectors(&{net}, {layer:?}, &{data}, &glassbox::metrics::SevecConfig {{ \
-         categories: {categories}, ..Default::default() }})"
+         categories: {categories}, binarize: {binarize}, ..Default::default() }})"
     ));
     Ok(Action::Rust(format!(
         "let {var}: glassbox::metrics::SemanticVectors = {call};\nglassbox::display::Render::render(&{var})"
@@ -213,6 +228,9 @@ mod tests {
         let c = code(":sevec net --layer stage3 --data scenes --categories object,material");
         assert!(c.starts_with("let net_stage3_sevec: glassbox::metrics::SemanticVectors"), "{c}");
         assert!(c.contains("semantic_vectors(&net, \"stage3\", &scenes") && c.contains("Category::Material"), "{c}");
+        assert!(c.contains("binarize: glassbox::metrics::sevec::Binarize::Positive"), "{c}");
+        let c = code(":sevec net --layer stage3 --data scenes --top 0.2");
+        assert!(c.contains("binarize: glassbox::metrics::sevec::Binarize::TopQuantile(0.2)"), "{c}");
         assert!(code(":diversity --net net --data scenes").contains("diversity_vs_accuracy(&v, &a)"));
         assert!(code(":relevance object material")
             .contains("v.relevance_by_category(glassbox::data::Category::Object, glassbox::data::Category::Material)"));
@@ -233,6 +251,7 @@ mod tests {
     fn sevec_commands_refuse_bad_input() {
         let err = |line: &str| testing::error(line, &session(SESSION));
         assert!(err(":sevec net --data scenes").contains("needs --layer"));
+        assert!(err(":sevec net --layer stage3 --data scenes --top 1.5").contains("between 0 and 1"));
         assert!(err(":diversity --data scenes").contains("needs --net"));
         assert!(err(":relevance object car").contains("two concepts or two categories"));
         assert!(err(":saliency net scenes --class car").contains("SCENES[N]"));

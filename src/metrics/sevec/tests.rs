@@ -85,6 +85,41 @@ fn scenes(n: usize, objects: std::ops::RangeInclusive<usize>, seed: u64) -> Conc
     ConceptScenes::generate(n, &SceneConfig { objects, seed, ..Default::default() }).unwrap()
 }
 
+/// Each unit against its own top quantile: every unit is active on at most that share of the
+/// images, so a unit is relevant to a class (rate > 0.5) only if the class's images drive it
+/// more than most, and fewer units are relevant to each class than under the paper's φ > 0.
+/// There, about half of the 16,384 position-units of `stage3` are relevant to every class;
+/// under the top 20% none is relevant to any thing, which sits anywhere on the 16×16 map and
+/// drives no position consistently (measured, not asserted: see the report).
+#[test]
+fn top_quantile_binarisation_bounds_each_units_activity() {
+    let _serial = crate::models::serial();
+    let net: TappedNet = crate::zoo::load("scenes-resnet", Device::Cpu).unwrap();
+    let data = scenes(300, 1..=1, learned::seed(31));
+    let positive = semantic_vectors(&net, "stage3", &data, &SevecConfig::default()).unwrap();
+    let config = SevecConfig { binarize: Binarize::TopQuantile(0.2), ..Default::default() };
+    let top = semantic_vectors(&net, "stage3", &data, &config).unwrap();
+    assert!(positive.thresholds.is_none());
+    let thresholds = top.thresholds.as_ref().unwrap();
+    assert_eq!(thresholds.size(), [64 * 16 * 16]);
+    let (a, _) = binary_features(&net, &top.stage, &data.images, Some(thresholds)).unwrap();
+    let share = a.mean_dim(&[0i64][..], false, Kind::Float);
+    let most = share.max().double_value(&[]);
+    assert!(most <= 0.2 + 1e-6, "a unit is active on {most} of the images");
+    let (dense, _) = binary_features(&net, &top.stage, &data.images, None).unwrap();
+    let always = dense.mean_dim(&[0i64][..], false, Kind::Float).gt(0.99).sum(Kind::Int64).int64_value(&[]);
+    println!("units positive on every image: {always} of {}; most active under the top 20%: {most:.3}", a.size()[1]);
+    let relevant = |sv: &SemanticVectors, c: &str| sv.relevant_units(c).unwrap().sum(Kind::Int64).int64_value(&[]);
+    let counts: Vec<(i64, i64)> = ["car", "house", "person", "tree", "boat", "lamp", "sky", "grass"]
+        .iter()
+        .map(|c| (relevant(&positive, c), relevant(&top, c)))
+        .collect();
+    println!("relevant units per class, φ > 0 and top 20%: {counts:?}");
+    assert!(counts.iter().all(|(p, t)| t < p), "{counts:?}");
+    let e = semantic_vectors(&net, "stage3", &data, &SevecConfig { binarize: Binarize::TopQuantile(1.5), ..config });
+    assert!(e.unwrap_err().to_string().contains("between 0 and 1"));
+}
+
 /// The paper's analyses in small on the zoo segmentation net (class scores: the spatial
 /// mean of its class logits) at its last stage, with SeVecs from one-object scenes (one
 /// class per image, as in ImageNet) and the pointing game on two-object scenes.
