@@ -10,7 +10,7 @@ pub use crate::display::{self, EvcxrDisplay, Output, Render};
 pub use crate::interrupt::{Interrupted, Watch};
 pub use crate::metrics::{
     self, inspect, net2vec, semantic_vectors, Binarize, InspectConfig, Inspectability, Net2Vec, Net2VecConfig,
-    PointingConfig, SemanticVectors, SevecConfig,
+    PointingConfig, SemanticVectors, SevecConfig, Units,
 };
 pub use crate::models::{
     self, fit, score, Arch, BlockKind, Edit, Editable, Examples, Insertion, LeNet, LeNetConfig, ModelError, Normalize,

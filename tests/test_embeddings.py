@@ -52,3 +52,10 @@ def test_sevec_commands_bind_vectors_and_explain(kc):
     assert r.reply["content"]["ename"] == "MetricError" and "40 images" in r.reply["content"]["evalue"]
     r = run(kc, ":saliency sv_net sv_scenes[0] --class sky --method lrp")
     assert r.reply["content"]["ename"] == "UsageError" and "gbp, gxi" in r.reply["content"]["evalue"]
+    # One unit per channel: the vectors have stage2's 32 channels, and the gates spread them
+    # over the map for the semantic saliency of the pointing game.
+    r = ok(run(kc, ":sevec sv_net --layer stage2 --data sv_scenes --channels --top 0.3 --as ch"))
+    assert "32 channel-units of [32, " in r.result()
+    assert ok(run(kc, "ch.vectors.size()[1]")).result() == "32"
+    r = ok(run(kc, ":pointing-game sv_net --data sv_scenes --in ch --as ch_game"))
+    assert "semantic GBP" in r.result()

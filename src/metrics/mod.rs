@@ -38,7 +38,7 @@ pub use pointing::{pointing_game, pointing_hits, HitRule, PointingConfig, Pointi
 pub use saliency::{compare_saliency, energy, explain, saliency, Gate, Method, SaliencyComparison};
 pub use sevec::{
     class_accuracy, diversity_vs_accuracy, object_accuracy, perturbation_test, semantic_vectors, Binarize,
-    DiversityStudy, Embedding, Perturbation, Relevance, Retrieval, SemanticVectors, SevecConfig,
+    DiversityStudy, Embedding, Perturbation, Relevance, Retrieval, SemanticVectors, SevecConfig, Units,
 };
 
 /// What can go wrong computing a metric.

@@ -2,7 +2,8 @@
 //! feature space, and the global analyses built on them.
 //!
 //! A layer's output for an image, flattened (every channel at every position is a unit, as
-//! the paper's fc1 and pool5 vectors are), is binarised to `a = 1[φ(x) > 0]`: the paper
+//! the paper's fc1 and pool5 vectors are; or, with [`Units::Channels`], every channel
+//! averaged over its map), is binarised to `a = 1[φ(x) > 0]`: the paper
 //! argues that the non-zero pattern, not the values, carries the meaning (sec. 3). In a
 //! dense middle layer many units are positive on most images of every class, so
 //! [`Binarize::TopQuantile`] measures each unit against its own top quantile instead. The SeVec
@@ -62,18 +63,57 @@ impl Binarize {
     }
 }
 
+/// What one unit of a layer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Units {
+    /// Every channel at every position: the layer's output flattened, as the paper's pool5
+    /// and fc1 vectors are.
+    #[default]
+    Positions,
+    /// Every channel, averaged over its map: the feature a global-average-pooling head sees,
+    /// one unit wherever on the map its pattern lies. Where objects sit anywhere, no single
+    /// position of a middle layer sees a class consistently, but a channel can.
+    Channels,
+}
+
+impl Units {
+    /// How many units one image has at a layer whose output is `shape` (`[C, H, W]` or `[C]`).
+    pub fn count(self, shape: &[i64]) -> i64 {
+        match self {
+            Units::Positions => shape.iter().product(),
+            Units::Channels => shape.first().copied().unwrap_or(1),
+        }
+    }
+
+    /// A layer's output `[N, C, ...]` as `[N, units]`.
+    fn of(self, acts: &Tensor) -> Tensor {
+        match self {
+            Units::Channels if acts.dim() > 2 => acts.flatten(2, -1).mean_dim(&[2i64][..], false, None),
+            _ => acts.flatten(1, -1),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Units::Positions => "position",
+            Units::Channels => "channel",
+        }
+    }
+}
+
 /// What to compute SeVecs of.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SevecConfig {
     /// The concept categories; `None` takes every category of the data set.
     pub categories: Option<Vec<Category>>,
     pub batch_size: usize,
+    pub units: Units,
     pub binarize: Binarize,
 }
 
 impl Default for SevecConfig {
     fn default() -> Self {
-        SevecConfig { categories: None, batch_size: 32, binarize: Binarize::Positive }
+        SevecConfig { categories: None, batch_size: 32, units: Units::Positions, binarize: Binarize::Positive }
     }
 }
 
@@ -81,8 +121,10 @@ impl Default for SevecConfig {
 #[derive(Debug)]
 pub struct SemanticVectors {
     pub stage: Stage,
-    /// One image's feature shape at the layer (`[C, H, W]`); the vectors are it flattened.
+    /// One image's feature shape at the layer (`[C, H, W]`).
     pub shape: Vec<i64>,
+    /// What the `D` elements of a vector are: the shape flattened, or its channels.
+    pub units: Units,
     /// Qualified names (`object:car`).
     pub concepts: Vec<String>,
     pub categories: Vec<Category>,
@@ -102,26 +144,32 @@ pub struct SemanticVectors {
     pub diversity: Vec<f64>,
 }
 
-/// The flattened features `φ(x)` of `images` at `stage`, `[N, D]`, on the model's device,
+/// The features `φ(x)` of `images` at `stage` per unit, `[N, D]`, on the model's device,
 /// and one image's feature shape.
-fn features(model: &impl Tapped, stage: &Stage, images: &Tensor) -> Result<(Tensor, Vec<i64>), MetricError> {
+fn features(
+    model: &impl Tapped,
+    stage: &Stage,
+    units: Units,
+    images: &Tensor,
+) -> Result<(Tensor, Vec<i64>), MetricError> {
     let xs = images.to_device(model.device());
     let (_, mut taps) = tch::no_grad(|| model.forward_taps(&xs, std::slice::from_ref(stage), false))?;
     let acts = taps.remove(stage).expect("tapped");
     let shape = acts.size()[1..].to_vec();
-    Ok((acts.flatten(1, -1), shape))
+    Ok((units.of(&acts), shape))
 }
 
-/// The binarised, flattened features `a = 1[φ(x) > T]` of `images` at `stage`, `[N, D]`
+/// The binarised features `a = 1[φ(x) > T]` of `images` at `stage` per unit, `[N, D]`
 /// float, on the model's device, and one image's feature shape; `thresholds` `[D]` holds
 /// `T` per unit, `None` the paper's 0.
 pub fn binary_features(
     model: &impl Tapped,
     stage: &Stage,
+    units: Units,
     images: &Tensor,
     thresholds: Option<&Tensor>,
 ) -> Result<(Tensor, Vec<i64>), MetricError> {
-    let (acts, shape) = features(model, stage, images)?;
+    let (acts, shape) = features(model, stage, units, images)?;
     let active = match thresholds {
         Some(t) => acts.gt_tensor(&t.to_device(acts.device())),
         None => acts.gt(0.0),
@@ -138,13 +186,14 @@ const MAX_QUANTILE_VALUES: i64 = 1 << 28;
 fn unit_thresholds<D: ConceptDataset + ?Sized>(
     model: &impl Tapped,
     stage: &Stage,
+    units: Units,
     data: &D,
     batch_size: usize,
     q: f64,
 ) -> Result<Tensor, MetricError> {
     let mut rows = Vec::new();
     for batch in data.batches(batch_size) {
-        let (acts, _) = features(model, stage, &batch?.images)?;
+        let (acts, _) = features(model, stage, units, &batch?.images)?;
         rows.push(acts.to_device(Device::Cpu).to_kind(Kind::Float));
         let held: i64 = rows.iter().map(|r| r.numel() as i64).sum();
         if held > MAX_QUANTILE_VALUES {
@@ -237,7 +286,7 @@ pub fn semantic_vectors<D: ConceptDataset + ?Sized>(
     config.binarize.validate()?;
     let thresholds = match config.binarize {
         Binarize::Positive => None,
-        Binarize::TopQuantile(q) => Some(unit_thresholds(model, &stage, data, config.batch_size, q)?),
+        Binarize::TopQuantile(q) => Some(unit_thresholds(model, &stage, config.units, data, config.batch_size, q)?),
     };
     let vocabulary = data.vocabulary();
     let concepts = chosen_concepts(vocabulary, config.categories.as_deref())?;
@@ -248,7 +297,7 @@ pub fn semantic_vectors<D: ConceptDataset + ?Sized>(
     let mut progress = Progress::new(format!("SeVecs at {stage}"), Some(data.len().div_ceil(config.batch_size) as u64));
     for batch in data.batches(config.batch_size) {
         let batch = batch?;
-        let (a, s) = binary_features(model, &stage, &batch.images, thresholds.as_ref())?;
+        let (a, s) = binary_features(model, &stage, config.units, &batch.images, thresholds.as_ref())?;
         shape = s;
         let members = batch.image_labels.index_select(1, &columns.to_device(batch.image_labels.device()));
         acc.get_or_insert_with(|| Accumulator::new(concepts.len() as i64, a.size()[1], a.device())).add(&a, &members);
@@ -261,6 +310,7 @@ pub fn semantic_vectors<D: ConceptDataset + ?Sized>(
     Ok(SemanticVectors {
         stage,
         shape,
+        units: config.units,
         concepts: seen.iter().map(|i| vocabulary.qualified_name(concepts[*i as usize])).collect(),
         categories: seen.iter().map(|i| concepts[*i as usize].category).collect(),
         ids: seen.iter().map(|i| concepts[*i as usize]).collect(),
@@ -346,6 +396,31 @@ impl SemanticVectors {
         Ok(self.rates.get(self.find(concept)? as i64).gt(RELEVANT_RATE))
     }
 
+    /// Values per unit, `[.., D]`, over the layer's flattened output, `[.., C·H·W]`: a
+    /// channel-unit's value at every position of its channel.
+    pub fn spread(&self, values: &Tensor) -> Tensor {
+        match self.units {
+            Units::Positions => values.shallow_clone(),
+            Units::Channels => {
+                let positions: i64 = self.shape[1..].iter().product();
+                let lead = &values.size()[..values.dim() - 1];
+                let expanded: Vec<i64> = lead.iter().copied().chain([self.shape[0], positions]).collect();
+                let flat: Vec<i64> = lead.iter().copied().chain([-1]).collect();
+                values.unsqueeze(-1).expand(expanded.as_slice(), false).reshape(flat.as_slice())
+            }
+        }
+    }
+
+    /// The binarised features of `images` at this layer, as these SeVecs binarise them,
+    /// `[N, D]` on the model's device.
+    pub fn binarise(&self, model: &impl Tapped, images: &Tensor) -> Result<Tensor, MetricError> {
+        let (a, shape) = binary_features(model, &self.stage, self.units, images, self.thresholds.as_ref())?;
+        if shape != self.shape {
+            return Err(MetricError::Invalid(format!("features {shape:?} at {}, SeVecs {:?}", self.stage, self.shape)));
+        }
+        Ok(a)
+    }
+
     /// The gate that keeps, for image `i`, only the units relevant to `concepts[i]` in the
     /// backward pass at this layer (the semantic saliency of sec. 5).
     pub fn gate(&self, concepts: &[&str]) -> Result<Gate, MetricError> {
@@ -356,7 +431,7 @@ impl SemanticVectors {
         let shape: Vec<i64> = [masks.len() as i64].into_iter().chain(self.shape.iter().copied()).collect();
         Ok(Gate {
             stage: self.stage.clone(),
-            keep: Tensor::stack(&masks, 0).to_kind(Kind::Float).view(shape.as_slice()),
+            keep: self.spread(&Tensor::stack(&masks, 0).to_kind(Kind::Float)).view(shape.as_slice()),
         })
     }
 
@@ -371,13 +446,7 @@ impl SemanticVectors {
         let vectors = self.vectors.to_device(model.device());
         let mut rows = Vec::new();
         for batch in data.batches(batch_size.max(1)) {
-            let (a, shape) = binary_features(model, &self.stage, &batch?.images, self.thresholds.as_ref())?;
-            if shape != self.shape {
-                return Err(MetricError::Invalid(format!(
-                    "features {shape:?} at {}, SeVecs {:?}",
-                    self.stage, self.shape
-                )));
-            }
+            let a = self.binarise(model, &batch?.images)?;
             let unit = &a / a.sum_dim_intlist(1, true, Kind::Float).sqrt().clamp_min(1.0);
             rows.push(unit.matmul(&vectors.tr()).to_device(Device::Cpu));
         }
@@ -454,8 +523,14 @@ impl Render for SemanticVectors {
             Vec::try_from(self.rates.gt(RELEVANT_RATE).sum_dim_intlist(1, false, Kind::Int64)).expect("int64 counts");
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.sort_by(|a, b| self.diversity[*b].total_cmp(&self.diversity[*a]));
-        let dim: i64 = self.shape.iter().product();
-        let head = format!("SeVecs of {} concepts at {} ({dim} units, {:?})", self.len(), self.stage, self.shape);
+        let head = format!(
+            "SeVecs of {} concepts at {} ({} {}-units of {:?})",
+            self.len(),
+            self.stage,
+            self.units.count(&self.shape),
+            self.units.name(),
+            self.shape
+        );
         let mut text = vec![head.clone()];
         let mut html = format!(
             "<p><b>{head}</b></p><table><tr><th>concept</th><th>images M</th><th>diversity D</th><th>units with rate &gt; 0.5</th></tr>"
@@ -582,7 +657,8 @@ pub fn class_accuracy<D: ConceptDataset + ?Sized>(
     let classes = vocabulary.names(Category::Object).len() as i64;
     if model.task() != crate::models::Task::Segmentation || model.num_classes() != classes {
         return Err(MetricError::Invalid(format!(
-            "per-class accuracy needs a segmentation model of the data set's {classes} object classes"
+            "per-class accuracy needs a segmentation model of the data set's {classes} object classes; a \
+             classifier of one-object scenes is scored by metrics::object_accuracy"
         )));
     }
     let (mut hits, mut totals) = (vec![0i64; classes as usize], vec![0i64; classes as usize]);
@@ -775,7 +851,7 @@ pub fn perturbation_test<D: ConceptDataset + ?Sized>(
     if classes.is_empty() {
         return Err(MetricError::Invalid("name at least one class to perturb".into()));
     }
-    let dim: i64 = sevecs.shape.iter().product();
+    let dim = sevecs.units.count(&sevecs.shape);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut sums, mut trials) = ([0.0f64; MODIFICATIONS], 0usize);
     for batch in data.batches(8) {
@@ -798,14 +874,18 @@ pub fn perturbation_test<D: ConceptDataset + ?Sized>(
                 if labels.double_value(&[i, column]) < 0.5 {
                     continue;
                 }
+                // A channel-unit is raised at every position of its channel.
                 let raise = |unit: i64| {
-                    a.index_fill(0, &Tensor::from_slice(&[unit]).to_device(a.device()), 1.5 * a.max().double_value(&[]))
+                    let one =
+                        Tensor::zeros([dim], (Kind::Bool, Device::Cpu)).index_fill(0, &Tensor::from_slice(&[unit]), 1);
+                    a.masked_fill(&sevecs.spread(&one).to_device(a.device()), 1.5 * a.max().double_value(&[]))
                 };
                 let associated = sevecs.vectors.get(row as i64).argmax(0, false).int64_value(&[]);
                 let mask = sevecs.rates.get(row as i64).gt(RELEVANT_RATE).to_kind(Kind::Float);
                 let mut order: Vec<i64> = (0..dim).collect();
                 order.shuffle(&mut rng);
-                let permuted = mask.index_select(0, &Tensor::from_slice(&order));
+                let permuted = sevecs.spread(&mask.index_select(0, &Tensor::from_slice(&order)));
+                let mask = sevecs.spread(&mask);
                 let masked = &a * mask.to_device(a.device());
                 let kept =
                     masked.sum(Kind::Double).double_value(&[]) / a.sum(Kind::Double).double_value(&[]).max(1e-30);

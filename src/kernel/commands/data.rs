@@ -6,7 +6,7 @@ use super::{Action, ReplView};
 
 /// The data sets `:data` makes, with the flags each takes.
 const SOURCES: &[(&str, &[&str])] = &[
-    ("scenes", &["n", "seed", "size", "as"]),
+    ("scenes", &["n", "seed", "size", "objects", "as"]),
     ("colormnist", &["n", "seed", "size", "split", "as"]),
     ("broden", &["path", "n", "size", "split", "as"]),
     ("cityscapes", &["path", "n", "size", "split", "as"]),
@@ -29,6 +29,11 @@ pub static DATA: CommandSpec = CommandSpec {
             name: "size",
             kind: FlagKind::Text,
             help: "image size `S` or `HxW` (scenes 64, colormnist 32, broden 224, cityscapes 256x512)",
+        },
+        FlagSpec {
+            name: "objects",
+            kind: FlagKind::Text,
+            help: "scenes: objects per scene, `N` or `A-B` drawn uniformly (default 1-4)",
         },
         FlagSpec {
             name: "split",
@@ -82,13 +87,15 @@ fn data(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
             .ok_or_else(|| UsageError(format!("{name} is read from disk: give its root folder with --path DIR")))
     };
     let max_images = n.map_or("None".into(), |n| format!("Some({n})"));
+    let objects = inv.text("objects").map(objects_per_scene).transpose()?;
     let (ty, make) = match name {
         "scenes" => (
             "ConceptScenes",
             format!(
-                "glassbox::data::ConceptScenes::generate({}, &glassbox::data::SceneConfig {{ size: {}, seed: {seed}, ..Default::default() }})",
+                "glassbox::data::ConceptScenes::generate({}, &glassbox::data::SceneConfig {{ size: {}, seed: {seed}, {}..Default::default() }})",
                 n.unwrap_or(500),
-                square(64)?
+                square(64)?,
+                objects.map_or(String::new(), |r| format!("objects: {}..={}, ", r.start(), r.end()))
             ),
         ),
         "colormnist" => {
@@ -129,6 +136,19 @@ fn data(inv: &Invocation, _: &ReplView) -> Result<Action, UsageError> {
         "let {var}: glassbox::data::{ty} = glassbox::runtime::or_raise({make});\n\
          glassbox::display::Render::render(&{var})"
     )))
+}
+
+/// `--objects N` or `--objects A-B`, checked as the scene generator checks it.
+fn objects_per_scene(text: &str) -> Result<std::ops::RangeInclusive<usize>, UsageError> {
+    let bad = || UsageError(format!("--objects takes a count `N` or a range `A-B` of objects per scene, got `{text}`"));
+    let count = |t: &str| t.trim().parse::<usize>().map_err(|_| bad());
+    let range = match text.split_once('-') {
+        Some((a, b)) => count(a)?..=count(b)?,
+        None => count(text)?..=count(text)?,
+    };
+    let config = crate::data::SceneConfig { objects: range.clone(), ..Default::default() };
+    config.validate().map_err(|e| UsageError(format!("--objects: {e}")))?;
+    Ok(range)
 }
 
 pub static SHOW: CommandSpec = CommandSpec {
@@ -173,6 +193,13 @@ mod tests {
         let Action::Rust(code) = run(":data scenes --n 40 --seed 3 --size 32", &view).unwrap() else { panic!() };
         assert!(code.starts_with("let scenes: glassbox::data::ConceptScenes = "), "{code}");
         assert!(code.contains("generate(40, ") && code.contains("size: 32, seed: 3"), "{code}");
+        let Action::Rust(code) = run(":data scenes --objects 1 --as one", &view).unwrap() else { panic!() };
+        assert!(code.contains("objects: 1..=1, ..Default::default()"), "{code}");
+        let Action::Rust(code) = run(":data scenes --objects 2-3", &view).unwrap() else { panic!() };
+        assert!(code.contains("objects: 2..=3, "), "{code}");
+        assert!(run(":data scenes --objects 3-2", &view).unwrap_err().0.contains("--objects: invalid"));
+        assert!(run(":data scenes --objects many", &view).unwrap_err().0.contains("a count `N` or a range `A-B`"));
+        assert!(run(":data colormnist --objects 1", &view).unwrap_err().0.contains("does not apply"));
         let Action::Rust(code) = run(":data colormnist --split test --as digits", &view).unwrap() else { panic!() };
         assert!(code.starts_with("let digits: glassbox::data::ColorMnist") && code.contains("Split::Test"), "{code}");
         let Action::Rust(code) = run(":data broden --path /d/broden --size 112 --n 5", &view).unwrap() else {

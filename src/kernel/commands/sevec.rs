@@ -5,7 +5,7 @@
 use super::session::{Kind, CONCEPT_DATA, MODEL};
 use super::spec::{ArgKind, ArgSpec, CommandSpec, FlagKind, FlagSpec, Invocation, UsageError, Value, INDEX, POSITIVE};
 use super::{Action, ReplView};
-use crate::metrics::Binarize;
+use crate::metrics::{Binarize, Units};
 use std::any::type_name;
 
 /// Types a SeVec result has.
@@ -40,6 +40,12 @@ pub static SEVEC: CommandSpec = CommandSpec {
             kind: POSITIVE,
             help: "binarise each unit against its own top-Q quantile over the data, 0 < Q < 1 (default: the \
                    paper's φ > 0)",
+        },
+        FlagSpec {
+            name: "channels",
+            kind: FlagKind::Switch,
+            help: "one unit per channel, its mean over the map (default: every channel at every position, as the \
+                   paper's flattened features)",
         },
         FlagSpec { name: "as", kind: FlagKind::Text, help: "the variable to bind (default NET_LAYER_sevec)" },
     ],
@@ -130,9 +136,11 @@ fn sevec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
         }
         None => format!("{}::Positive", type_name::<Binarize>()),
     };
+    let units = if inv.switch("channels") { Units::Channels } else { Units::Positions };
+    let units = format!("{}::{units:?}", type_name::<Units>());
     let call = or_raise(format!(
         "glassbox::metrics::semantic_vectors(&{net}, {layer:?}, &{data}, &glassbox::metrics::SevecConfig {{ \
-         categories: {categories}, binarize: {binarize}, ..Default::default() }})"
+         categories: {categories}, units: {units}, binarize: {binarize}, ..Default::default() }})"
     ));
     Ok(Action::Rust(format!(
         "let {var}: glassbox::metrics::SemanticVectors = {call};\nglassbox::display::Render::render(&{var})"
@@ -229,8 +237,10 @@ mod tests {
         assert!(c.starts_with("let net_stage3_sevec: glassbox::metrics::SemanticVectors"), "{c}");
         assert!(c.contains("semantic_vectors(&net, \"stage3\", &scenes") && c.contains("Category::Material"), "{c}");
         assert!(c.contains("binarize: glassbox::metrics::sevec::Binarize::Positive"), "{c}");
-        let c = code(":sevec net --layer stage3 --data scenes --top 0.2");
+        assert!(c.contains("units: glassbox::metrics::sevec::Units::Positions"), "{c}");
+        let c = code(":sevec net --layer stage3 --data scenes --top 0.2 --channels");
         assert!(c.contains("binarize: glassbox::metrics::sevec::Binarize::TopQuantile(0.2)"), "{c}");
+        assert!(c.contains("units: glassbox::metrics::sevec::Units::Channels"), "{c}");
         assert!(code(":diversity --net net --data scenes").contains("diversity_vs_accuracy(&v, &a)"));
         assert!(code(":relevance object material")
             .contains("v.relevance_by_category(glassbox::data::Category::Object, glassbox::data::Category::Material)"));
