@@ -54,8 +54,10 @@ pub struct HitRule {
     /// 224×224; the paper's generalised rule, and the default, allow none).
     pub tolerance: usize,
     /// The share of the kept pixels that must lie in the box: 1 (the default) is the
-    /// paper's "the remaining foreground area lies in the bounding box"; lower shares give
-    /// partial credit to maps that spill over the box's edge.
+    /// paper's "a hit is counted if the remaining foreground area (containing relevant
+    /// pixels) lies in the bounding box of the corresponding target object" (sec. 5.2);
+    /// lower shares give partial credit to maps that spill over the box's edge. Under the
+    /// paper's rule a map with energy everywhere misses at m = 1.
     pub inside: f64,
 }
 
