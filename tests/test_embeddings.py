@@ -59,3 +59,10 @@ def test_sevec_commands_bind_vectors_and_explain(kc):
     assert ok(run(kc, "ch.vectors.size()[1]")).result() == "32"
     r = ok(run(kc, ":pointing-game sv_net --data sv_scenes --in ch --as ch_game"))
     assert "semantic GBP" in r.result()
+    # Table 2 with a classifier: scored on the scenes that show one object.
+    ok(run(kc, "let sv_cls = TappedNet::new(ResNetConfig::small(Task::Classification, 11), device).unwrap();"))
+    ok(run(kc, ":data scenes --n 24 --size 32 --objects 1 --seed 6 --as sv_one"))
+    assert "Pearson" in ok(run(kc, ":diversity --net sv_cls --data sv_one --in ch")).result()
+    ok(run(kc, ":data scenes --n 8 --size 32 --objects 2 --seed 6 --as sv_two"))
+    r = run(kc, ":diversity --net sv_cls --data sv_two --in ch")
+    assert r.reply["content"]["ename"] == "MetricError" and "exactly one object" in r.reply["content"]["evalue"]

@@ -115,6 +115,14 @@ pub trait ConceptDataset {
     /// Images `range`, on the device the data set lives on.
     fn batch(&self, range: Range<usize>) -> Result<ConceptBatch, DataError>;
 
+    /// The object class of image `index` when it shows exactly one object: what a classifier
+    /// of the data set's objects is scored on. `None` where the image shows several, or the
+    /// data set does not say.
+    fn single_object(&self, index: usize) -> Option<i64> {
+        let _ = index;
+        None
+    }
+
     /// Consecutive batches of `batch_size` images, the last one possibly shorter.
     ///
     /// # Panics
@@ -141,6 +149,10 @@ impl<D: ConceptDataset + ?Sized> ConceptDataset for &D {
 
     fn batch(&self, range: Range<usize>) -> Result<ConceptBatch, DataError> {
         (**self).batch(range)
+    }
+
+    fn single_object(&self, index: usize) -> Option<i64> {
+        (**self).single_object(index)
     }
 }
 

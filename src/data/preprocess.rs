@@ -182,6 +182,10 @@ impl<D: ConceptDataset> ConceptDataset for Preprocessed<D> {
     fn batch(&self, range: Range<usize>) -> Result<ConceptBatch, DataError> {
         self.preprocess.batch(&self.data.batch(range)?, self.data.vocabulary())
     }
+
+    fn single_object(&self, index: usize) -> Option<i64> {
+        self.data.single_object(index)
+    }
 }
 
 /// A data set at the size a model takes its images: the data set itself when the model
@@ -231,6 +235,13 @@ impl<D: ConceptDataset + ?Sized> ConceptDataset for AtSize<'_, D> {
         match self {
             AtSize::Same(d) => d.batch(range),
             AtSize::Resized(d) => d.batch(range),
+        }
+    }
+
+    fn single_object(&self, index: usize) -> Option<i64> {
+        match self {
+            AtSize::Same(d) => d.single_object(index),
+            AtSize::Resized(d) => d.single_object(index),
         }
     }
 }

@@ -902,6 +902,14 @@ impl ConceptDataset for ConceptScenes {
         check_range(&range, ConceptDataset::len(self))?;
         Ok(self.slice(range).into_batch())
     }
+
+    /// A scene's objects are its things (its backgrounds are the ground they stand on).
+    fn single_object(&self, index: usize) -> Option<i64> {
+        match self.boxes.get(index).map(Vec::as_slice) {
+            Some([only]) => Some(only.object),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -645,9 +645,11 @@ impl Render for Retrieval {
     }
 }
 
-/// Pixel accuracy per class of a segmentation model whose classes are the data set's object
-/// concepts: the share of each class's pixels predicted as that class. Classes without
-/// pixels in `data` are left out. Names are qualified (`object:car`).
+/// Per-class accuracy of a model whose classes are the data set's object concepts, what
+/// table 2 correlates diversity with: pixel accuracy for a segmentation net (the share of each
+/// class's pixels predicted as that class), top-1 accuracy over the images that show exactly
+/// one object for a classifier ([`object_accuracy`]). Classes the data never shows are left
+/// out. Names are qualified (`object:car`).
 pub fn class_accuracy<D: ConceptDataset + ?Sized>(
     model: &impl Tapped,
     data: &D,
@@ -655,11 +657,14 @@ pub fn class_accuracy<D: ConceptDataset + ?Sized>(
 ) -> Result<Vec<(String, f64)>, MetricError> {
     let vocabulary = data.vocabulary();
     let classes = vocabulary.names(Category::Object).len() as i64;
-    if model.task() != crate::models::Task::Segmentation || model.num_classes() != classes {
+    if model.num_classes() != classes {
         return Err(MetricError::Invalid(format!(
-            "per-class accuracy needs a segmentation model of the data set's {classes} object classes; a \
-             classifier of one-object scenes is scored by metrics::object_accuracy"
+            "per-class accuracy needs a model of the data set's {classes} object classes, not {}",
+            model.num_classes()
         )));
+    }
+    if model.task() == crate::models::Task::Classification {
+        return object_accuracy(model, data, batch_size);
     }
     let (mut hits, mut totals) = (vec![0i64; classes as usize], vec![0i64; classes as usize]);
     for batch in data.batches(batch_size.max(1)) {
@@ -679,53 +684,65 @@ pub fn class_accuracy<D: ConceptDataset + ?Sized>(
         add(&mut hits, &correct);
         add(&mut totals, &correct.ones_like());
     }
-    Ok((0..classes as usize)
-        .filter(|c| totals[*c] > 0)
-        .map(|c| {
-            let name = vocabulary.qualified_name(Concept { category: Category::Object, index: c });
-            (name, hits[c] as f64 / totals[c] as f64)
-        })
-        .collect())
+    Ok(per_class(vocabulary, &hits, &totals))
 }
 
-/// Top-1 accuracy per class of a classifier whose classes are the scenes' object concepts,
-/// over the scenes that show exactly one object (the classification of the SeVec paper, in
-/// small). Classes no such scene shows are left out. Names are qualified (`object:car`).
-pub fn object_accuracy(
+/// Top-1 accuracy per class of a classifier whose classes are the data set's object
+/// concepts, over the images that show exactly one object
+/// ([`ConceptDataset::single_object`]; the classification of the SeVec paper, in small).
+pub fn object_accuracy<D: ConceptDataset + ?Sized>(
     model: &impl Tapped,
-    scenes: &crate::data::ConceptScenes,
+    data: &D,
     batch_size: usize,
 ) -> Result<Vec<(String, f64)>, MetricError> {
-    let vocabulary = scenes.vocabulary();
+    let vocabulary = data.vocabulary();
     let classes = vocabulary.names(Category::Object).len();
     if model.task() != crate::models::Task::Classification || model.num_classes() != classes as i64 {
         return Err(MetricError::Invalid(format!(
-            "object accuracy needs a classifier of the scenes' {classes} object classes"
+            "object accuracy needs a classifier of the data set's {classes} object classes"
         )));
     }
-    let single: Vec<(i64, i64)> = (0..scenes.len())
-        .filter_map(|i| match scenes.boxes[i][..] {
-            [only] => Some((i as i64, only.object)),
-            _ => None,
-        })
-        .collect();
-    let (mut hits, mut totals) = (vec![0usize; classes], vec![0usize; classes]);
-    for chunk in single.chunks(batch_size.max(1)) {
-        let index: Vec<i64> = chunk.iter().map(|c| c.0).collect();
-        let images = scenes.images.index_select(0, &Tensor::from_slice(&index)).to_device(model.device());
-        let pred = tch::no_grad(|| model.forward_t(&images, false)).argmax(1, false).to_device(Device::Cpu);
-        for (k, (_, class)) in chunk.iter().enumerate() {
+    let data = &crate::data::at_size(data, model.input_size())?;
+    let (mut hits, mut totals) = (vec![0i64; classes], vec![0i64; classes]);
+    let batch_size = batch_size.max(1);
+    for (b, batch) in data.batches(batch_size).enumerate() {
+        let batch = batch?;
+        let first = b * batch_size;
+        let single: Vec<(i64, i64)> = (0..batch.images.size()[0])
+            .filter_map(|k| data.single_object(first + k as usize).map(|class| (k, class)))
+            .collect();
+        if single.is_empty() {
+            continue;
+        }
+        let rows = Tensor::from_slice(&single.iter().map(|s| s.0).collect::<Vec<_>>());
+        let images = batch.images.index_select(0, &rows.to_device(batch.images.device())).to_device(model.device());
+        let pred: Vec<i64> =
+            Vec::try_from(tch::no_grad(|| model.forward_t(&images, false)).argmax(1, false).to_device(Device::Cpu))
+                .expect("int64");
+        for ((_, class), p) in single.iter().zip(pred) {
             totals[*class as usize] += 1;
-            hits[*class as usize] += usize::from(pred.int64_value(&[k as i64]) == *class);
+            hits[*class as usize] += i64::from(p == *class);
         }
     }
-    Ok((0..classes)
+    if totals.iter().all(|t| *t == 0) {
+        return Err(MetricError::Invalid(format!(
+            "a classifier is scored on images that show exactly one object, and none of the {} does \
+             (concept scenes with one object: `:data scenes --objects 1`)",
+            data.len()
+        )));
+    }
+    Ok(per_class(vocabulary, &hits, &totals))
+}
+
+/// `(qualified name, hits / total)` of every object class with a total.
+fn per_class(vocabulary: &Vocabulary, hits: &[i64], totals: &[i64]) -> Vec<(String, f64)> {
+    (0..totals.len())
         .filter(|c| totals[*c] > 0)
         .map(|c| {
             let name = vocabulary.qualified_name(Concept { category: Category::Object, index: c });
             (name, hits[c] as f64 / totals[c] as f64)
         })
-        .collect())
+        .collect()
 }
 
 /// Diversity against per-class accuracy (sec. 4.2, table 2).

@@ -58,7 +58,12 @@ pub static DIVERSITY: CommandSpec = CommandSpec {
               Pearson and Spearman correlations and their p-values (SeVec paper table 2).",
     args: &[],
     flags: &[
-        FlagSpec { name: "net", kind: FlagKind::Text, help: "the segmentation net whose accuracy to use (required)" },
+        FlagSpec {
+            name: "net",
+            kind: FlagKind::Text,
+            help: "the net whose per-class accuracy to use: a segmentation net, or a classifier scored on the \
+                   images that show one object (required)",
+        },
         FlagSpec { name: "data", kind: FlagKind::Data, help: "concept scenes to score on (required)" },
         IN,
     ],
@@ -150,7 +155,7 @@ fn sevec(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
 fn diversity(inv: &Invocation, view: &ReplView) -> Result<Action, UsageError> {
     let Some(net) = inv.text("net") else {
         return Err(UsageError(
-            ":diversity needs --net NET, the segmentation net whose per-class accuracy to use".into(),
+            ":diversity needs --net NET, the segmentation net or classifier whose per-class accuracy to use".into(),
         ));
     };
     let net = MODEL.variable(net, view)?;

@@ -279,8 +279,13 @@ fn channel_sevecs_of_a_classifier_reproduce_tables_1_and_2() {
     assert_eq!(p.trials, 100);
     learned::at_least("sevec channels: SeVec mask - permuted mask", p.sevec - p.permuted, 0.05);
     learned::at_least("sevec channels: SeVec mask - uniform shrink", p.sevec - p.shrunk, 0.03);
-    let study = diversity_vs_accuracy(&sevecs, &object_accuracy(&net, &holdout, 32).unwrap()).unwrap();
+    let accuracy = class_accuracy(&net, &holdout, 32).unwrap();
+    assert_eq!(accuracy, object_accuracy(&net, &holdout, 32).unwrap());
+    let study = diversity_vs_accuracy(&sevecs, &accuracy).unwrap();
     println!("{}", study.render().data()["text/plain"].as_str().unwrap());
     assert_eq!(study.pearson.n, 6);
     learned::at_most("sevec channels: Pearson r of diversity and accuracy within the things", study.pearson.r, -0.3);
+    // A classifier is scored on the images that show one object; two-object scenes have none.
+    let e = class_accuracy(&net, &scenes(8, 2..=2, 1), 8).unwrap_err().to_string();
+    assert!(e.contains("exactly one object") && e.contains("--objects 1"), "{e}");
 }
