@@ -805,7 +805,8 @@ pub struct Perturbation {
     /// (image, class) pairs averaged over.
     pub trials: usize,
     /// The unit most often active on the class (the largest element of v_c) set to 1.5
-    /// times the layer's largest activation on the image.
+    /// times the layer's largest activation on the image (a channel-unit at every position
+    /// of its channel).
     pub associated: f64,
     /// The same for a random unit.
     pub random: f64,
