@@ -146,7 +146,18 @@ pub fn find(name: &str) -> Option<&'static CommandSpec> {
 
 fn command_name(line: &str) -> Option<&str> {
     let rest = line.trim_start().strip_prefix(':').or_else(|| line.trim_start().strip_prefix('?'))?;
-    rest.split_whitespace().next().filter(|n| n.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'))
+    let word = rest.split_whitespace().next()?;
+    Some(word.strip_suffix('?').unwrap_or(word))
+        .filter(|n| n.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'))
+}
+
+/// The command a line asks the usage of: `?name`, or `:name?` as IPython's `name?`.
+fn help_request(line: &str) -> Option<&str> {
+    let trimmed = line.trim();
+    if let Some(name) = trimmed.strip_prefix('?') {
+        return Some(name.trim());
+    }
+    trimmed.strip_prefix(':')?.strip_suffix('?').filter(|name| !name.contains(char::is_whitespace))
 }
 
 /// Whether a line is for glassbox (a glassbox command, `?name`, or an unknown `:name` that
@@ -199,9 +210,8 @@ pub fn split_cell(code: &str) -> Vec<Segment> {
 /// Parses and runs one command line into its action.
 pub fn run(line: &str, view: &ReplView) -> Result<Action, UsageError> {
     let trimmed = line.trim();
-    if let Some(name) = trimmed.strip_prefix('?') {
-        let spec = lookup(name.trim())?;
-        return Ok(Action::Page(spec.help()));
+    if let Some(name) = help_request(trimmed) {
+        return Ok(Action::Page(lookup(name)?.help()));
     }
     let words = parse::words(trimmed.trim_start_matches(':'))?;
     let (name, rest) = words.split_first().ok_or_else(|| UsageError("an empty command; try :help".into()))?;
@@ -338,6 +348,10 @@ mod tests {
         assert!(one.starts_with(":seed N"), "{one}");
         let Action::Page(page) = run("?seed", &view()).unwrap() else { panic!() };
         assert_eq!(page, one);
+        let Action::Page(page) = run(":seed?", &view()).unwrap() else { panic!() };
+        assert_eq!(page, one);
+        assert!(matches!(&split_cell(":ssb?")[..], [Segment::Command { line, .. }] if line == ":ssb?"));
+        assert!(run(":sed?", &view()).unwrap_err().0.contains("Did you mean :seed?"));
         let Action::Show(train) = run(":help train", &view()).unwrap() else { panic!() };
         assert!(train.contains("--epochs") && train.contains("(default 10); a positive integer"), "{train}");
         assert!(train.contains("(default 0.9); a number in [0, 1)"), "{train}");
