@@ -187,6 +187,9 @@ impl Default for SceneConfig {
     }
 }
 
+/// The most objects a scene takes: more would hide one another behind the nearest.
+pub const MAX_OBJECTS: usize = 16;
+
 impl SceneConfig {
     /// Refuses configs whose scenes would be empty, degenerate or mislabelled.
     pub fn validate(&self) -> Result<(), DataError> {
@@ -196,6 +199,9 @@ impl SceneConfig {
         }
         if self.objects.is_empty() {
             return bad(format!("objects range {:?} is empty", self.objects));
+        }
+        if *self.objects.end() > MAX_OBJECTS {
+            return bad(format!("at most {MAX_OBJECTS} objects fit a scene, got up to {}", self.objects.end()));
         }
         let (lo, hi) = (*self.scale.start(), *self.scale.end());
         if !(0.05..=2.0).contains(&lo) || !(0.05..=2.0).contains(&hi) || lo > hi {
@@ -1108,6 +1114,7 @@ mod tests {
             SceneConfig { size: 8, ..Default::default() },
             #[allow(clippy::reversed_empty_ranges)]
             SceneConfig { objects: 3..=2, ..Default::default() },
+            SceneConfig { objects: 1..=1000, ..Default::default() },
             SceneConfig { scale: 0.5..=0.2, ..Default::default() },
             SceneConfig { scale: 0.0..=0.5, ..Default::default() },
             SceneConfig { colour_jitter: 30, pixel_noise: 10, ..Default::default() },

@@ -198,6 +198,7 @@ mod tests {
         let Action::Rust(code) = run(":data scenes --objects 2-3", &view).unwrap() else { panic!() };
         assert!(code.contains("objects: 2..=3, "), "{code}");
         assert!(run(":data scenes --objects 3-2", &view).unwrap_err().0.contains("--objects: invalid"));
+        assert!(run(":data scenes --objects 1000", &view).unwrap_err().0.contains("at most 16 objects"));
         assert!(run(":data scenes --objects many", &view).unwrap_err().0.contains("a count `N` or a range `A-B`"));
         assert!(run(":data colormnist --objects 1", &view).unwrap_err().0.contains("does not apply"));
         let Action::Rust(code) = run(":data colormnist --split test --as digits", &view).unwrap() else { panic!() };
