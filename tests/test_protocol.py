@@ -529,8 +529,13 @@ class Capped:
             how = f"killed by signal {-status}" if status is not None and status < 0 else f"exit status {status}"
             return [f"the kernel process is gone ({how})"]
         problems = []
+        pinged = time.monotonic()
         if not self.heartbeat():
-            problems.append("the heartbeat did not echo within 3 s")
+            # How late it is tells a stall from a dead heartbeat.
+            late = self.heartbeat(timeout=30)
+            problems.append("the heartbeat did not echo within 3 s; " + (
+                f"a second ping was echoed {time.monotonic() - pinged:.1f} s after the first was sent" if late
+                else "nor did a second within 30 s"))
         try:
             r = run(self.kc, "1 + 1", timeout=timeout)
             results = r.of("execute_result")

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod env;
 pub mod execute;
 pub mod final_expression;
+pub mod heartbeat;
 pub mod history;
 pub mod install;
 pub mod interrupter;

@@ -1,5 +1,5 @@
 //! The kernel's sockets (messaging spec 5.4): shell and control (ROUTER), iopub (PUB, see
-//! [`super::iopub`]), stdin (ROUTER) and heartbeat (REP).
+//! [`super::iopub`]), stdin (ROUTER) and heartbeat (REP, see [`super::heartbeat`]).
 //!
 //! What any peer may send is bounded: every socket refuses a message over
 //! [`Limits::max_message_bytes`] before allocating it, and drops that peer. What a client
@@ -7,13 +7,13 @@
 //! type, an error where it cannot be served, between `busy` and `idle` on iopub; a replayed
 //! signature is refused (see [`wire::Signer`]).
 
-use super::rust_analysis::Unready;
 use super::execute::{Executor, Outbox};
 use super::history::{History, Query};
 use super::interrupter::Interrupter;
 use super::iopub::Iopub;
 use super::processes;
 use super::repl::{InputReader, Repl, ReplConfig, Sink};
+use super::rust_analysis::Unready;
 use super::wire::{self, Author, Inbound, Signer};
 use anyhow::{Context, Result};
 use jupyter_protocol::{
@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
-use zeromq::{PubSocket, RepSocket, RouterSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
+use zeromq::{PubSocket, RouterSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
 
 /// What the kernel lets any peer do to it.
 #[derive(Debug, Clone, Copy)]
@@ -77,20 +77,9 @@ pub async fn run(info: ConnectionInfo, limits: Limits) -> Result<()> {
     control.bind(&info.control_url()).await.context("bind control")?;
     let mut stdin = RouterSocket::with_options(limits.socket_options());
     stdin.bind(&info.stdin_url()).await.context("bind stdin")?;
-    let mut heartbeat = RepSocket::with_options(limits.socket_options());
-    heartbeat.bind(&info.hb_url()).await.context("bind heartbeat")?;
+    super::heartbeat::spawn(info.hb_url(), limits.socket_options()).await?;
 
     let iopub = Iopub::spawn(iopub_socket, &info.iopub_url(), signer.clone(), author.clone()).await?;
-    tokio::spawn(async move {
-        loop {
-            match heartbeat.recv().await {
-                Ok(ping) => {
-                    let _ = heartbeat.send(ping).await;
-                }
-                Err(e) => refused("heartbeat", &e).await,
-            }
-        }
-    });
     let (asks, asked) = unbounded_channel();
     tokio::spawn(serve_stdin(stdin, signer.clone(), author.clone(), asked));
 
@@ -138,7 +127,7 @@ pub async fn run(info: ConnectionInfo, limits: Limits) -> Result<()> {
 
 /// A socket gave an error instead of a message: a peer broke the framing or went over the
 /// size limit, and was dropped. Say so in the log, and keep serving the others.
-async fn refused(channel: &str, error: &zeromq::ZmqError) {
+pub(super) async fn refused(channel: &str, error: &zeromq::ZmqError) {
     super::log(format_args!("dropped a peer on {channel}: {error}"));
     // A socket that fails at once again must not spin.
     tokio::time::sleep(Duration::from_millis(5)).await;
