@@ -140,12 +140,15 @@ impl Render for Sensitivity {
         let xs: Vec<f64> = self.steps.iter().map(|s| *s as f64).collect();
         let mut plot = LinePlot::new(format!("what `{}` of {} captures over training", self.stage, self.model))
             .x_label("training step")
-            .y_label("share of the factor's variation captured");
+            .y_label("share");
+        // One axis holds shares of two kinds: of a factor's variation, and of images.
         for (i, f) in self.factors.iter().enumerate() {
-            plot = plot.series(f.clone(), xs.iter().copied(), self.captured.iter().map(|c| c[i]));
+            let name = format!("{f}: of its variation, captured");
+            plot = plot.series(name, xs.iter().copied(), self.captured.iter().map(|c| c[i]));
         }
-        plot = plot.series("class kept by the decoded samples", xs.iter().copied(), self.class_kept.iter().copied());
-        plot = plot.series("test accuracy", xs.iter().copied(), self.accuracy.iter().copied());
+        plot =
+            plot.series("of decoded samples, kept in the class", xs.iter().copied(), self.class_kept.iter().copied());
+        plot = plot.series("of test images, classified right", xs.iter().copied(), self.accuracy.iter().copied());
         let mut text =
             vec![format!("captured share per factor at `{}` over the checkpoints of {}:", self.stage, self.model)];
         for (j, step) in self.steps.iter().enumerate() {
