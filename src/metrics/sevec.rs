@@ -781,19 +781,39 @@ pub fn diversity_vs_accuracy(
     })
 }
 
+impl DiversityStudy {
+    /// Diversity against accuracy, each point named by its class.
+    pub fn plot(&self) -> ScatterPlot {
+        let (series, names) = named_by_category(&self.concepts);
+        ScatterPlot::new(format!("diversity vs accuracy (r = {:.2}, p = {:.2e})", self.pearson.r, self.pearson.p))
+            .x_label("diversity D_c")
+            .y_label("class accuracy")
+            .series(series, self.diversity.clone(), self.accuracy.clone())
+            .point_names(names)
+            .size(520, 340)
+    }
+}
+
 impl Render for DiversityStudy {
     fn render(&self) -> Output {
         let head = format!("diversity vs accuracy: Pearson {}; Spearman {}", self.pearson, self.spearman);
         let rows: Vec<String> = (0..self.concepts.len())
             .map(|i| format!("{:<16} D {:.3}  accuracy {:.3}", self.concepts[i], self.diversity[i], self.accuracy[i]))
             .collect();
-        let plot =
-            ScatterPlot::new(format!("diversity vs accuracy (r = {:.2}, p = {:.2e})", self.pearson.r, self.pearson.p))
-                .x_label("diversity D_c")
-                .y_label("class accuracy")
-                .series("classes", self.diversity.clone(), self.accuracy.clone())
-                .size(520, 340);
-        plot.render().with("text/plain", std::iter::once(head).chain(rows).collect::<Vec<_>>().join("\n").into())
+        self.plot().render().with("text/plain", std::iter::once(head).chain(rows).collect::<Vec<_>>().join("\n").into())
+    }
+}
+
+/// The legend's name for the classes and each point's name: where every class is of one
+/// category, the category names the series and the points need only their bare names.
+fn named_by_category(concepts: &[String]) -> (String, Vec<String>) {
+    let split = |c: &str| c.split_once(':').map(|(k, n)| (k.to_owned(), n.to_owned()));
+    let first = concepts.first().and_then(|c| split(c)).map(|(k, _)| k);
+    match first {
+        Some(category) if concepts.iter().all(|c| split(c).is_some_and(|(k, _)| k == category)) => {
+            (format!("{category} classes"), concepts.iter().filter_map(|c| split(c)).map(|(_, n)| n).collect())
+        }
+        _ => ("classes".to_owned(), concepts.to_vec()),
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod grid;
 pub mod plot;
+pub mod point_names;
 pub mod sample;
 
 pub use grid::Grid;

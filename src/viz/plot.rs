@@ -4,7 +4,7 @@
 //! curve while training) and show it again with [`Handle::update`](crate::display::Handle).
 //! PNG is the default display; `.svg_output()` switches a plot's display to SVG.
 
-use super::{fonts, jet, palette, short_list};
+use super::{fonts, jet, palette, point_names, short_list};
 use crate::display::{Output, Render};
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
@@ -441,12 +441,14 @@ impl Render for LinePlot {
 pub struct ScatterPlot {
     frame: Frame,
     series: Vec<Series>,
+    /// For each series, the names written beside its points (none unless set).
+    point_names: Vec<Vec<String>>,
     radius: u32,
 }
 
 impl ScatterPlot {
     pub fn new(title: impl Into<String>) -> Self {
-        Self { frame: Frame::new(title), series: Vec::new(), radius: 3 }
+        Self { frame: Frame::new(title), series: Vec::new(), point_names: Vec::new(), radius: 3 }
     }
 
     frame_builders!();
@@ -459,6 +461,16 @@ impl ScatterPlot {
         ys: impl IntoIterator<Item = Y>,
     ) -> Self {
         self.series.push(Series { name: name.into(), points: to_points(xs, ys) });
+        self.point_names.push(Vec::new());
+        self
+    }
+
+    /// Names the points of the last series added, in order, each written beside its point;
+    /// for a few points that a reader must tell apart (classes in a correlation).
+    pub fn point_names<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        if let Some(last) = self.point_names.last_mut() {
+            *last = names.into_iter().map(Into::into).collect();
+        }
         self
     }
 
@@ -479,6 +491,21 @@ impl ScatterPlot {
                 .map_err(err)?
                 .label(&s.name)
                 .legend(move |(x, y)| Circle::new((x + 10, y), r, colour.filled()));
+        }
+        let named: Vec<((f64, f64), &String)> = (self.series.iter().zip(&self.point_names))
+            .flat_map(|(s, names)| s.points.iter().copied().zip(names))
+            .filter(|(p, _)| p.0.is_finite() && p.1.is_finite())
+            .collect();
+        if !named.is_empty() {
+            let style = font(12.0).color(&BLACK).pos(Pos::new(HPos::Left, VPos::Top));
+            let at: Vec<(i32, i32)> = named.iter().map(|(p, _)| chart.backend_coord(p)).collect();
+            let sizes = named.iter().map(|(_, name)| root.estimate_text_size(name, &style).map_err(err));
+            let sizes = sizes.collect::<Result<Vec<_>, _>>()?;
+            let (xs, ys) = chart.plotting_area().get_pixel_range();
+            let (x0, y0) = root.get_base_pixel();
+            for ((_, name), b) in named.iter().zip(point_names::place(&at, &sizes, r, xs, ys)) {
+                root.draw(&Text::new(name.as_str(), (b.left - x0, b.top - y0), style.clone())).map_err(err)?;
+            }
         }
         if !self.series.is_empty() {
             let drawn: Vec<(f64, f64)> = self.series.iter().flat_map(|s| s.points.iter().copied()).collect();
@@ -919,6 +946,16 @@ mod tests {
         assert_eq!(img.dimensions(), (300, 300));
         assert!(colours(&img) > 5);
         assert!(plot.svg().contains("mIoU vs channels"));
+    }
+
+    #[test]
+    fn a_scatter_plots_points_can_be_named() {
+        let plain = ScatterPlot::new("D vs accuracy").series("classes", [0.3, 0.5], [0.9, 0.2]).size(300, 300);
+        let named = plain.clone().point_names(["lamp", "tree"]);
+        let svg = named.svg();
+        assert!(svg.contains("lamp") && svg.contains("tree"), "{svg}");
+        assert!(!plain.svg().contains("lamp"));
+        assert_ne!(named.png(), plain.png(), "the names are drawn in the PNG too");
     }
 
     #[test]

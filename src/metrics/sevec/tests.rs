@@ -81,6 +81,24 @@ fn the_diversity_of_identical_vectors_is_zero() {
     assert_eq!(images, [5]);
 }
 
+#[test]
+fn a_diversity_plot_names_its_classes_without_a_shared_category() {
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (series, points) = named_by_category(&names(&["object:lamp", "object:car"]));
+    assert_eq!((series.as_str(), points), ("object classes", names(&["lamp", "car"])));
+    let mixed = names(&["object:lamp", "scene:street"]);
+    assert_eq!(named_by_category(&mixed), ("classes".to_owned(), mixed.clone()));
+    let study = DiversityStudy {
+        concepts: names(&["object:lamp", "object:car", "object:tree"]),
+        diversity: vec![0.3, 0.4, 0.5],
+        accuracy: vec![0.9, 0.6, 0.2],
+        pearson: pearson(&[0.3, 0.4, 0.5], &[0.9, 0.6, 0.2]),
+        spearman: spearman(&[0.3, 0.4, 0.5], &[0.9, 0.6, 0.2]),
+    };
+    let svg = study.plot().svg();
+    assert!(["lamp", "car", "tree", "object classes"].iter().all(|n| svg.contains(n)), "{svg}");
+}
+
 fn scenes(n: usize, objects: std::ops::RangeInclusive<usize>, seed: u64) -> ConceptScenes {
     ConceptScenes::generate(n, &SceneConfig { objects, seed, ..Default::default() }).unwrap()
 }
